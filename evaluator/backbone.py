@@ -1,0 +1,103 @@
+"""The shared backbone every design is trained in.
+
+Embedding, then ``n_layers`` pre-norm blocks (RMSNorm -> short causal convolution -> Mixer ->
+residual, optionally RMSNorm -> SwiGLU MLP -> residual), a final RMSNorm and an untied head.
+The evaluator owns everything here so designs are compared on equal terms; only the Mixer comes
+from the design.
+
+The short depthwise convolution before each mixer follows the measured recipe of EVALUATION.md:
+it hands every mixer the last few tokens, so recall tasks measure what a mixer can store and
+retrieve rather than how fast it learns a local shift (without it, softmax attention needs far
+more steps than a CPU tier affords to form an induction circuit). Designs may still add their own
+convolutions on q, k and v; that remains a design choice.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int):
+        super().__init__()
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class TokenConv(nn.Module):
+    """Causal depthwise convolution over time: (B, T, D) -> (B, T, D)."""
+
+    def __init__(self, dim: int, kernel_size: int):
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.conv = nn.Conv1d(dim, dim, kernel_size, groups=dim, padding=kernel_size - 1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        T = x.shape[1]
+        return self.conv(x.transpose(1, 2))[..., :T].transpose(1, 2)
+
+
+class Block(nn.Module):
+    def __init__(self, mixer: nn.Module, d_model: int, mlp_ratio: float, token_conv: int):
+        super().__init__()
+        self.mixer_norm = RMSNorm(d_model)
+        self.token_conv = TokenConv(d_model, token_conv) if token_conv > 0 else nn.Identity()
+        self.mixer = mixer
+        self.mlp = None
+        if mlp_ratio > 0:
+            self.mlp_norm = RMSNorm(d_model)
+            self.mlp = SwiGLU(d_model, int(mlp_ratio * d_model))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.mixer(self.token_conv(self.mixer_norm(x)))
+        if self.mlp is not None:
+            x = x + self.mlp(self.mlp_norm(x))
+        return x
+
+
+class LanguageModel(nn.Module):
+    """Token ids (B, T) -> logits (B, T, vocab)."""
+
+    def __init__(self, mixer_cls: type, vocab: int, d_model: int, n_layers: int, n_heads: int,
+                 mlp_ratio: float = 0.0, token_conv: int = 4, mixer_kwargs: dict | None = None):
+        super().__init__()
+        self.embed = nn.Embedding(vocab, d_model)
+        self.blocks = nn.ModuleList(
+            Block(mixer_cls(d_model=d_model, n_heads=n_heads, layer_idx=i, n_layers=n_layers,
+                            **(mixer_kwargs or {})), d_model, mlp_ratio, token_conv)
+            for i in range(n_layers)
+        )
+        self.norm = RMSNorm(d_model)
+        self.head = nn.Linear(d_model, vocab, bias=False)
+        nn.init.normal_(self.embed.weight, std=0.02)
+        nn.init.normal_(self.head.weight, std=0.02)
+        for block in self.blocks:
+            if block.mlp is not None:
+                nn.init.normal_(block.mlp.gate_up.weight, std=0.02)
+                nn.init.normal_(block.mlp.down.weight, std=0.02 / (2 * n_layers) ** 0.5)
+
+    @property
+    def mixers(self) -> list[nn.Module]:
+        return [block.mixer for block in self.blocks]
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.norm(x))

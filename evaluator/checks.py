@@ -1,0 +1,198 @@
+"""Checks a design must pass before any training: build, budget, shapes, causality, initial
+loss, gradients, recurrent form, and a scaling probe. Each raises ``EvalFailure`` with a named
+status and an expected-versus-actual reason, or returns measured figures."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from evaluator.backbone import LanguageModel
+from evaluator.status import EvalFailure, is_oom
+from evaluator.train import loss_fn
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    d_model: int = 64
+    n_heads: int = 2
+    n_layers: int = 2
+    vocab: int = 64
+    seq_len: int = 75  # odd, and longer than a 64-token chunk, so chunk boundaries are exercised
+    causal_cuts: tuple[int, ...] = (1, 17, 63, 64, 65, 74)
+    max_params_per_layer: float = 16.0  # in units of d_model**2
+    init_loss_tol: float = 0.5  # |loss - ln V| at initialization, in nats
+    step_len: int = 70
+    step_tol: float = 1e-3  # relative RMS error of step() against forward()
+    scaling_lengths: tuple[int, ...] = (512, 1024, 2048, 4096)
+    scaling_repeats: int = 2
+
+
+def rel_rms(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    num = (actual.double() - expected.double()).pow(2).mean().sqrt()
+    den = expected.double().pow(2).mean().sqrt().clamp_min(1e-12)
+    return (num / den).item()
+
+
+def build_mixers(mixer_cls: type, spec: CheckSpec) -> list[nn.Module]:
+    mixers = []
+    for layer in range(spec.n_layers):
+        try:
+            mixers.append(mixer_cls(d_model=spec.d_model, n_heads=spec.n_heads, layer_idx=layer,
+                                    n_layers=spec.n_layers))
+        except Exception as exc:
+            if is_oom(exc):
+                raise
+            raise EvalFailure("build", f"Mixer(d_model={spec.d_model}, n_heads={spec.n_heads}, layer_idx={layer}) "
+                                       f"raised {type(exc).__name__}: {exc}") from None
+    return mixers
+
+
+def check_params(mixers: list[nn.Module], spec: CheckSpec) -> dict:
+    counts = [sum(p.numel() for p in m.parameters()) for m in mixers]
+    budget = spec.max_params_per_layer * spec.d_model**2
+    for layer, count in enumerate(counts):
+        if count > budget:
+            raise EvalFailure("params", f"layer {layer} has {count} parameters; the budget is {int(budget)} "
+                                        f"({spec.max_params_per_layer:g} x d_model^2)")
+    return {"mixer_params_per_d2": round(max(counts) / spec.d_model**2, 3)}
+
+
+def _forward(mixer: nn.Module, x: torch.Tensor, layer: int) -> torch.Tensor:
+    y = mixer(x)
+    if not isinstance(y, torch.Tensor):
+        raise EvalFailure("shape", f"layer {layer}: forward returned {type(y).__name__}, expected a Tensor")
+    if y.shape != x.shape:
+        raise EvalFailure("shape", f"layer {layer}: forward returned shape {tuple(y.shape)}, expected {tuple(x.shape)}")
+    if y.dtype != x.dtype:
+        raise EvalFailure("shape", f"layer {layer}: forward returned dtype {y.dtype}, expected {x.dtype}")
+    if not torch.isfinite(y).all():
+        raise EvalFailure("nan", f"layer {layer}: forward produced non-finite values at initialization")
+    return y
+
+
+@torch.no_grad()
+def check_shapes_and_causality(mixers: list[nn.Module], spec: CheckSpec, generator: torch.Generator) -> None:
+    """Changing inputs at positions >= t must leave outputs before t bit-identical."""
+    for layer, mixer in enumerate(mixers):
+        mixer.eval()
+        x = torch.randn(2, spec.seq_len, spec.d_model, generator=generator)
+        y = _forward(mixer, x, layer)
+        for cut in spec.causal_cuts:
+            x2 = x.clone()
+            x2[:, cut:] = torch.randn(x2[:, cut:].shape, generator=generator)
+            y2 = _forward(mixer, x2, layer)
+            if not torch.equal(y[:, :cut], y2[:, :cut]):
+                diff = (y[:, :cut] - y2[:, :cut]).abs()
+                first = int(diff.amax(dim=(0, 2)).nonzero()[0])
+                raise EvalFailure("causality", f"layer {layer}: changing tokens from position {cut} on changed the "
+                                               f"output at position {first} (max change {diff.max().item():.3g})")
+
+
+def check_model(mixer_cls: type, spec: CheckSpec, generator: torch.Generator) -> dict:
+    """Initial loss near ln V, and every parameter reached by a finite gradient."""
+    model = LanguageModel(mixer_cls, spec.vocab, spec.d_model, spec.n_layers, spec.n_heads, mlp_ratio=2.0)
+    tokens = torch.randint(0, spec.vocab, (4, spec.seq_len + 1), generator=generator)
+    loss = loss_fn(model, tokens[:, :-1], tokens[:, 1:])
+    expected = math.log(spec.vocab)
+    if not torch.isfinite(loss):
+        raise EvalFailure("nan", f"loss at initialization is {loss.item()}")
+    if abs(loss.item() - expected) > spec.init_loss_tol:
+        raise EvalFailure("init-loss", f"loss at initialization is {loss.item():.3f}, expected ln V = {expected:.3f} "
+                                       f"± {spec.init_loss_tol}")
+    loss.backward()
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        if param.grad is None:
+            raise EvalFailure("gradient", f"parameter {name} receives no gradient")
+        if not torch.isfinite(param.grad).all():
+            raise EvalFailure("nan", f"parameter {name} has a non-finite gradient at initialization")
+    return {"init_loss": round(loss.item(), 4)}
+
+
+def state_numel(state) -> int:
+    if isinstance(state, torch.Tensor):
+        return state.numel()
+    if isinstance(state, dict):
+        return sum(state_numel(v) for v in state.values())
+    if isinstance(state, (list, tuple)):
+        return sum(state_numel(v) for v in state)
+    if state is None:
+        return 0
+    kind = type(state).__name__
+    raise EvalFailure("contract", f"a recurrent state may hold tensors, tuples, lists and dicts, not {kind}")
+
+
+@torch.no_grad()
+def check_recurrent(mixers: list[nn.Module], spec: CheckSpec, generator: torch.Generator) -> dict:
+    """step() over the sequence must reproduce forward(); returns the state size per sequence."""
+    total_state = 0
+    for layer, mixer in enumerate(mixers):
+        mixer.eval()
+        x = torch.randn(2, spec.step_len, spec.d_model, generator=generator)
+        y = _forward(mixer, x, layer)
+        try:
+            state = mixer.init_state(2)
+            outputs = []
+            for t in range(spec.step_len):
+                y_t, state = mixer.step(x[:, t], state)
+                if not isinstance(y_t, torch.Tensor) or y_t.shape != (2, spec.d_model):
+                    got = tuple(y_t.shape) if isinstance(y_t, torch.Tensor) else type(y_t).__name__
+                    raise EvalFailure("contract", f"layer {layer}: step returned {got}, expected (2, {spec.d_model})")
+                outputs.append(y_t)
+        except EvalFailure:
+            raise
+        except Exception as exc:
+            if is_oom(exc):
+                raise
+            raise EvalFailure("contract", f"layer {layer}: step raised {type(exc).__name__}: {exc}") from None
+        error = rel_rms(torch.stack(outputs, dim=1), y)
+        if not error <= spec.step_tol:
+            raise EvalFailure("recurrent-mismatch", f"layer {layer}: step vs forward relative RMS error {error:.2e} "
+                                                    f"exceeds {spec.step_tol:.0e}")
+        total_state += state_numel(state) // 2
+    return {"state_size": total_state}
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    lx, ly = [math.log(v) for v in xs], [math.log(max(v, 1e-12)) for v in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def saved_bytes(mixer: nn.Module, x: torch.Tensor) -> int:
+    """Bytes of activations autograd keeps for the backward pass of one forward."""
+    storages: dict[int, int] = {}
+
+    def pack(tensor: torch.Tensor):
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        mixer(x.requires_grad_())
+    return sum(storages.values())
+
+
+def scaling_probe(mixer: nn.Module, spec: CheckSpec, generator: torch.Generator) -> dict:
+    """Exponents of forward time and saved-activation memory in T (1 = linear, 2 = quadratic)."""
+    times, memory = [], []
+    for T in spec.scaling_lengths:
+        x = torch.randn(1, T, spec.d_model, generator=generator)
+        best = math.inf
+        with torch.no_grad():
+            for _ in range(spec.scaling_repeats):
+                t0 = time.perf_counter()
+                mixer(x)
+                best = min(best, time.perf_counter() - t0)
+        times.append(best)
+        memory.append(saved_bytes(mixer, x))
+    lengths = list(spec.scaling_lengths)
+    time_exp, mem_exp = _slope(lengths, times), _slope(lengths, memory)
+    return {"time_exponent": round(time_exp, 3), "memory_exponent": round(mem_exp, 3),
+            "superlinear": bool(time_exp > 1.5 or mem_exp > 1.3)}

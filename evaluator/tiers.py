@@ -1,0 +1,105 @@
+"""Evaluation tiers: fixed, seeded protocols, each with a version.
+
+A result is comparable only with results of the same tier and version; change a number here and
+bump that tier's version. Settings follow the measurements in EVALUATION.md, sized so one design
+costs about the tier's budget on one CPU thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from evaluator.checks import CheckSpec
+from evaluator.tasks.common import ModelShape
+from evaluator.tasks.lm import ByteLM, LMSpec
+from evaluator.tasks.mqar import MQAR, MQARSpec
+from evaluator.tasks.parity import Parity, ParitySpec
+from evaluator.train import Optim
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    version: int
+    description: str
+    checks: CheckSpec
+    tasks: tuple = ()
+    scaling_probe: bool = True
+    # metric -> weight in the score; every metric is an accuracy with the given chance level
+    score_weights: dict = field(default_factory=dict)
+    chance: dict = field(default_factory=dict)
+    wall_s: float = 300.0
+    memory_bytes: int = 6 << 30
+    device: str = "cpu"  # "cuda" when the tier wants a GPU and one is present
+
+    @property
+    def key(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+
+_CHECKS = CheckSpec()
+
+CHECK = Tier(
+    name="check", version=1, description="static scan, build, shapes, causality, gradients, recurrent form, scaling",
+    checks=_CHECKS, wall_s=120.0,
+)
+
+SMOKE = Tier(
+    name="smoke", version=1, description="checks + a small MQAR run (~30 s on one CPU thread)",
+    checks=_CHECKS,
+    tasks=(MQAR(MQARSpec(vocab=256, seq_len=64, n_pairs=8), ModelShape(64, 2, 2), Optim(steps=500, batch=64)),),
+    score_weights={"mqar_acc": 1.0}, chance={"mqar_acc": 1 / 128},
+    wall_s=240.0,
+)
+
+QUICK = Tier(
+    name="quick", version=1,
+    description="checks + MQAR at harder settings, parity, a byte-level LM gate (~2 min on one CPU thread)",
+    checks=_CHECKS,
+    tasks=(
+        MQAR(MQARSpec(vocab=512, seq_len=128, n_pairs=16), ModelShape(64, 2, 2), Optim(steps=700, batch=32)),
+        Parity(ParitySpec(min_len=3, max_len=40), ModelShape(16, 1, 1, mlp_ratio=2.0),
+               Optim(steps=600, batch=64, lr=3e-3, weight_decay=0.0)),
+        ByteLM(LMSpec(seq_len=128), ModelShape(64, 2, 2, mlp_ratio=2.0), Optim(steps=150, batch=16)),
+    ),
+    score_weights={"mqar_acc": 2.0, "parity_acc": 1.0}, chance={"mqar_acc": 1 / 256, "parity_acc": 0.5},
+    wall_s=600.0,
+)
+
+FULL = Tier(
+    name="full", version=1, description="GPU: Zoology-scale MQAR, parity, a larger byte-level LM",
+    checks=CheckSpec(d_model=128, n_heads=4),
+    tasks=(
+        MQAR(MQARSpec(vocab=8192, seq_len=256, n_pairs=64), ModelShape(128, 2, 4),
+             Optim(steps=8000, batch=64, lr=1e-3), n_test=2000),
+        Parity(ParitySpec(min_len=3, max_len=40), ModelShape(64, 2, 2, mlp_ratio=2.0),
+               Optim(steps=4000, batch=128, lr=1e-3, weight_decay=0.0), n_test=2000, long_len=256),
+        ByteLM(LMSpec(seq_len=512), ModelShape(256, 6, 4, mlp_ratio=4.0), Optim(steps=4000, batch=32, lr=1e-3),
+               n_val=256),
+    ),
+    score_weights={"mqar_acc": 2.0, "parity_acc": 1.0}, chance={"mqar_acc": 1 / 4096, "parity_acc": 0.5},
+    wall_s=4 * 3600.0, memory_bytes=64 << 30, device="cuda",
+)
+
+# The full tier's protocol at a size a CPU runs in seconds, so its code path is tested everywhere.
+FULL_TINY = Tier(
+    name="full-tiny", version=1, description="the full tier's tasks at a tiny size, for tests on CPU",
+    checks=CheckSpec(scaling_lengths=(128, 256)),
+    tasks=(
+        MQAR(MQARSpec(vocab=64, seq_len=32, n_pairs=4), ModelShape(32, 2, 2), Optim(steps=4, batch=8), n_test=16),
+        Parity(ParitySpec(min_len=3, max_len=10), ModelShape(16, 1, 1, mlp_ratio=2.0), Optim(steps=4, batch=8),
+               n_test=16, long_len=16),
+        ByteLM(LMSpec(seq_len=32), ModelShape(32, 2, 2, mlp_ratio=2.0), Optim(steps=4, batch=4), n_val=4),
+    ),
+    score_weights=FULL.score_weights, chance=FULL.chance, wall_s=300.0, device="cuda",
+)
+
+TIERS: dict[str, Tier] = {t.name: t for t in (CHECK, SMOKE, QUICK, FULL, FULL_TINY)}
+DEFAULT_TIER = "quick"
+
+
+def get_tier(name: str) -> Tier:
+    try:
+        return TIERS[name]
+    except KeyError:
+        raise ValueError(f"unknown tier {name!r}; choose one of {', '.join(TIERS)}") from None

@@ -1,0 +1,115 @@
+"""The training and measuring loop shared by every task.
+
+All data is materialized before training (generated from the task's seed before candidate code
+runs), so a design can neither see nor alter what it will be tested on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from evaluator.status import EvalFailure
+
+IGNORE = -100
+
+
+@dataclass(frozen=True)
+class Optim:
+    steps: int
+    batch: int
+    lr: float = 3e-3
+    weight_decay: float = 0.1
+    warmup: float = 0.05  # fraction of steps
+    clip: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrainLog:
+    final_loss: float
+    tokens_per_s: float
+    seconds: float
+    losses: tuple[float, ...]  # mean loss per tenth of training
+
+
+def lr_at(step: int, optim: Optim) -> float:
+    warmup = max(1, int(optim.warmup * optim.steps))
+    if step < warmup:
+        return optim.lr * (step + 1) / warmup
+    progress = (step - warmup) / max(1, optim.steps - warmup)
+    return optim.lr * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def loss_fn(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    logits = model(inputs)
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), labels.reshape(-1), ignore_index=IGNORE)
+
+
+def train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, optim: Optim, task: str) -> TrainLog:
+    """Train on ``optim.steps`` batches drawn in order from (inputs, labels)."""
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
+    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=optim.lr, betas=(0.9, 0.98))
+    n = inputs.shape[0]
+    losses: list[float] = []
+    timed_tokens, timed_seconds = 0, 0.0
+    model.train()
+    start = time.perf_counter()
+    for step in range(optim.steps):
+        lo = (step * optim.batch) % n
+        x, y = inputs[lo : lo + optim.batch], labels[lo : lo + optim.batch]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, optim)
+        t0 = time.perf_counter()
+        loss = loss_fn(model, x, y)
+        if not torch.isfinite(loss):
+            raise EvalFailure("nan", f"{task}: training loss became {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), optim.clip)
+        opt.step()
+        if step >= min(5, optim.steps - 1):  # skip warm-up steps when measuring throughput
+            timed_seconds += time.perf_counter() - t0
+            timed_tokens += x.numel()
+        losses.append(loss.item())
+    tenth = max(1, len(losses) // 10)
+    curve = tuple(sum(losses[i : i + tenth]) / len(losses[i : i + tenth]) for i in range(0, len(losses), tenth))
+    return TrainLog(final_loss=curve[-1], tokens_per_s=timed_tokens / max(timed_seconds, 1e-9),
+                    seconds=time.perf_counter() - start, losses=curve)
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch: int = 128) -> float:
+    """Fraction of labelled positions where the argmax prediction is the label."""
+    model.eval()
+    correct = total = 0
+    for lo in range(0, inputs.shape[0], batch):
+        x, y = inputs[lo : lo + batch], labels[lo : lo + batch]
+        logits = model(x)
+        if not torch.isfinite(logits).all():
+            raise EvalFailure("nan", "non-finite logits at evaluation")
+        mask = y != IGNORE
+        correct += (logits.argmax(-1)[mask] == y[mask]).sum().item()
+        total += mask.sum().item()
+    return correct / max(total, 1)
+
+
+@torch.no_grad()
+def bits_per_byte(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch: int = 64) -> float:
+    model.eval()
+    nats = count = 0.0
+    for lo in range(0, inputs.shape[0], batch):
+        x, y = inputs[lo : lo + batch], labels[lo : lo + batch]
+        logits = model(x)
+        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum")
+        if not torch.isfinite(loss):
+            raise EvalFailure("nan", "non-finite validation loss")
+        nats += loss.item()
+        count += y.numel()
+    return nats / count / math.log(2)
