@@ -1,0 +1,25 @@
+"""Reference building blocks that designs may import.
+
+A design file may import from these modules (and nothing else in the project):
+
+Recurrences, head-first layout q, k: (B, H, T, K), v: (B, H, T, V), state (B, H, K, V); each has a
+token-loop reference ``naive_recurrent_*``, a chunked form ``chunk_*`` for training and a single-token
+``*_step`` for recurrent inference:
+
+- ``kernels.linear_attn``: ``chunk_linear_attn``, ``naive_recurrent_linear_attn``, ``linear_attn_step``
+- ``kernels.simple_gla`` (scalar decay per head): ``chunk_simple_gla``, ``naive_recurrent_simple_gla``,
+  ``simple_gla_step``
+- ``kernels.gla`` (per-channel decay): ``chunk_gla``, ``naive_recurrent_gla``, ``gla_step``
+- ``kernels.delta_rule``: ``chunk_delta_rule``, ``naive_recurrent_delta_rule``, ``delta_rule_step``
+- ``kernels.gated_delta_rule``: ``chunk_gated_delta_rule``, ``naive_recurrent_gated_delta_rule``,
+  ``gated_delta_rule_step``
+
+Small blocks:
+
+- ``kernels.conv``: ``ShortConvolution`` (causal depthwise conv with ``init_state``/``step``)
+- ``kernels.norm``: ``RMSNorm``, ``GatedRMSNorm``
+- ``kernels.feature_maps``: ``feature_map(name)``, ``feature_dim(name, K)``, ``FEATURE_MAPS``
+- ``kernels.attention``: ``softmax_attention``, ``sliding_window_attention``, ``RotaryEmbedding``
+
+This package must stay importable without the evaluator, so nothing is imported eagerly here.
+"""

@@ -1,0 +1,44 @@
+"""Short causal depthwise convolution, the local mixer most linear-attention layers put before q, k, v."""
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_ACTIVATIONS = {None: None, "silu": F.silu}
+
+
+class ShortConvolution(nn.Conv1d):
+    """Causal depthwise conv over [B, T, dim] -> [B, T, dim], optionally followed by an activation.
+
+    ``step`` consumes one token at a time with a state holding the last ``kernel_size - 1`` inputs,
+    so running ``step`` over a sequence from ``init_state`` reproduces ``forward``.
+    """
+
+    def __init__(self, dim: int, kernel_size: int = 4, activation: str | None = "silu", bias: bool = False):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {list(_ACTIVATIONS)}, got {activation!r}")
+        super().__init__(dim, dim, kernel_size, groups=dim, padding=kernel_size - 1, bias=bias)
+        self.dim = dim
+        self.activation = activation
+
+    def _activate(self, y: Tensor) -> Tensor:
+        fn = _ACTIVATIONS[self.activation]
+        return y if fn is None else fn(y)
+
+    def forward(self, x: Tensor) -> Tensor:
+        T = x.shape[1]
+        # Left padding of kernel_size - 1 on both sides; keeping the first T outputs makes it causal.
+        y = F.conv1d(x.transpose(1, 2), self.weight, self.bias, padding=self.padding, groups=self.dim)
+        return self._activate(y[..., :T].transpose(1, 2))
+
+    def init_state(self, batch: int) -> Tensor:
+        """The last ``kernel_size - 1`` inputs, zeros at the start: (batch, dim, kernel_size - 1)."""
+        return self.weight.new_zeros(batch, self.dim, self.kernel_size[0] - 1)
+
+    def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
+        """One token: x_t (B, dim) -> (y_t (B, dim), new state)."""
+        window = torch.cat([state, x_t.unsqueeze(-1)], dim=-1)  # (B, dim, kernel_size)
+        y = (window * self.weight.squeeze(1)).sum(-1)
+        if self.bias is not None:
+            y = y + self.bias
+        return self._activate(y), window[..., 1:]

@@ -1,0 +1,23 @@
+"""The baseline designs: one self-contained design file per published mixer, seeded into every workspace.
+
+Each file follows the design contract (a ``Mixer`` class, a module docstring with name and
+motivation) and is read as source, never imported as part of this package, exactly like a
+candidate design.
+"""
+
+from pathlib import Path
+
+_HERE = Path(__file__).resolve().parent
+
+BASELINES: dict[str, Path] = {
+    path.stem: path for path in sorted(_HERE.glob("*.py")) if not path.name.startswith("_")
+}
+
+DEFAULT_REFERENCE = "softmax_attention"
+
+
+def baseline_path(name: str) -> Path:
+    """The design file of baseline ``name`` (a file stem in this folder)."""
+    if name not in BASELINES:
+        raise KeyError(f"unknown baseline {name!r}; expected one of {sorted(BASELINES)}")
+    return BASELINES[name]
