@@ -1,0 +1,36 @@
+"""The gated delta rule (Gated DeltaNet) as a token loop (the ground truth) and its single-token step."""
+
+import torch
+from torch import Tensor
+
+from ..utils import check_qkv, compute_dtype, initial_state_or_zeros, resolve_scale
+
+
+def gated_delta_rule_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, g_t: Tensor, beta_t: Tensor,
+                          state: Tensor, scale: float | None = None) -> tuple[Tensor, Tensor]:
+    """One token of S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T.
+
+    Written as S' = exp(g_t) S_{t-1}, S_t = S' + beta_t k_t (v_t - S'^T k_t)^T; o_t = scale * S_t^T q_t.
+    q_t, k_t: (B, H, K); v_t: (B, H, V); g_t: (B, H) log-decay <= 0; beta_t: (B, H).
+    """
+    dtype = compute_dtype(q_t)
+    q, k, v, g, beta = q_t.to(dtype), k_t.to(dtype), v_t.to(dtype), g_t.to(dtype), beta_t.to(dtype)
+    state = g.exp()[..., None, None] * state.to(dtype)
+    error = v - (k.unsqueeze(-1) * state).sum(-2)  # (B, H, V)
+    state = state + k.unsqueeze(-1) * (beta.unsqueeze(-1) * error).unsqueeze(-2)
+    o = resolve_scale(scale, q.shape[-1]) * (q.unsqueeze(-1) * state).sum(-2)
+    return o.to(q_t.dtype), state
+
+
+def naive_recurrent_gated_delta_rule(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor,
+                                     scale: float | None = None, initial_state: Tensor | None = None,
+                                     output_final_state: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Token-by-token gated delta rule; g, beta: (B, H, T)."""
+    B, H, T, K, V = check_qkv(q, k, v)
+    state = initial_state_or_zeros(initial_state, B, H, K, V, q, compute_dtype(q))
+    outputs = []
+    for t in range(T):
+        o_t, state = gated_delta_rule_step(q[:, :, t], k[:, :, t], v[:, :, t], g[:, :, t], beta[:, :, t],
+                                           state, scale)
+        outputs.append(o_t)
+    return torch.stack(outputs, dim=2), state if output_final_state else None

@@ -1,0 +1,32 @@
+"""Gated linear attention with a per-key-channel decay as a token loop and a single step."""
+
+import torch
+from torch import Tensor
+
+from ..utils import check_qkv, compute_dtype, initial_state_or_zeros, resolve_scale
+
+
+def gla_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, g_t: Tensor, state: Tensor,
+             scale: float | None = None) -> tuple[Tensor, Tensor]:
+    """One token of S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T, o_t = scale * S_t^T q_t.
+
+    q_t, k_t, g_t: (B, H, K) with g_t <= 0; v_t: (B, H, V); state: (B, H, K, V).
+    """
+    dtype = compute_dtype(q_t)
+    q, k, v, g = q_t.to(dtype), k_t.to(dtype), v_t.to(dtype), g_t.to(dtype)
+    state = g.exp().unsqueeze(-1) * state.to(dtype) + k.unsqueeze(-1) * v.unsqueeze(-2)
+    o = resolve_scale(scale, q.shape[-1]) * (q.unsqueeze(-1) * state).sum(-2)
+    return o.to(q_t.dtype), state
+
+
+def naive_recurrent_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float | None = None,
+                        initial_state: Tensor | None = None,
+                        output_final_state: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Token-by-token GLA; g: (B, H, T, K)."""
+    B, H, T, K, V = check_qkv(q, k, v)
+    state = initial_state_or_zeros(initial_state, B, H, K, V, q, compute_dtype(q))
+    outputs = []
+    for t in range(T):
+        o_t, state = gla_step(q[:, :, t], k[:, :, t], v[:, :, t], g[:, :, t], state, scale)
+        outputs.append(o_t)
+    return torch.stack(outputs, dim=2), state if output_final_state else None

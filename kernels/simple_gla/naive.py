@@ -1,0 +1,32 @@
+"""Scalar-gated linear attention (RetNet / Mamba2-style decay) as a token loop and a single step."""
+
+import torch
+from torch import Tensor
+
+from ..utils import check_qkv, compute_dtype, initial_state_or_zeros, resolve_scale
+
+
+def simple_gla_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, g_t: Tensor, state: Tensor,
+                    scale: float | None = None) -> tuple[Tensor, Tensor]:
+    """One token of S_t = exp(g_t) S_{t-1} + k_t v_t^T, o_t = scale * S_t^T q_t.
+
+    q_t, k_t: (B, H, K); v_t: (B, H, V); g_t: (B, H) log-decay <= 0; state: (B, H, K, V).
+    """
+    dtype = compute_dtype(q_t)
+    q, k, v, g = q_t.to(dtype), k_t.to(dtype), v_t.to(dtype), g_t.to(dtype)
+    state = g.exp()[..., None, None] * state.to(dtype) + k.unsqueeze(-1) * v.unsqueeze(-2)
+    o = resolve_scale(scale, q.shape[-1]) * (q.unsqueeze(-1) * state).sum(-2)
+    return o.to(q_t.dtype), state
+
+
+def naive_recurrent_simple_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float | None = None,
+                               initial_state: Tensor | None = None,
+                               output_final_state: bool = False) -> tuple[Tensor, Tensor | None]:
+    """Token-by-token scalar-gated linear attention; g: (B, H, T)."""
+    B, H, T, K, V = check_qkv(q, k, v)
+    state = initial_state_or_zeros(initial_state, B, H, K, V, q, compute_dtype(q))
+    outputs = []
+    for t in range(T):
+        o_t, state = simple_gla_step(q[:, :, t], k[:, :, t], v[:, :, t], g[:, :, t], state, scale)
+        outputs.append(o_t)
+    return torch.stack(outputs, dim=2), state if output_final_state else None
