@@ -27,6 +27,8 @@ class RunConfig:
     model: str = "offline"           # agent backend: "offline", or a litellm model string (later issue)
     executor: str = "local"          # where evaluations run: "local" (process pool)
     reference_seeds: int = 1         # seeds per baseline when references are seeded
+    max_attempts: int = 3            # coder attempts per proposal when a check fails (self-debugging)
+    references: tuple[str, ...] = ()  # baselines seeded as references; empty = all of them
 
     def __post_init__(self) -> None:
         if self.tier not in TIERS:
@@ -35,6 +37,8 @@ class RunConfig:
             raise ConfigError(f"budget must be >= 0, got {self.budget}")
         if self.workers < 0:
             raise ConfigError(f"workers must be >= 0, got {self.workers}")
+        if isinstance(self.references, list):
+            object.__setattr__(self, "references", tuple(self.references))
         if self.reference_seeds < 1:
             raise ConfigError(f"reference_seeds must be >= 1, got {self.reference_seeds}")
 

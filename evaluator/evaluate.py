@@ -78,6 +78,9 @@ def result_from(process: sandbox.ProcessResult, code: str, tier: str, seed: int)
     if process.outcome == "raised":
         status = "harness"
     reason = process.error or process.outcome
+    last_words = [line for line in process.stderr.strip().splitlines() if line.strip()]
+    if status == "crash" and last_words:
+        reason = f"{reason}; stderr ends: {last_words[-1][:300]}"
     if status == "timeout":
         reason = f"no result within {process.wall_s:.0f}s ({reason})"
     return EvalResult(**base, status=status, reason=reason, duration_s=process.wall_s,

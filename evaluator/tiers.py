@@ -47,7 +47,7 @@ CHECK = Tier(
 SMOKE = Tier(
     name="smoke", version=1, description="checks + a small MQAR run (~30 s on one CPU thread)",
     checks=_CHECKS,
-    tasks=(MQAR(MQARSpec(vocab=256, seq_len=64, n_pairs=8), ModelShape(64, 2, 2), Optim(steps=500, batch=64)),),
+    tasks=(MQAR(MQARSpec(vocab=256, seq_len=64, n_pairs=16), ModelShape(64, 2, 2), Optim(steps=400, batch=64)),),
     score_weights={"mqar_acc": 1.0}, chance={"mqar_acc": 1 / 128},
     wall_s=240.0,
 )
@@ -57,12 +57,12 @@ QUICK = Tier(
     description="checks + MQAR at harder settings, parity, a byte-level LM gate (~2 min on one CPU thread)",
     checks=_CHECKS,
     tasks=(
-        MQAR(MQARSpec(vocab=512, seq_len=128, n_pairs=16), ModelShape(64, 2, 2), Optim(steps=700, batch=32)),
+        MQAR(MQARSpec(vocab=256, seq_len=128, n_pairs=24), ModelShape(64, 2, 2), Optim(steps=800, batch=32)),
         Parity(ParitySpec(min_len=3, max_len=40), ModelShape(16, 1, 1, mlp_ratio=2.0),
                Optim(steps=600, batch=64, lr=3e-3, weight_decay=0.0)),
         ByteLM(LMSpec(seq_len=128), ModelShape(64, 2, 2, mlp_ratio=2.0), Optim(steps=150, batch=16)),
     ),
-    score_weights={"mqar_acc": 2.0, "parity_acc": 1.0}, chance={"mqar_acc": 1 / 256, "parity_acc": 0.5},
+    score_weights={"mqar_acc": 2.0, "parity_acc": 1.0}, chance={"mqar_acc": 1 / 128, "parity_acc": 0.5},
     wall_s=600.0,
 )
 

@@ -1,0 +1,122 @@
+"""The roles' interface: what the researcher, coder and analyst receive and return.
+
+Every backend (offline search, LLM) implements the same three small protocols. The loop builds a
+``Context`` from memory and hands it to the roles; the roles never touch the database. All records
+are frozen dataclasses so a proposal or an outcome cannot change after it was made.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class DesignSummary:
+    """What memory hands the agents about one recorded design (its best evaluation at the tier)."""
+
+    id: int
+    name: str
+    origin: str
+    spec: dict | None  # the design-space point, when the design has one (offline and baseline designs)
+    score: float | None
+    metrics: dict
+    status: str
+    parents: tuple[int, ...] = ()
+    code: str | None = None
+    analysis: str | None = None
+
+
+@dataclass(frozen=True)
+class Context:
+    """Built by the loop from memory; everything a role may know about the search so far."""
+
+    tier: str
+    iteration: int
+    seed: int
+    top: tuple[DesignSummary, ...]  # best designs at this tier, best first
+    baselines: tuple[DesignSummary, ...]
+    recent: tuple[DesignSummary, ...]  # latest evaluated designs, failures included
+    # {choice: {str(value): {"n": int, "mean_score": float | None, "fails": int}}}
+    choice_stats: dict
+    known_hashes: frozenset[str] = frozenset()  # code hashes already in memory
+
+    def designs(self) -> tuple[DesignSummary, ...]:
+        """Every design the context mentions, each once, in the order top, baselines, recent."""
+        seen: dict[int, DesignSummary] = {}
+        for design in (*self.top, *self.baselines, *self.recent):
+            seen.setdefault(design.id, design)
+        return tuple(seen.values())
+
+    def design(self, design_id: int) -> DesignSummary | None:
+        return next((d for d in self.designs() if d.id == design_id), None)
+
+
+@dataclass(frozen=True)
+class Proposal:
+    name: str
+    motivation: str
+    plan: str
+    parents: tuple[int, ...]
+    spec: dict | None = None
+
+
+@dataclass(frozen=True)
+class Draft:
+    code: str
+    proposal: Proposal
+    attempt: int = 1  # 1 for the first file written for a proposal, +1 for each rewrite after feedback
+
+
+@dataclass(frozen=True)
+class Outcome:
+    design_id: int
+    proposal: Proposal
+    status: str  # "ok" or a named failure
+    reason: str
+    metrics: dict
+    score: float | None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    text: str
+    data: dict  # e.g. {"changed": {choice: [old, new]}, "delta_score": ..., "parent_score": ...}
+
+
+class Researcher(Protocol):
+    def propose(self, context: Context) -> Proposal: ...
+
+
+class Coder(Protocol):
+    def write(self, proposal: Proposal, context: Context, feedback: str | None = None) -> Draft: ...
+
+
+class Analyst(Protocol):
+    def analyse(self, outcome: Outcome, context: Context) -> Analysis: ...
+
+
+@dataclass(frozen=True)
+class Roles:
+    researcher: Researcher
+    coder: Coder
+    analyst: Analyst
+    name: str  # the backend's name; the loop records it as the designs' origin
+
+
+BACKENDS = ("offline",)
+
+
+def make_roles(backend: str = "offline", *, seed: int = 0, **options) -> Roles:
+    """The three roles of ``backend``, seeded.
+
+    offline options: ``researcher`` ("search", the default, or "random"), ``explore`` (see
+    ``OfflineResearcher``). An unknown backend or option is an error.
+    """
+    if backend == "offline":
+        from agents.offline import offline_roles
+
+        return offline_roles(seed=seed, **options)
+    if backend == "llm":
+        raise NotImplementedError("the LLM backend is not available yet; use backend 'offline'")
+    raise ValueError(f"unknown agent backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -1,0 +1,52 @@
+"""The command line: exit codes, JSON output, and README/--help agreement."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+from discover.cli import build_parser, main
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = Path(__file__).parent / "designs" / "good_linear.py"
+
+
+def test_check_json_reports_status_reason_and_metrics(capsys):
+    assert main(["check", str(GOOD), "--tier", "check", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "ok" and report["reason"] == ""
+    assert report["metrics"]["state_size"] > 0
+
+
+def test_check_exits_nonzero_on_a_broken_design(tmp_path, capsys):
+    bad = tmp_path / "bad.py"
+    bad.write_text('"""Bad\n\nNo mixer here.\n"""\n\nimport torch\n')
+    assert main(["check", str(bad), "--tier", "check", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    assert report["status"] == "contract"
+    assert "Mixer" in report["reason"]
+
+
+def test_check_missing_file_is_a_clear_error(capsys):
+    assert main(["check", "no/such/file.py"]) == 2
+    assert "no such file" in capsys.readouterr().err
+
+
+def test_every_command_in_the_readme_exists_with_its_flags():
+    readme = (ROOT / "README.md").read_text()
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices
+    for line in re.findall(r"`discover ([^`]+)`", readme):
+        words = line.split()
+        assert words[0] in commands, f"README mentions `discover {line}` but there is no such command"
+        known = {opt for action in commands[words[0]]._actions for opt in action.option_strings}
+        for flag in re.findall(r"--[a-z-]+", line):
+            assert flag in known, f"README: `discover {line}` uses {flag}, which {words[0]} does not accept"
+
+
+def test_help_runs_for_every_command():
+    for command in ["run", "seed", "check", "top"]:
+        out = subprocess.run([sys.executable, "-m", "discover.cli", command, "--help"], capture_output=True,
+                             text=True, cwd=ROOT)
+        assert out.returncode == 0 and "usage: discover" in out.stdout

@@ -1,0 +1,134 @@
+"""The discovery loop against a real SQLite file, a real git archive and real sandboxed evaluations
+at a tiny tier; scripted roles stand in for the agents where a test needs exact proposals."""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from agents import Analysis, Draft, Proposal, Roles
+from discover.config import RunConfig
+from discover.loop import run
+from memory import ExperienceDB
+
+GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
+TIER = "full-tiny"
+REFS = ("softmax_attention", "linear_attention")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def renamed(code: str) -> str:
+    """The same design with other identifiers, comments and docstring."""
+    out = code.replace("self.qkv", "self.in_proj").replace("self.out", "self.out_proj").replace("kv", "memory")
+    return out.replace('"""Tiny linear attention', '"""Renamed copy\n\n# a comment') + "\n# trailing comment\n"
+
+
+class Scripted:
+    """Researcher, coder and analyst that replay a fixed list of design files."""
+
+    def __init__(self, codes):
+        self.codes = list(codes)
+        self.n = 0
+
+    def propose(self, context):
+        self.n += 1
+        return Proposal(f"scripted-{self.n}", "scripted for a test", "replay", ())
+
+    def write(self, proposal, context, feedback=None):
+        return Draft(self.codes[(int(proposal.name.split("-")[1]) - 1) % len(self.codes)], proposal)
+
+    def analyse(self, outcome, context):
+        return Analysis(f"{outcome.status} with score {outcome.score}", {"status": outcome.status})
+
+
+def scripted_roles(codes):
+    agent = Scripted(codes)
+    return Roles(researcher=agent, coder=agent, analyst=agent, name="user")
+
+
+def config(tmp_path, budget, **kw):
+    return RunConfig(workspace=str(tmp_path / "ws"), tier=TIER, budget=budget, workers=2, references=REFS, **kw)
+
+
+def test_duplicates_cost_nothing_and_renamed_copies_are_caught(tmp_path):
+    variant = GOOD.replace("F.elu(q) + 1, F.elu(k) + 1", "F.relu(q) + 1, F.relu(k) + 1")
+    codes = [GOOD, GOOD, renamed(GOOD), variant]
+    summary = run(config(tmp_path, budget=2), roles=scripted_roles(codes))
+    assert summary.spent == 2
+    db = ExperienceDB(Path(tmp_path / "ws" / "experience.db"))
+    searched = [d for d in db.designs() if d.origin != "baseline"]
+    assert [d.code for d in searched] == [GOOD, variant]
+    kinds = sorted(d["kind"] for d in db.duplicates(summary.run_id))
+    assert kinds == ["exact", "structural"]
+    evaluations = [e for d in searched for e in db.evaluations(d.id)]
+    assert len(evaluations) == 2 and all(e.status == "ok" for e in evaluations)
+    assert all(d.archive_commit for d in searched)
+
+
+def test_offline_run_spends_the_budget_and_ranks_designs(tmp_path):
+    summary = run(config(tmp_path, budget=3))
+    assert summary.status == "finished" and summary.spent == 3
+    db = ExperienceDB(Path(tmp_path / "ws" / "experience.db"))
+    offline = [d for d in db.designs() if d.origin == "offline"]
+    assert len(offline) >= 3
+    assert len(db.references(TIER, 1)) == len(REFS)
+    assert db.top(TIER, 10, 1), "scored designs appear on the leaderboard"
+    kinds = {e.kind for e in db.events(summary.run_id)}
+    assert {"run-start", "reference", "design", "evaluate-done", "analysis", "run-end"} <= kinds
+
+
+def _search_rows(path):
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    try:
+        return conn.execute("SELECT design_id, status FROM evaluations WHERE purpose = 'search'").fetchall()
+    finally:
+        conn.close()
+
+
+@pytest.mark.slow
+def test_sigkill_mid_evaluation_then_resume_loses_and_repeats_nothing(tmp_path):
+    workspace = tmp_path / "ws"
+    budget = 4
+    cmd = [sys.executable, "-m", "discover.cli", "run", "--budget", str(budget), "--tier", TIER,
+           "--workspace", str(workspace), "--workers", "1"]
+    cfg = tmp_path / "refs.toml"
+    cfg.write_text("references = " + json.dumps(list(REFS)) + "\n")
+    cmd += ["--config", str(cfg)]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    runner = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    db_path = workspace / "experience.db"
+    deadline = time.monotonic() + 240
+    killed_with = None
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        if db_path.exists():
+            try:
+                rows = _search_rows(db_path)
+            except sqlite3.OperationalError:
+                continue
+            finished = [r for r in rows if r[1] != "running"]
+            if any(r[1] == "running" for r in rows) and len(finished) >= 1:
+                runner.send_signal(signal.SIGKILL)
+                killed_with = rows
+                break
+    runner.wait(30)
+    assert killed_with is not None, "the run never reached a second search evaluation"
+    finished_before = {(d, s) for d, s in killed_with if s != "running"}
+
+    resumed = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    rows = _search_rows(db_path)
+    counted = [r for r in rows if r[1] not in ("running", "interrupted")]
+    assert len(counted) == budget  # exact budget
+    assert finished_before <= set(rows)  # nothing finished was lost
+    per_design = {}
+    for design_id, _status in counted:
+        per_design[design_id] = per_design.get(design_id, 0) + 1
+    assert max(per_design.values()) == 1  # nothing finished was repeated
+    assert sum(1 for r in rows if r[1] == "interrupted") == 1

@@ -1,0 +1,128 @@
+"""The offline design space: canonical points, validity rules, names and the baselines as points."""
+
+import random
+
+import pytest
+
+from agents.offline.space import (
+    BASELINE_POINTS,
+    CHOICES,
+    DEFAULT_POINT,
+    canonical,
+    complete,
+    describe,
+    diff,
+    is_valid,
+    point_name,
+    random_point,
+    relevant,
+    repair,
+    validate,
+)
+from memory.baselines import BASELINES
+
+
+def test_every_baseline_design_has_a_valid_canonical_point():
+    assert set(BASELINE_POINTS) == set(BASELINES)
+    for name, point in BASELINE_POINTS.items():
+        assert validate(point) == [], name
+        assert canonical(point) == point, name
+
+
+def test_baseline_points_are_distinct_and_named_distinctly():
+    names = [point_name(p) for p in BASELINE_POINTS.values()]
+    assert len(set(names)) == len(names)
+    assert point_name(BASELINE_POINTS["gated_deltanet"]) == "gated-delta-mamba-c4-swish"
+    assert point_name(BASELINE_POINTS["softmax_attention"]) == "softmax-attention"
+
+
+def test_default_point_names_a_value_for_every_choice():
+    assert set(DEFAULT_POINT) == {c.name for c in CHOICES}
+    for choice in CHOICES:
+        assert DEFAULT_POINT[choice.name] in choice.values
+        assert choice.description and all(choice.values.values())
+
+
+def test_canonical_keeps_only_choices_that_matter():
+    additive = canonical({"update": "additive", "beta": "2sigmoid", "gate": "mamba", "delta_steps": 2,
+                          "qk_norm": "none"})
+    assert "beta" not in additive and "gate" not in additive and "delta_steps" not in additive
+    assert canonical({"hybrid": "all", "attention": "swa32", "update": "gated", "memories": 4}) == {
+        "hybrid": "all", "attention": "swa32"}
+    assert "attention" not in canonical({"hybrid": "none", "attention": "swa16"})
+    assert relevant({"update": "gated_delta"}) == tuple(canonical({"update": "gated_delta"}))
+
+
+def test_canonical_coerces_values_the_statistics_store_as_strings():
+    assert canonical({"conv": "2", "memories": "4"}) == canonical({"conv": 2, "memories": 4})
+    assert isinstance(canonical({"conv": "2"})["conv"], int)
+
+
+def test_unknown_choices_and_values_are_reported_not_guessed():
+    assert validate({"mixer": "lstm"}) == ["unknown choice 'mixer'"]
+    assert "not a value" in validate({"conv": 3})[0]
+    with pytest.raises(ValueError, match="unknown choice"):
+        canonical({"mixer": "lstm"})
+
+
+@pytest.mark.parametrize("point, fragment", [
+    ({"update": "delta", "qk_norm": "none"}, "L2-normalized keys"),
+    ({"update": "gated_delta", "gate": "mamba", "qk_norm": "none"}, "L2-normalized keys"),
+    ({"feature_map": "taylor2", "update": "additive", "qk_norm": "none", "key_dim": "head"}, "key_dim='16'"),
+    ({"feature_map": "taylor2", "update": "gated", "gate": "mamba", "qk_norm": "none", "key_dim": "16"},
+     "taylor2 feature map works only"),
+    ({"feature_map": "identity", "update": "additive", "qk_norm": "none", "out_norm": "none"}, "positive"),
+    ({"update": "delta", "delta_steps": 2, "memories": 4}, "cost limit"),
+    ({"feature_map": "taylor2", "update": "additive", "key_dim": "16", "memories": 4}, "cost limit"),
+])
+def test_validity_rules_name_what_is_wrong(point, fragment):
+    problems = validate(point)
+    assert any(fragment in p for p in problems), problems
+
+
+def test_rules_do_not_apply_to_a_pure_attention_design():
+    assert is_valid({"hybrid": "all", "attention": "full", "update": "delta", "qk_norm": "none"})
+
+
+def test_repair_fixes_the_rules_with_an_obvious_fix():
+    fixed = repair({"update": "delta", "qk_norm": "none", "delta_steps": 2, "memories": 4})
+    assert is_valid(fixed)
+    assert fixed["qk_norm"] == "l2" and fixed["memories"] == 2 and fixed["delta_steps"] == 2
+    assert repair({"feature_map": "taylor2", "update": "additive", "key_dim": "head"})["key_dim"] == "16"
+    assert repair({"update": "additive", "qk_norm": "none", "out_norm": "none"})["out_norm"] == "rmsnorm"
+
+
+def test_random_points_are_valid_and_canonical():
+    rng = random.Random(0)
+    for _ in range(300):
+        point = random_point(rng)
+        assert validate(point) == []
+        assert canonical(point) == point
+
+
+def test_different_points_get_different_names():
+    rng = random.Random(1)
+    by_name: dict[str, dict] = {}
+    for _ in range(2000):
+        point = random_point(rng)
+        assert by_name.setdefault(point_name(point), point) == point
+
+
+def test_describe_is_a_paragraph_that_mentions_the_update_rule():
+    text = describe(BASELINE_POINTS["deltanet_negeig"])
+    assert "delta rule" in text and "(0, 2)" in text and "\n" not in text
+    assert "Every fourth layer" in describe(BASELINE_POINTS["deltanet_hybrid"])
+
+
+def test_diff_lists_changed_choices_including_ones_that_appear_or_vanish():
+    changed = diff(BASELINE_POINTS["deltanet"], BASELINE_POINTS["gated_deltanet"])
+    assert changed == {"update": ["delta", "gated_delta"], "gate": [None, "mamba"],
+                       "out_gate": ["none", "swish"]}
+    assert diff(None, {"hybrid": "all", "attention": "full"}) == {"hybrid": [None, "all"],
+                                                                  "attention": [None, "full"]}
+    assert diff(BASELINE_POINTS["gla"], BASELINE_POINTS["gla"]) == {}
+
+
+def test_complete_fills_missing_choices_from_a_given_point():
+    filled = complete({"hybrid": "all", "attention": "full"}, fill=complete(BASELINE_POINTS["gla"]))
+    assert filled["update"] == "gated" and filled["hybrid"] == "all"
