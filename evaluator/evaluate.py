@@ -74,9 +74,10 @@ def result_from(process: sandbox.ProcessResult, code: str, tier: str, seed: int)
         output = _output_tail(process)
         return EvalResult(**{**base, **{k: v for k, v in value.items() if k in EvalResult.__dataclass_fields__}},
                           log=log + output, environment=env)
-    status = {"timeout": "timeout", "cpu-limit": "timeout", "memory": "oom"}.get(process.outcome, "crash")
-    if process.outcome == "raised":
-        status = "harness"
+    # What the sandbox saw, as an evaluation status; "raised" means the harness itself failed,
+    # because the harness turns every exception of the design into a named status.
+    status = {"timeout": "timeout", "cpu-limit": "timeout", "memory": "oom", "raised": "harness",
+              "invalid-value": "harness", "sandbox-error": "harness"}.get(process.outcome, "crash")
     reason = process.error or process.outcome
     last_words = [line for line in process.stderr.strip().splitlines() if line.strip()]
     if status == "crash" and last_words:

@@ -1,13 +1,21 @@
 """Running untrusted code: one isolated child process per job.
 
-Knows nothing of designs: a job names a function and a JSON payload; the result says how the
-child ended (``outcome``) and what it returned. See ``runner`` for the start-up strategy and
-``child`` for the isolation applied inside the child.
+Knows nothing of designs: a job names a function (``"package.module:function"``) and a payload;
+the result says how the child ended (``outcome``, one of ``OUTCOMES``) and what it returned.
+``limits`` holds the data types, ``zygote`` the fork server that makes start-up cheap, ``child``
+the isolation applied inside the job's process, ``runner`` the parent's side, ``executors`` the
+pools that run many jobs.
+
+    sandbox.configure(preload=("torch",))          # once: the fork server imports torch
+    result = sandbox.run(Job("pkg.mod:fn", {"x": 1}, Limits(wall_s=60)))
+    result.outcome, result.value, result.error
 """
 
+from sandbox.child import child_info
 from sandbox.executors import EXECUTORS, Executor, LocalExecutor, make_executor
-from sandbox.limits import Job, Limits, ProcessResult
-from sandbox.runner import configure, run
+from sandbox.limits import OUTCOMES, Job, Limits, ProcessResult
+from sandbox.runner import configure, kill_all, run, scrubbed_environment
+from sandbox.zygote import ForkServerError
 
-__all__ = ["EXECUTORS", "Executor", "Job", "Limits", "LocalExecutor", "ProcessResult", "configure", "make_executor",
-           "run"]
+__all__ = ["EXECUTORS", "OUTCOMES", "Executor", "ForkServerError", "Job", "Limits", "LocalExecutor",
+           "ProcessResult", "child_info", "configure", "kill_all", "make_executor", "run", "scrubbed_environment"]

@@ -1,114 +1,200 @@
-"""The child's side: isolate this process, then call the target and report over a pipe.
+"""The job's own process: isolate it, then import and call the target, and report on a private pipe.
 
-``python -m sandbox.child FD`` reads the job as JSON on stdin. The parent has already given it a
-new session, a scrubbed environment and a private working directory with stdout and stderr
-going to files; here it adds rlimits and an empty network namespace before anything of the
-target is imported. The value goes back over the inherited pipe FD as JSON lines (a "ready"
-line, then one final line), so whatever the candidate prints cannot forge or corrupt it.
+``main`` runs in a process just forked by the job's supervisor (see ``zygote``). Everything that
+confines the process happens before the target's module is imported, so not even the
+candidate's import-time code runs unconfined:
+
+1. a new session (so the parent can kill the whole process group), death with the supervisor;
+2. fds 0-2 re-pointed (stdin empty, stdout and stderr to the parent's capture pipes), every other
+   inherited fd closed, the result pipe kept on fd 3 and not inherited across exec;
+3. an empty network namespace (only a loopback that is down: connecting anywhere fails);
+4. rlimits: address space, CPU time, processes, file size, no core files;
+5. the private working directory, the scrubbed environment, the parent's ``sys.path``, threads;
+6. as root, every capability dropped and no-new-privileges set, because a root process holding
+   CAP_SYS_RESOURCE could raise its rlimits again and one holding CAP_SYS_ADMIN could re-enter
+   the host's network namespace.
+
+The result travels as JSON lines on fd 3 (a "ready" line, an "imported" line, one final line),
+never on stdout: the candidate may print anything or write straight to fds 1 and 2.
 """
 
 from __future__ import annotations
 
 import ctypes
+import faulthandler
+import fcntl
 import importlib
 import json
 import os
+import pickle
 import resource
 import signal
 import sys
 import time
 import traceback
+from typing import NoReturn
 
-from sandbox.limits import Limits
+RESULT_FD = 3
+SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE")
 
-CLONE_NEWNET = 0x40000000
-CLONE_NEWUSER = 0x10000000
+_CLONE_NEWNET = 0x40000000
+_CLONE_NEWUSER = 0x10000000
+_PR_SET_PDEATHSIG = 1
+_PR_CAPBSET_DROP = 24
+_PR_SET_NO_NEW_PRIVS = 38
+_CAPABILITY_VERSION_3 = 0x20080522
 
-_ENV_KEEP = ("PATH", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES",
-             "TRITON_INTERPRET", "LITELLM_LOCAL_MODEL_COST_MAP")
-_SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "COOKIE", "SESSION")
-_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS")
+_libc = ctypes.CDLL(None, use_errno=True)
+_info: dict = {}
 
 
-def scrubbed_environment(environ: dict[str, str], home: str, threads: int) -> dict[str, str]:
-    """Only allow-listed variables, never anything that looks like a secret."""
-    keep = {k: v for k, v in environ.items()
-            if k in _ENV_KEEP and not any(word in k.upper() for word in _SECRET_WORDS)}
-    keep["HOME"] = home
-    keep["TMPDIR"] = home
-    keep.update({var: str(threads) for var in _THREAD_VARS})
-    return keep
+def child_info() -> dict:
+    """The isolation facts of the sandboxed process this is called in; empty outside one."""
+    return dict(_info)
+
+
+def main(request: dict, stdout_fd: int, stderr_fd: int, result_fd: int) -> NoReturn:
+    """Isolate this process, call ``request["target"]`` on the payload, report on fd 3, exit.
+
+    Never returns: this runs on a forked copy of the supervisor's stack, which must not unwind.
+    """
+    code = 1
+    try:
+        _redirect(stdout_fd, stderr_fd, result_fd)
+        try:
+            _info.update(_isolate(request))
+        except (OSError, ValueError) as exc:  # e.g. a limit above what this process may set
+            _send({"sandbox_error": f"isolation failed: {type(exc).__name__}: {exc}"})
+        else:
+            _send({"ready": time.monotonic(), "isolation": _info})
+            _send(_call(request["target"], request["payload"]))
+            code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    except BaseException:  # a failure of this module: leave its traceback on stderr, exit non-zero
+        traceback.print_exc()
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # the target may have closed or broken its streams
+                pass
+        os._exit(code)
+
+
+def _redirect(stdout_fd: int, stderr_fd: int, result_fd: int) -> None:
+    # Move the three pipes above any fd number they could collide with before placing them.
+    out, err, res = (fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (stdout_fd, stderr_fd, result_fd))
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.dup2(out, 1)
+    os.dup2(err, 2)
+    os.dup2(res, RESULT_FD, inheritable=False)
+    os.closerange(RESULT_FD + 1, os.sysconf("SC_OPEN_MAX"))
+    sys.stdout.reconfigure(line_buffering=True)  # what was printed before a crash still arrives
+    faulthandler.enable()  # a segfault leaves a Python traceback on stderr
+
+
+def _isolate(request: dict) -> dict:
+    limits = request["limits"]
+    real_uid = os.getuid()
+    os.setsid()
+    _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    network = "allowed" if limits["network"] else _unshare_network()
+    rlimits = _set_rlimits(limits)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.path[:] = request["sys_path"]
+    sys.dont_write_bytecode = True
+    importlib.invalidate_caches()
+    if "torch" in sys.modules:  # preloaded: its thread pool size was fixed in the fork server
+        sys.modules["torch"].set_num_threads(limits["threads"])
+    return {
+        "network": network,
+        "session": os.getsid(0) == os.getpid(),
+        "env_scrubbed": not any(word in name.upper() for name in os.environ for word in SECRET_WORDS),
+        "cwd": os.getcwd(),
+        "rlimits": rlimits,
+        "nproc": ("not enforced: the kernel exempts real uid 0 from RLIMIT_NPROC" if real_uid == 0
+                  else f"enforced per user: counts every process of uid {real_uid}"),
+        "capabilities": _drop_capabilities(),
+        "threads": limits["threads"],
+        "uid": real_uid,
+    }
 
 
 def _unshare_network() -> str:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.unshare(CLONE_NEWNET) == 0:
+    if _libc.unshare(_CLONE_NEWNET) == 0:
         return "namespace"
-    first = ctypes.get_errno()
-    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) == 0:
-        return "namespace (user)"
-    return f"none: unshare failed ({os.strerror(first)}; user namespace: {os.strerror(ctypes.get_errno())})"
+    plain = os.strerror(ctypes.get_errno())
+    # Without CAP_SYS_ADMIN a user namespace grants it, inside that namespace only.
+    if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0:
+        return "namespace (in a user namespace)"
+    return f"none: unshare(CLONE_NEWNET) failed ({plain}), with a user namespace too " \
+           f"({os.strerror(ctypes.get_errno())})"
 
 
-def _set_limits(limits: Limits) -> dict:
+def _set_rlimits(limits: dict) -> dict:
+    cpu = max(1, int(limits["cpu_limit_s"]))
+    wanted = {
+        "as": (resource.RLIMIT_AS, limits["memory_bytes"]),
+        "cpu": (resource.RLIMIT_CPU, cpu),
+        "nproc": (resource.RLIMIT_NPROC, limits["max_processes"]),
+        "fsize": (resource.RLIMIT_FSIZE, limits["file_size_bytes"]),
+        "core": (resource.RLIMIT_CORE, 0),
+    }
     applied = {}
-
-    def cap(name: str, which: int, value: int) -> None:
-        soft, hard = resource.getrlimit(which)
-        value = min(value, hard) if hard != resource.RLIM_INFINITY else value
-        resource.setrlimit(which, (value, value if hard == resource.RLIM_INFINITY else hard))
-        applied[name] = value
-
-    cap("cpu_s", resource.RLIMIT_CPU, limits.cpu_limit_s)
-    cap("file_size_bytes", resource.RLIMIT_FSIZE, limits.file_size_bytes)
-    cap("core", resource.RLIMIT_CORE, 0)
-    if limits.memory_bytes:
-        cap("memory_bytes", resource.RLIMIT_AS, limits.memory_bytes)
-    if limits.max_processes:
-        cap("max_processes", resource.RLIMIT_NPROC, limits.max_processes)
-        if os.geteuid() == 0:
-            applied["max_processes"] = f"{limits.max_processes} (not enforced: running as root)"
+    for name, (which, value) in wanted.items():
+        if value is None:
+            applied[name] = None
+            continue
+        _, hard = resource.getrlimit(which)
+        # SIGXCPU at the soft limit, SIGKILL a second later if the child ignores it.
+        soft_hard = (cpu, cpu + 1) if which == resource.RLIMIT_CPU else (value, value)
+        if hard != resource.RLIM_INFINITY:  # without privilege a limit cannot rise above its hard value
+            soft_hard = (min(soft_hard[0], hard), min(soft_hard[1], hard))
+        resource.setrlimit(which, soft_hard)
+        applied[name] = soft_hard[0]
     return applied
 
 
-def child_main(target: str, payload: dict, limits: Limits, result_fd: int) -> None:
-    """Isolate this process, call the target, report, exit."""
-    out = os.fdopen(result_fd, "w", buffering=1)
-    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # over-long output fails the write, not the process
-    isolation = {"session": os.getsid(0) == os.getpid(), "env_scrubbed": True, "workdir": os.getcwd(),
-                 "start_method": "spawn"}
-    isolation["network"] = "allowed" if limits.network else _unshare_network()
-    isolation["rlimits"] = _set_limits(limits)
-    out.write(json.dumps({"kind": "ready", "t": time.time(), "isolation": isolation}) + "\n")
+def _drop_capabilities() -> str:
+    if os.geteuid() != 0:
+        return "none in the host's user namespace"
+    for cap in range(64):  # the bounding set: exec cannot bring them back
+        if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
+            break  # EINVAL: past the last capability this kernel knows
+    if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+    empty = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable for capabilities 0-31 and 32-63
+    if _libc.capset(header, empty) != 0:
+        raise OSError(ctypes.get_errno(), "capset")
+    return "dropped (uid 0 without capabilities, no new privileges)"
+
+
+def _call(target: str, payload: bytes) -> dict:
+    module_name, _, function_name = target.partition(":")
     try:
-        module_name, _, function_name = target.partition(":")
-        module = importlib.import_module(module_name)
-        if "torch" in sys.modules:
-            sys.modules["torch"].set_num_threads(limits.threads)
-        out.write(json.dumps({"kind": "imported", "t": time.time()}) + "\n")
-        value = getattr(module, function_name)(payload)
-        message = {"kind": "returned", "value": value}
-    except BaseException as exc:  # everything the target does is reported, nothing escapes
-        message = {"kind": "raised", "error": f"{type(exc).__name__}: {exc}"[:1000],
-                   "memory": isinstance(exc, MemoryError) or "can't allocate memory" in str(exc),
-                   "traceback": traceback.format_exc()[-8000:]}
+        function = getattr(importlib.import_module(module_name), function_name)
+        _send({"imported": time.monotonic()})
+        value = function(pickle.loads(payload))
+    except SystemExit:
+        raise
+    except BaseException as exc:  # the candidate's failure is the report, not ours
+        return {"raised": {"type": f"{type(exc).__module__}.{type(exc).__qualname__}",
+                           "message": str(exc), "traceback": traceback.format_exc()}}
+    if not isinstance(value, dict):
+        return {"invalid": f"target returned {type(value).__name__}, expected a dict"}
     try:
-        line = json.dumps(message)
+        json.dumps(value)
     except (TypeError, ValueError) as exc:
-        line = json.dumps({"kind": "raised", "error": f"target returned a value that is not JSON: {exc}",
-                           "memory": False, "traceback": ""})
-    out.write(line + "\n")
-    out.flush()
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)
+        return {"invalid": f"target returned a dict that is not JSON-serializable: {exc}"}
+    return {"returned": value}
 
 
-def main() -> None:
-    job = json.loads(sys.stdin.read())
-    sys.stdin.close()
-    child_main(job["target"], job["payload"], Limits(**job["limits"]), int(sys.argv[1]))
-
-
-if __name__ == "__main__":
-    main()
+def _send(frame: dict) -> None:
+    data = (json.dumps(frame) + "\n").encode()
+    while data:
+        data = data[os.write(RESULT_FD, data):]

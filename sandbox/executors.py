@@ -1,4 +1,4 @@
-"""Executors: where sandboxed jobs run. Picked by a short name (``make_executor("local")``)."""
+"""Executors: where sandboxed jobs run, picked by a short name (``make_executor("local")``)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,10 @@ class Executor(Protocol):
 
 
 class LocalExecutor:
-    """Up to ``workers`` isolated child processes at once (default: one per core)."""
+    """At most ``workers`` jobs at once (default: one per core), each in its own isolated child process.
+
+    The pool's threads only wait on children, so a thread per job is all the parallelism needs.
+    """
 
     def __init__(self, workers: int | None = None):
         self.workers = workers or os.cpu_count() or 1
@@ -27,14 +30,23 @@ class LocalExecutor:
         return self._pool.submit(run, job)
 
     def shutdown(self) -> None:
+        """Drop queued jobs and wait for running ones (``kill_all`` first to end them now)."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    def __enter__(self) -> LocalExecutor:
+        return self
 
-EXECUTORS = {"local": LocalExecutor}
+    def __exit__(self, *exc_info) -> None:
+        self.shutdown()
+
+
+EXECUTORS: dict[str, type] = {"local": LocalExecutor}
 
 
 def make_executor(name: str = "local", **options) -> Executor:
+    """An executor by short name; ``options`` go to its constructor (e.g. ``workers``)."""
     try:
-        return EXECUTORS[name](**options)
+        factory = EXECUTORS[name]
     except KeyError:
         raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}") from None
+    return factory(**options)

@@ -1,144 +1,348 @@
-"""The parent's side: start an isolated child per job, enforce the wall clock, collect the result.
+"""The parent's side: hand a job to the fork server, collect its output and result, name the outcome.
 
-Each job is a fresh ``python -m sandbox.child`` process in a new session (so the whole group can
-be killed), with a scrubbed environment, a private temporary working directory, stdout and
-stderr in capped files, and the result on a dedicated pipe. Spawning a fresh interpreter costs
-the import of whatever the target needs (about 2 s for torch) but shares nothing with the parent
-or with earlier jobs. ``configure(preload=...)`` is accepted for callers that name modules they
-will need; the spawn strategy imports them in the child.
+``run(job)`` gives the job a fresh temporary directory and three pipes (stdout, stderr, result),
+passes them with a socket to the fork server (``zygote``), sends the request over that socket,
+and then reads everything until the job's supervisor reports that the child and all its
+descendants are gone. ``configure(preload=...)`` chooses what the fork server imports once, so a
+job's start-up costs a fork instead of an import of torch.
+
+``run`` never raises for anything the child does; every ending is a ``ProcessResult`` whose
+``outcome`` is one of ``limits.OUTCOMES``.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
-import resource
+import pickle
+import selectors
 import shutil
 import signal
-import subprocess
+import socket
 import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict
 
-from sandbox.child import scrubbed_environment
+from sandbox.child import SECRET_WORDS
 from sandbox.limits import Job, ProcessResult
+from sandbox.zygote import ForkServer, send_request
 
+_ENV_KEEP = frozenset({"PATH", "LANG", "TZ", "PYTHONPATH", "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES",
+                       "CUDA_HOME", "LD_LIBRARY_PATH"})  # the last two: what GPU libraries need to load
+_ENV_KEEP_PREFIXES = ("LC_", "TRITON_", "TORCH_")
+_THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS",
+                "VECLIB_MAXIMUM_THREADS")
+_OOM_MARKERS = ("can't allocate memory", "cannot allocate memory", "out of memory", "bad_alloc")
+_MAX_RESULT_BYTES = 64 << 20
+_REPORT_GRACE_S = 30.0  # the supervisor reports at the deadline; past this margin it is presumed lost
+_DRAIN_S = 2.0  # after the report, how long output may still trickle in
+
+_lock = threading.Lock()
 _preload: tuple[str, ...] = ()
+_server: ForkServer | None = None
+_running: dict[int, socket.socket] = {}  # id(conn) -> the job's supervisor socket
+_cancelled: set[int] = set()  # ids in _running that kill_all has let go of
 
 
-def configure(preload: tuple[str, ...] = ()) -> None:
-    """Modules every child will import (kept for the record; children import them on start)."""
-    global _preload
-    _preload = tuple(preload)
-
-
-def _read_capped(path: str, limit: int) -> tuple[str, bool]:
-    try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as handle:
-            if size <= limit:
-                return handle.read().decode("utf-8", "replace"), False
-            head = handle.read(limit // 2)
-            handle.seek(size - limit // 2)
-            tail = handle.read()
-    except OSError:
-        return "", False
-    skipped = size - len(head) - len(tail)
-    text = head.decode("utf-8", "replace") + f"\n[... {skipped} bytes cut ...]\n" + tail.decode("utf-8", "replace")
-    return text, True
-
-
-def _kill_group(pid: int) -> None:
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-
-
-def _child_environment(home: str, threads: int) -> dict[str, str]:
-    env = scrubbed_environment(dict(os.environ), home, threads)
-    # The child must import the project and the target exactly as the parent does.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
+def scrubbed_environment(environ: Mapping[str, str], home: str, threads: int) -> dict[str, str]:
+    """Allow-listed variables only, never one whose name looks like a secret; HOME and TMPDIR -> ``home``."""
+    env = {name: value for name, value in environ.items()
+           if (name in _ENV_KEEP or name.startswith(_ENV_KEEP_PREFIXES))
+           and not any(word in name.upper() for word in SECRET_WORDS)}
+    env.update(HOME=home, TMPDIR=home, PYTHONDONTWRITEBYTECODE="1")
+    env.update({name: str(threads) for name in _THREAD_VARS})
     return env
 
 
+def configure(preload: Iterable[str] = ()) -> None:
+    """Set the modules the fork server imports once, and start it now (restart if they changed).
+
+    Cheap to call again with the same modules. Raises ``ForkServerError`` if one fails to import.
+    """
+    global _preload
+    with _lock:
+        _preload = tuple(preload)
+        if _server is None or _server.preload != _preload or not _server.alive():
+            _restart()
+
+
+def kill_all() -> int:
+    """Kill every running job (its supervisor kills the group and reports "cancelled"); returns how many."""
+    with _lock:
+        conns = list(_running.values())
+        _cancelled.update(_running)
+    for conn in conns:
+        with contextlib.suppress(OSError):  # that job has just finished and closed it
+            conn.shutdown(socket.SHUT_WR)
+    return len(conns)
+
+
 def run(job: Job) -> ProcessResult:
-    """Run ``job`` in a fresh isolated child; never raises for anything the child does."""
+    """Run ``job`` in a fresh isolated child and say how it ended."""
     limits = job.limits
-    workdir = tempfile.mkdtemp(prefix="discover-sandbox-")
-    home = os.path.join(workdir, "home")
-    os.mkdir(home)
-    read_fd, write_fd = os.pipe()
-    messages: list[dict] = []
-
-    def reader() -> None:
-        with os.fdopen(read_fd, "r", errors="replace") as pipe:
-            for line in pipe:
-                try:
-                    messages.append(json.loads(line))
-                except json.JSONDecodeError:
-                    messages.append({"kind": "garbled"})
-
-    thread = threading.Thread(target=reader, daemon=True)
-    spawned_at = time.time()
-    started = time.perf_counter()
-    usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    with open(os.path.join(workdir, "stdout"), "wb") as out, open(os.path.join(workdir, "stderr"), "wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "sandbox.child", str(write_fd)], stdin=subprocess.PIPE, stdout=out, stderr=err,
-            cwd=home, env=_child_environment(home, limits.threads), start_new_session=True, pass_fds=(write_fd,),
-        )
-    os.close(write_fd)
-    thread.start()
-    timed_out = False
+    started = time.monotonic()
+    payload = pickle.dumps(job.payload)  # an unpicklable payload is the caller's mistake: raise here
+    workdir = tempfile.mkdtemp(prefix="sandbox-")
     try:
-        process.stdin.write(json.dumps({"target": job.target, "payload": job.payload,
-                                        "limits": asdict(limits)}).encode())
-        process.stdin.close()
-    except BrokenPipeError:
-        pass
-    try:
-        process.wait(timeout=limits.wall_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-    _kill_group(process.pid)  # on timeout, and to take down anything the child left behind
-    process.wait()
-    thread.join(5)
-    wall = time.perf_counter() - started
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    stdout, cut_out = _read_capped(os.path.join(workdir, "stdout"), limits.output_bytes)
-    stderr, cut_err = _read_capped(os.path.join(workdir, "stderr"), limits.output_bytes)
-    shutil.rmtree(workdir, ignore_errors=True)
+        request = {"target": job.target, "payload": payload, "cwd": workdir, "sys_path": _sys_path(),
+                   "env": scrubbed_environment(os.environ, workdir, limits.threads),
+                   "limits": {**asdict(limits), "cpu_limit_s": limits.cpu_limit_s}}
+        for _ in range(2):
+            result = _run(request, job, started)
+            if result is not None:
+                return result
+        return ProcessResult("sandbox-error", error="the fork server died twice before the job could start")
+    finally:
+        # Every process of the job is dead by now; a leftover could only come from a lost supervisor.
+        shutil.rmtree(workdir, ignore_errors=True)
 
-    ready = next((m for m in messages if m.get("kind") == "ready"), None)
-    imported = next((m for m in messages if m.get("kind") == "imported"), None)
-    final = next((m for m in reversed(messages) if m.get("kind") in ("returned", "raised")), None)
-    code = process.returncode
-    result = ProcessResult(
-        outcome="exited", returncode=code, stdout=stdout, stderr=stderr, truncated=cut_out or cut_err,
-        wall_s=round(wall, 3),
-        cpu_s=round((usage.ru_utime + usage.ru_stime) - (usage_before.ru_utime + usage_before.ru_stime), 3),
-        max_rss_bytes=usage.ru_maxrss * 1024,
-        ready_s=round(ready["t"] - spawned_at, 3) if ready else None,
-        imported_s=round(imported["t"] - spawned_at, 3) if imported else None,
-        isolation=ready["isolation"] if ready else {},
-        signal=signal.Signals(-code).name if code is not None and code < 0 else None,
-    )
-    if timed_out:
-        result.outcome = "timeout"
-        result.error = f"wall-clock limit of {limits.wall_s:g}s reached; process group killed"
-    elif final is not None and final["kind"] == "returned":
-        result.outcome, result.value = "returned", final["value"]
-    elif final is not None:
-        result.outcome = "memory" if final.get("memory") else "raised"
-        result.error, result.traceback = final["error"], final.get("traceback", "")
-    elif result.signal == "SIGXCPU":
-        result.outcome, result.error = "cpu-limit", f"CPU-time limit of {limits.cpu_limit_s}s reached"
-    elif result.signal is not None:
-        result.outcome, result.error = "killed", f"killed by {result.signal}"
+
+def _run(request: dict, job: Job, started: float) -> ProcessResult | None:
+    """One attempt; None when the fork server died before the job started (it is then replaced)."""
+    with _lock:
+        if _server is None or not _server.alive():
+            _restart()
+        server = _server
+    (out_r, out_w), (err_r, err_w), (res_r, res_w) = os.pipe(), os.pipe(), os.pipe()
+    conn, theirs = socket.socketpair()
+    try:
+        server.spawn(theirs, out_w, err_w, res_w)
+        spawned = True
+    except OSError:  # the fork server's socket is broken: it died
+        spawned = False
+    finally:
+        for fd in (out_w, err_w, res_w):
+            os.close(fd)
+        theirs.close()
+    seen, cancelled = None, False
+    if spawned:
+        with _lock:
+            _running[id(conn)] = conn
+        try:
+            with contextlib.suppress(OSError):  # a dead server or supervisor shows up as a missing report
+                send_request(conn, request)
+            seen = _collect(conn, out_r, err_r, res_r, job.limits)
+        finally:
+            with _lock:
+                _running.pop(id(conn), None)
+                cancelled = id(conn) in _cancelled
+                _cancelled.discard(id(conn))
     else:
-        result.error = f"exited with code {code} before returning a value"
+        for fd in (out_r, err_r, res_r):
+            os.close(fd)
+    conn.close()
+    if seen is not None and "pid" in seen.reports:
+        return _result(job, started, seen)
+    if cancelled:
+        return ProcessResult("cancelled", error="killed at the caller's request before it started")
+    if server.exited(within_s=2.0):
+        with _lock:
+            if _server is server:
+                _restart()
+        return None
+    return ProcessResult("sandbox-error", error=seen.lost if seen else "the fork server refused the job")
+
+
+def _restart() -> None:
+    """Replace the fork server; call with ``_lock`` held."""
+    global _server
+    if _server is not None:
+        _server.close()
+        _server = None
+    env = scrubbed_environment(os.environ, tempfile.gettempdir(), threads=1)
+    _server = ForkServer(_preload, env, _sys_path())
+
+
+@atexit.register
+def _shutdown() -> None:
+    global _server
+    with _lock:
+        if _server is not None:
+            _server.close()
+            _server = None
+
+
+def _sys_path() -> list[str]:
+    # '' means the parent's cwd, which is not the child's.
+    return [os.path.abspath(p) if p == "" else p for p in sys.path]
+
+
+class _Capture:
+    """The first and last ``limit // 2`` bytes of a stream, and how many were dropped in between."""
+
+    def __init__(self, limit: int):
+        self.head_limit, self.tail_limit = limit - limit // 2, limit // 2
+        self.head, self.tail = bytearray(), bytearray()
+        self.total = 0
+
+    def feed(self, data: bytes) -> None:
+        self.total += len(data)
+        room = self.head_limit - len(self.head)
+        if room > 0:
+            self.head += data[:room]
+            data = data[room:]
+        if data and self.tail_limit:
+            self.tail += data
+            if len(self.tail) > self.tail_limit:
+                del self.tail[:len(self.tail) - self.tail_limit]
+
+    @property
+    def dropped(self) -> int:
+        return self.total - len(self.head) - len(self.tail)
+
+    def text(self) -> str:
+        cut = f"\n[... {self.dropped} bytes cut ...]\n" if self.dropped else ""
+        return (bytes(self.head) + cut.encode() + bytes(self.tail)).decode("utf-8", "replace")
+
+
+class _Seen:
+    """Everything the parent got from one job."""
+
+    def __init__(self, output_bytes: int):
+        self.stdout, self.stderr = _Capture(output_bytes), _Capture(output_bytes)
+        self.result = bytearray()
+        self.result_overflow = False
+        self.reports: dict = {}  # the supervisor's messages merged: pid, then status and usage
+        self.lost: str | None = None
+
+
+def _collect(conn: socket.socket, out_r: int, err_r: int, res_r: int, limits) -> _Seen:
+    seen = _Seen(limits.output_bytes)
+    pending = bytearray()  # supervisor messages are JSON lines
+    deadline = time.monotonic() + limits.wall_s + _REPORT_GRACE_S
+    with selectors.DefaultSelector() as selector:
+        for fileobj in (conn, out_r, err_r, res_r):
+            selector.register(fileobj, selectors.EVENT_READ)
+        while selector.get_map():
+            reported = "status" in seen.reports
+            events = selector.select(max(0.0, deadline - time.monotonic()))
+            if not events:
+                if not reported:
+                    seen.lost = f"no report from the supervisor within {limits.wall_s + _REPORT_GRACE_S:g} s"
+                break
+            for key, _ in events:
+                data = _read(key.fileobj)
+                if not data:
+                    selector.unregister(key.fileobj)
+                elif key.fileobj is conn:
+                    pending += data
+                    *lines, rest = pending.split(b"\n")
+                    pending = bytearray(rest)
+                    for line in lines:
+                        seen.reports.update(json.loads(line))
+                elif key.fileobj == out_r:
+                    seen.stdout.feed(data)
+                elif key.fileobj == err_r:
+                    seen.stderr.feed(data)
+                elif len(seen.result) + len(data) <= _MAX_RESULT_BYTES:
+                    seen.result += data
+                else:
+                    seen.result_overflow = True
+            if not reported and "status" in seen.reports:
+                deadline = time.monotonic() + _DRAIN_S
+    for fd in (out_r, err_r, res_r):
+        os.close(fd)
+    if "status" not in seen.reports:
+        seen.lost = seen.lost or "the supervisor ended without a report"
+        if "pid" in seen.reports:  # make sure nothing of the job outlives a lost supervisor
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(seen.reports["pid"], signal.SIGKILL)
+    return seen
+
+
+def _read(source: socket.socket | int) -> bytes:
+    if isinstance(source, socket.socket):
+        try:
+            return source.recv(1 << 16)
+        except ConnectionResetError:  # the fork server died holding the supervisor's end
+            return b""
+    return os.read(source, 1 << 16)
+
+
+def _frames(raw: bytes) -> tuple[dict, list[str]]:
+    """The child's JSON-line frames merged into one dict, and the lines that were not frames."""
+    frames, garbled = {}, []
+    for line in raw.split(b"\n"):
+        if not line:
+            continue
+        try:
+            frame = json.loads(line)
+        except ValueError:
+            frame = None
+        if isinstance(frame, dict):
+            frames.update(frame)
+        else:
+            garbled.append(line[:200].decode("utf-8", "replace"))
+    return frames, garbled
+
+
+def _result(job: Job, started: float, seen: _Seen) -> ProcessResult:
+    frames, garbled = _frames(bytes(seen.result))
+    report = seen.reports
+    result = ProcessResult(
+        outcome="sandbox-error", stdout=seen.stdout.text(), stderr=seen.stderr.text(),
+        truncated=bool(seen.stdout.dropped or seen.stderr.dropped),
+        wall_s=round(report.get("wall_s", 0.0), 3), cpu_s=round(report.get("cpu_s", 0.0), 3),
+        max_rss_bytes=report.get("max_rss_bytes", 0),
+        ready_s=round(frames["ready"] - started, 4) if "ready" in frames else None,
+        imported_s=round(frames["imported"] - started, 4) if "imported" in frames else None,
+        isolation={**frames.get("isolation", {}), "start_method": "zygote (preforked fork server)",
+                   "preload": list(_preload)},
+    )
+    if "status" in report:
+        status = report["status"]
+        if os.WIFSIGNALED(status):
+            result.signal = _signal_name(os.WTERMSIG(status))
+        else:
+            result.returncode = os.waitstatus_to_exitcode(status)
+    result.outcome, result.error = _outcome(job, seen, frames, garbled, result)
+    if result.outcome == "returned":
+        result.value = frames["returned"]
+    elif "raised" in frames:
+        result.traceback = frames["raised"]["traceback"]
     return result
+
+
+def _outcome(job: Job, seen: _Seen, frames: dict, garbled: list[str], result: ProcessResult) -> tuple[str, str | None]:
+    limits, killed_by = job.limits, seen.reports.get("killed_by")
+    if seen.lost:
+        return "sandbox-error", seen.lost
+    if seen.result_overflow:
+        return "invalid-value", f"the result was larger than {_MAX_RESULT_BYTES} bytes"
+    if "returned" in frames:
+        return "returned", None
+    if killed_by == "timeout":
+        return "timeout", f"wall-clock limit of {limits.wall_s:g} s reached; process group killed"
+    if killed_by == "cancelled":
+        return "cancelled", "killed at the caller's request"
+    if "raised" in frames:
+        raised = frames["raised"]
+        kind = raised["type"].removeprefix("builtins.")
+        message = raised["message"].strip().splitlines()[0] if raised["message"].strip() else ""
+        error = f"{kind}: {message}"[:500] if message else kind
+        oom = kind.rsplit(".", 1)[-1] in ("MemoryError", "OutOfMemoryError") or any(
+            marker in raised["message"].lower() for marker in _OOM_MARKERS)
+        return ("memory" if oom else "raised"), error
+    if "invalid" in frames:
+        return "invalid-value", frames["invalid"]
+    if "sandbox_error" in frames:
+        return "sandbox-error", frames["sandbox_error"]
+    note = f"; result channel held non-frames: {garbled[0]!r}" if garbled else ""
+    if result.signal == "SIGXCPU" or (result.signal == "SIGKILL" and result.cpu_s >= limits.cpu_limit_s):
+        return "cpu-limit", f"CPU-time limit of {limits.cpu_limit_s} s reached ({result.signal}){note}"
+    if result.signal is not None:
+        hint = " (the kernel's OOM killer?)" if result.signal == "SIGKILL" else ""
+        return "killed", f"killed by {result.signal}{hint}{note}"
+    return "exited", f"exited with code {result.returncode} without returning a value{note}"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
