@@ -49,24 +49,21 @@ def leaderboard(db, tier: str, k: int = 20) -> list[dict]:
 
 
 def leaderboard_table(rows: list[dict], tier: str) -> Table:
-    table = Table("#", "id", "design", "origin", "score", "mqar", "parity", "bits/byte", "state", "tok/s",
-                  title=f"leaderboard — tier {tier}")
+    """Only the metric columns some row has, so the table stays readable in 80 columns."""
+    metrics = [(key, header) for key, header in (("mqar_acc", "mqar"), ("parity_acc", "parity"), ("lm_bpb", "bits/B"),
+                                                 ("state_size", "state"), ("tokens_per_s", "tok/s"))
+               if any(row.get(key) is not None for row in rows)]
+    table = Table(title=f"leaderboard — tier {tier}")
+    table.add_column("#", justify="right")
+    table.add_column("id", justify="right")
+    table.add_column("design", min_width=18, overflow="fold")
+    table.add_column("origin")
+    table.add_column("score", justify="right")
+    for _, header in metrics:
+        table.add_column(header, justify="right")
     for row in rows:
-        table.add_row(str(row["rank"]), str(row["id"]), row["name"][:36], row["origin"], fmt(row["score"]),
-                      fmt(row["mqar_acc"]), fmt(row["parity_acc"]), fmt(row["lm_bpb"]), fmt(row["state_size"]),
-                      fmt(row["tokens_per_s"]))
+        table.add_row(str(row["rank"]), str(row["id"]), row["name"], row["origin"], fmt(row["score"]),
+                      *(fmt(row[key]) if key != "tokens_per_s" else fmt(round(row[key] or 0)) for key, _ in metrics))
     if not rows:
         table.caption = "no scored evaluations yet"
-    return table
-
-
-def seed_table(rows: list[dict], tier: str) -> Table:
-    table = Table("baseline", "seed", "status", "mqar", "parity", "bits/byte", "state", "seconds",
-                  title=f"references — tier {tier}")
-    for row in sorted(rows, key=lambda r: (r["name"], r["seed"])):
-        metrics = row["metrics"]
-        status = row["status"] if row["status"] == "ok" else f"[red]{row['status']}[/red]: {row['reason'][:60]}"
-        table.add_row(row["name"], str(row["seed"]), status, fmt(metrics.get("mqar_acc")),
-                      fmt(metrics.get("parity_acc")), fmt(metrics.get("lm_bpb")), fmt(metrics.get("state_size")),
-                      fmt(row["duration_s"]))
     return table
