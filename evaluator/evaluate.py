@@ -18,7 +18,7 @@ from evaluator.design import check_static, describe
 from evaluator.status import EvalFailure
 from evaluator.tiers import DEFAULT_TIER, get_tier
 
-_PRELOAD = ("torch", "evaluator.harness")
+PRELOAD = ("torch", "evaluator.harness")
 
 
 @dataclass(frozen=True)
@@ -126,7 +126,7 @@ def submit(executor: sandbox.Executor, code: str, tier: str = DEFAULT_TIER, seed
     if failed is not None:
         out.set_result(failed)
         return out
-    sandbox.configure(preload=_PRELOAD)
+    sandbox.configure(preload=PRELOAD)
     started = time.perf_counter()
 
     def done(process_future: Future) -> None:
@@ -149,7 +149,7 @@ def evaluate(code: str, tier: str = DEFAULT_TIER, seed: int = 0, wall_s: float |
     failed = static_failure(code, tier, seed)
     if failed is not None:
         return failed
-    sandbox.configure(preload=_PRELOAD)
+    sandbox.configure(preload=PRELOAD)
     result = result_from(sandbox.run(job_for(code, tier, seed, wall_s)), code, tier, seed)
     if result.duration_s == 0.0:
         result = EvalResult(**{**result.to_dict(), "duration_s": round(time.perf_counter() - started, 3)})
