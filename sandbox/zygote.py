@@ -73,8 +73,11 @@ class ForkServer:
         except TimeoutError:
             ready = b""
         if ready != b"R":
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._process.wait(timeout=10)
+            log = self.log()  # read before close() releases the log file
             self.close()
-            raise ForkServerError(f"fork server with preload {list(preload)} did not start: {self.log()[-2000:]}")
+            raise ForkServerError(f"fork server with preload {list(preload)} did not start: {log[-2000:]}")
         self._sock.settimeout(None)
 
     @property
