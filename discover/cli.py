@@ -46,10 +46,10 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
-    from agents.offline.space import BASELINE_POINTS
     from rich.progress import Progress
 
     import sandbox
+    from agents.offline.space import BASELINE_POINTS
     from discover.seed import ensure_references
     from discover.workspace import Workspace
     from memory import DesignArchive, ExperienceDB

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from agents.base import Context, DesignSummary
-
 from memory import Design, Evaluation, ExperienceDB
 
 
