@@ -50,3 +50,16 @@ def test_help_runs_for_every_command():
         out = subprocess.run([sys.executable, "-m", "discover.cli", command, "--help"], capture_output=True,
                              text=True, cwd=ROOT)
         assert out.returncode == 0 and "usage: discover" in out.stdout
+
+
+def test_seed_records_references_and_skips_them_the_second_time(tmp_path, capsys):
+    args = ["seed", "--tier", "full-tiny", "--only", "linear_attention", "--workspace", str(tmp_path), "--json"]
+    assert main(args) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["name"], r["status"]) for r in rows] == [("linear_attention", "ok")]
+    assert (tmp_path / "experience.db").exists()
+    assert main(args) == 0
+    assert json.loads(capsys.readouterr().out) == []  # already evaluated at this tier and version
+    assert main(["top", "--tier", "full-tiny", "--workspace", str(tmp_path), "--json"]) == 0
+    top = json.loads(capsys.readouterr().out)
+    assert top[0]["name"] == "linear_attention" and top[0]["score"] is not None
