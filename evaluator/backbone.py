@@ -18,6 +18,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from kernels.conv import ShortConvolution
+
 
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float = 1e-6):
@@ -40,24 +42,11 @@ class SwiGLU(nn.Module):
         return self.down(F.silu(gate) * up)
 
 
-class TokenConv(nn.Module):
-    """Causal depthwise convolution over time: (B, T, D) -> (B, T, D)."""
-
-    def __init__(self, dim: int, kernel_size: int):
-        super().__init__()
-        self.kernel_size = kernel_size
-        self.conv = nn.Conv1d(dim, dim, kernel_size, groups=dim, padding=kernel_size - 1, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        T = x.shape[1]
-        return self.conv(x.transpose(1, 2))[..., :T].transpose(1, 2)
-
-
 class Block(nn.Module):
     def __init__(self, mixer: nn.Module, d_model: int, mlp_ratio: float, token_conv: int):
         super().__init__()
         self.mixer_norm = RMSNorm(d_model)
-        self.token_conv = TokenConv(d_model, token_conv) if token_conv > 0 else nn.Identity()
+        self.token_conv = ShortConvolution(d_model, token_conv, activation=None) if token_conv > 0 else nn.Identity()
         self.mixer = mixer
         self.mlp = None
         if mlp_ratio > 0:

@@ -26,10 +26,18 @@ class ShortConvolution(nn.Conv1d):
         return y if fn is None else fn(y)
 
     def forward(self, x: Tensor) -> Tensor:
-        T = x.shape[1]
-        # Left padding of kernel_size - 1 on both sides; keeping the first T outputs makes it causal.
-        y = F.conv1d(x.transpose(1, 2), self.weight, self.bias, padding=self.padding, groups=self.dim)
-        return self._activate(y[..., :T].transpose(1, 2))
+        # A sum of kernel_size shifted products in the (B, T, dim) layout: the same causal
+        # cross-correlation as conv1d, but on one CPU thread several times faster in the backward
+        # pass (depthwise conv1d's backward is slow there) and free of transposes.
+        T, K = x.shape[1], self.kernel_size[0]
+        w = self.weight.squeeze(1)  # (dim, K)
+        padded = F.pad(x, (0, 0, K - 1, 0))  # (B, T + K - 1, dim), zeros before the first token
+        y = padded[:, K - 1 : K - 1 + T] * w[:, K - 1]
+        for k in range(K - 1):
+            y = y + padded[:, k : k + T] * w[:, k]
+        if self.bias is not None:
+            y = y + self.bias
+        return self._activate(y)
 
     def init_state(self, batch: int) -> Tensor:
         """The last ``kernel_size - 1`` inputs, zeros at the start: (batch, dim, kernel_size - 1)."""

@@ -15,6 +15,7 @@ import pytest
 from agents import Analysis, Draft, Proposal, Roles
 from discover.config import RunConfig
 from discover.loop import run
+from evaluator import get_tier
 from memory import ExperienceDB
 
 GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
@@ -77,8 +78,9 @@ def test_offline_run_spends_the_budget_and_ranks_designs(tmp_path):
     db = ExperienceDB(Path(tmp_path / "ws" / "experience.db"))
     offline = [d for d in db.designs() if d.origin == "offline"]
     assert len(offline) >= 3
-    assert len(db.references(TIER, 1)) == len(REFS)
-    assert db.top(TIER, 10, 1), "scored designs appear on the leaderboard"
+    version = get_tier(TIER).version
+    assert len(db.references(TIER, version)) == len(REFS)
+    assert db.top(TIER, 10, version), "scored designs appear on the leaderboard"
     kinds = {e.kind for e in db.events(summary.run_id)}
     assert {"run-start", "reference", "design", "evaluate-done", "analysis", "run-end"} <= kinds
 
