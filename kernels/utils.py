@@ -58,6 +58,19 @@ def initial_state_or_zeros(initial_state: Tensor | None, B: int, H: int, K: int,
 LOG_DECAY_FLOOR = -40.0
 
 
+def run_steps(step, q: Tensor, k: Tensor, v: Tensor, per_token: tuple[Tensor, ...], scale: float | None,
+              initial_state: Tensor | None, output_final_state: bool) -> tuple[Tensor, Tensor | None]:
+    """The naive token loop shared by every op: apply ``step(q_t, k_t, v_t, *per_token_t, state, scale)``
+    for t = 0..T-1. ``per_token`` holds the op's gates, each indexed by time on dim 2."""
+    B, H, T, K, V = check_qkv(q, k, v)
+    state = initial_state_or_zeros(initial_state, B, H, K, V, q, compute_dtype(q))
+    outputs = []
+    for t in range(T):
+        o_t, state = step(q[:, :, t], k[:, :, t], v[:, :, t], *(x[:, :, t] for x in per_token), state, scale)
+        outputs.append(o_t)
+    return torch.stack(outputs, dim=2), state if output_final_state else None
+
+
 def chunk_log_decay(g: Tensor, chunk_size: int) -> Tensor:
     """Cumulative log-decay since each chunk's start, inclusive: (B, H, T[, K]) -> (B, H, N, C[, K])."""
     return to_chunks(g.clamp_min(LOG_DECAY_FLOOR), chunk_size).cumsum(3)

@@ -1,9 +1,8 @@
 """The delta rule (DeltaNet) as a token loop (the ground truth) and its single-token step."""
 
-import torch
 from torch import Tensor
 
-from ..utils import check_qkv, compute_dtype, initial_state_or_zeros, resolve_scale
+from ..utils import compute_dtype, resolve_scale, run_steps
 
 
 def delta_rule_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, beta_t: Tensor, state: Tensor,
@@ -26,10 +25,4 @@ def naive_recurrent_delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, sc
                                initial_state: Tensor | None = None,
                                output_final_state: bool = False) -> tuple[Tensor, Tensor | None]:
     """Token-by-token delta rule; beta: (B, H, T). Keys are used as given (not normalized)."""
-    B, H, T, K, V = check_qkv(q, k, v)
-    state = initial_state_or_zeros(initial_state, B, H, K, V, q, compute_dtype(q))
-    outputs = []
-    for t in range(T):
-        o_t, state = delta_rule_step(q[:, :, t], k[:, :, t], v[:, :, t], beta[:, :, t], state, scale)
-        outputs.append(o_t)
-    return torch.stack(outputs, dim=2), state if output_final_state else None
+    return run_steps(delta_rule_step, q, k, v, (beta,), scale, initial_state, output_final_state)

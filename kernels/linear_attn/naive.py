@@ -1,9 +1,8 @@
 """Linear attention as a token loop (the ground truth) and its single-token step."""
 
-import torch
 from torch import Tensor
 
-from ..utils import check_qkv, compute_dtype, initial_state_or_zeros, resolve_scale
+from ..utils import compute_dtype, resolve_scale, run_steps
 
 
 def linear_attn_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, state: Tensor,
@@ -23,10 +22,4 @@ def naive_recurrent_linear_attn(q: Tensor, k: Tensor, v: Tensor, scale: float | 
                                 initial_state: Tensor | None = None,
                                 output_final_state: bool = False) -> tuple[Tensor, Tensor | None]:
     """Token-by-token linear attention in at least float32. q, k: (B, H, T, K); v: (B, H, T, V)."""
-    B, H, T, K, V = check_qkv(q, k, v)
-    state = initial_state_or_zeros(initial_state, B, H, K, V, q, compute_dtype(q))
-    outputs = []
-    for t in range(T):
-        o_t, state = linear_attn_step(q[:, :, t], k[:, :, t], v[:, :, t], state, scale)
-        outputs.append(o_t)
-    return torch.stack(outputs, dim=2), state if output_final_state else None
+    return run_steps(linear_attn_step, q, k, v, (), scale, initial_state, output_final_state)

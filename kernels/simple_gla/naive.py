@@ -1,9 +1,8 @@
 """Scalar-gated linear attention (RetNet / Mamba2-style decay) as a token loop and a single step."""
 
-import torch
 from torch import Tensor
 
-from ..utils import check_qkv, compute_dtype, initial_state_or_zeros, resolve_scale
+from ..utils import compute_dtype, resolve_scale, run_steps
 
 
 def simple_gla_step(q_t: Tensor, k_t: Tensor, v_t: Tensor, g_t: Tensor, state: Tensor,
@@ -23,10 +22,4 @@ def naive_recurrent_simple_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale
                                initial_state: Tensor | None = None,
                                output_final_state: bool = False) -> tuple[Tensor, Tensor | None]:
     """Token-by-token scalar-gated linear attention; g: (B, H, T)."""
-    B, H, T, K, V = check_qkv(q, k, v)
-    state = initial_state_or_zeros(initial_state, B, H, K, V, q, compute_dtype(q))
-    outputs = []
-    for t in range(T):
-        o_t, state = simple_gla_step(q[:, :, t], k[:, :, t], v[:, :, t], g[:, :, t], state, scale)
-        outputs.append(o_t)
-    return torch.stack(outputs, dim=2), state if output_final_state else None
+    return run_steps(simple_gla_step, q, k, v, (g,), scale, initial_state, output_final_state)
