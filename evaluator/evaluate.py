@@ -119,6 +119,13 @@ def static_failure(code: str, tier: str, seed: int) -> EvalResult | None:
     return None
 
 
+def _timed(result: EvalResult, started: float) -> EvalResult:
+    """The result with the caller's wall time when the child reported none (it died early)."""
+    if result.duration_s:
+        return result
+    return EvalResult(**{**result.to_dict(), "duration_s": round(time.perf_counter() - started, 3)})
+
+
 def submit(executor: sandbox.Executor, code: str, tier: str = DEFAULT_TIER, seed: int = 0) -> Future:
     """Start one evaluation on ``executor``; the future resolves to an EvalResult."""
     out: Future = Future()
@@ -135,9 +142,7 @@ def submit(executor: sandbox.Executor, code: str, tier: str = DEFAULT_TIER, seed
         except BaseException as exc:  # surfaced to whoever waits on the future
             out.set_exception(exc)
             return
-        if result.duration_s == 0.0:
-            result = EvalResult(**{**result.to_dict(), "duration_s": round(time.perf_counter() - started, 3)})
-        out.set_result(result)
+        out.set_result(_timed(result, started))
 
     executor.submit(job_for(code, tier, seed)).add_done_callback(done)
     return out
@@ -150,10 +155,7 @@ def evaluate(code: str, tier: str = DEFAULT_TIER, seed: int = 0, wall_s: float |
     if failed is not None:
         return failed
     sandbox.configure(preload=PRELOAD)
-    result = result_from(sandbox.run(job_for(code, tier, seed, wall_s)), code, tier, seed)
-    if result.duration_s == 0.0:
-        result = EvalResult(**{**result.to_dict(), "duration_s": round(time.perf_counter() - started, 3)})
-    return result
+    return _timed(result_from(sandbox.run(job_for(code, tier, seed, wall_s)), code, tier, seed), started)
 
 
 def evaluate_file(path: str | Path, tier: str = DEFAULT_TIER, seed: int = 0) -> EvalResult:
