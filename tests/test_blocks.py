@@ -4,9 +4,10 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from kernels.attention import RotaryEmbedding, sliding_window_attention, softmax_attention
-from kernels.conv import ShortConvolution
+from kernels.conv import ShortConvolution, causal_depthwise_conv
 from kernels.feature_maps import FEATURE_MAPS, feature_dim, feature_map
 from kernels.norm import GatedRMSNorm, RMSNorm
 
@@ -33,6 +34,20 @@ def test_short_convolution_step_matches_forward(kernel_size, activation):
         y_t, state = conv.step(x[:, t], state)
         steps.append(y_t)
     torch.testing.assert_close(torch.stack(steps, 1), conv(x), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 9, 6, 4), (3, 1, 5, 4), (2, 3, 4, 4), (2, 7, 3, 1), (2, 5, 8, 2)])
+def test_causal_depthwise_conv_matches_conv1d_with_gradients(shape):
+    B, T, D, K = shape
+    torch.manual_seed(0)
+    x = torch.randn(B, T, D, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(D, K, dtype=torch.float64, requires_grad=True)
+    reference = F.conv1d(x.transpose(1, 2), w[:, None], padding=K - 1, groups=D)[..., :T].transpose(1, 2)
+    y = causal_depthwise_conv(x, w)
+    torch.testing.assert_close(y, reference)
+    g = torch.randn_like(y)
+    for ours, theirs in zip(torch.autograd.grad(y, (x, w), g), torch.autograd.grad(reference, (x, w), g)):
+        torch.testing.assert_close(ours, theirs)
 
 
 def test_short_convolution_is_causal():
