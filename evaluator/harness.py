@@ -48,6 +48,7 @@ def evaluate_in_child(payload: dict) -> dict:
     metrics: dict = {}
     log: list[str] = []
     info = None
+    guard: Guard | None = None
     status, reason = "ok", ""
     try:
         torch.manual_seed(seed)
@@ -88,6 +89,12 @@ def evaluate_in_child(payload: dict) -> dict:
     except (Exception, MemoryError) as exc:  # the candidate's own exception: a named outcome, not a crash
         status, reason = _classify(exc)
         log.append("".join(traceback.format_exception(exc, limit=-8)))
+    if status not in ("ok", "tamper") and guard is not None:
+        # A patched loss or metric makes some check fail first (e.g. a zero loss at init); name the cause.
+        try:
+            guard.verify("the failed phase")
+        except EvalFailure as failure:
+            status, reason = failure.status, failure.reason
     return {
         "status": status, "reason": reason, "metrics": metrics, "log": "\n".join(log),
         "name": info.name if info else None, "motivation": info.motivation if info else None,

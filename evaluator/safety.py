@@ -42,7 +42,12 @@ FORBIDDEN_TORCH = (
     "torch.set_grad_enabled", "torch.autograd.set_detect_anomaly", "torch.set_flush_denormal",
     "torch.use_deterministic_algorithms", "torch.backends", "torch.cuda.manual_seed", "torch._C",
     "torch._dynamo", "torch._inductor", "torch.utils.flop_counter", "torch.profiler",
+    # modules torch imports for itself, and its own file readers and writers
+    "torch.os", "torch.sys", "torch.from_file", "torch.serialization", "torch._utils", "torch._ops",
+    "torch.storage", "torch.UntypedStorage.from_file", "torch.Tensor.tofile",
 )
+# Methods that read or write files whatever object they are reached through.
+FORBIDDEN_METHODS = frozenset({"tofile", "fromfile", "from_file", "numpy"})
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,8 @@ class _Scanner(ast.NodeVisitor):
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr in FORBIDDEN_DUNDERS:
             self._flag(node, f"access to attribute {node.attr!r} is not allowed")
+        if node.attr in FORBIDDEN_METHODS:
+            self._flag(node, f"use of .{node.attr} is not allowed in a design (it reaches files or numpy)")
         resolved = self._resolve(node)
         if resolved:
             self._check_path(node, resolved)
@@ -140,6 +147,10 @@ class _Scanner(ast.NodeVisitor):
                 self._flag(node, f"{node.func.id}() with a computed attribute name is not allowed")
             elif name.value.startswith("__"):
                 self._flag(node, f"{node.func.id}() of a dunder attribute is not allowed")
+            elif (owner := self._resolve(node.args[0])) is not None:  # getattr(torch, "save") is torch.save
+                self._check_path(node, f"{owner}.{name.value}")
+                if name.value in FORBIDDEN_METHODS:
+                    self._flag(node, f"use of .{name.value} is not allowed in a design (it reaches files or numpy)")
         self.generic_visit(node)
 
     def _check_store(self, target: ast.AST) -> None:
@@ -157,6 +168,12 @@ class _Scanner(ast.NodeVisitor):
     def visit_Assign(self, node: ast.Assign) -> None:
         for target in node.targets:
             self._check_store(target)
+        # `F = torch.nn.functional` makes F a name for the module, so `F.cross_entropy = ...` is caught too.
+        resolved = self._resolve(node.value)
+        if resolved is not None and resolved.split(".")[0] in ALLOWED_IMPORTS:
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    self.aliases[target.id] = resolved
         self.generic_visit(node)
 
     def visit_AugAssign(self, node: ast.AugAssign) -> None:

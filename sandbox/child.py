@@ -8,11 +8,15 @@ candidate's import-time code runs unconfined:
 2. fds 0-2 re-pointed (stdin empty, stdout and stderr to the parent's capture pipes), every other
    inherited fd closed, the result pipe kept on fd 3 and not inherited across exec;
 3. an empty network namespace (only a loopback that is down: connecting anywhere fails);
-4. rlimits: address space, CPU time, processes, file size, no core files;
-5. the private working directory, the scrubbed environment, the parent's ``sys.path``, threads;
-6. as root, every capability dropped and no-new-privileges set, because a root process holding
-   CAP_SYS_RESOURCE could raise its rlimits again and one holding CAP_SYS_ADMIN could re-enter
-   the host's network namespace.
+4. a private mount namespace: home directories hidden, everything but the working directory
+   read-only (``sandbox.confine``);
+5. rlimits: address space, CPU time, processes, file size, no core files;
+6. the private working directory, the scrubbed environment, the parent's ``sys.path``, threads;
+7. as root, the capability bounding set cleared, then a switch to a user id of the job's own
+   (which empties the other capability sets and makes the kernel enforce RLIMIT_NPROC), and
+   no-new-privileges set:
+   a root process holding CAP_SYS_RESOURCE could raise its rlimits again and one holding
+   CAP_SYS_ADMIN could re-enter the host's network namespace.
 
 The result travels as JSON lines on fd 3 (a "ready" line, an "imported" line, one final line),
 never on stdout: the candidate may print anything or write straight to fds 1 and 2.
@@ -33,6 +37,8 @@ import sys
 import time
 import traceback
 from typing import NoReturn
+
+from sandbox.confine import confine_filesystem, drop_to_unprivileged
 
 RESULT_FD = 3
 SECRET_WORDS = ("KEY", "TOKEN", "SECRET", "PASSWORD", "PASSWD", "CREDENTIAL", "AUTH", "PRIVATE")
@@ -101,6 +107,8 @@ def _isolate(request: dict) -> dict:
     os.setsid()
     _libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
     network = "allowed" if limits["network"] else _unshare_network()
+    keep = [*request["sys_path"], sys.prefix, sys.base_prefix, sys.exec_prefix, os.path.dirname(sys.executable)]
+    filesystem = confine_filesystem(request["cwd"], keep, real_uid)
     rlimits = _set_rlimits(limits)
     os.chdir(request["cwd"])
     os.environ.clear()
@@ -116,9 +124,9 @@ def _isolate(request: dict) -> dict:
         "env_scrubbed": not any(word in name.upper() for name in os.environ for word in SECRET_WORDS),
         "cwd": os.getcwd(),
         "rlimits": rlimits,
-        "nproc": ("not enforced: the kernel exempts real uid 0 from RLIMIT_NPROC" if real_uid == 0
-                  else f"enforced per user: counts every process of uid {real_uid}"),
-        "capabilities": _drop_capabilities(),
+        "filesystem": filesystem,
+        "capabilities": _drop_capabilities(request["cwd"]),
+        "nproc": f"enforced per user: counts every process of uid {os.getuid()}",
         "threads": limits["threads"],
         "uid": real_uid,
     }
@@ -159,19 +167,21 @@ def _set_rlimits(limits: dict) -> dict:
     return applied
 
 
-def _drop_capabilities() -> str:
+def _drop_capabilities(workdir: str) -> str:
     if os.geteuid() != 0:
         return "none in the host's user namespace"
     for cap in range(64):  # the bounding set: exec cannot bring them back
         if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
             break  # EINVAL: past the last capability this kernel knows
+    user = drop_to_unprivileged(workdir)
     if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
-    header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
-    empty = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable for capabilities 0-31 and 32-63
-    if _libc.capset(header, empty) != 0:
-        raise OSError(ctypes.get_errno(), "capset")
-    return "dropped (uid 0 without capabilities, no new privileges)"
+    if os.getuid() == 0:  # root inside a user namespace: keep the uid, lose the capabilities
+        header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
+        empty = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable for capabilities 0-31 and 32-63
+        if _libc.capset(header, empty) != 0:
+            raise OSError(ctypes.get_errno(), "capset")
+    return f"dropped ({user}, no new privileges)"
 
 
 def _call(target: str, payload: bytes) -> dict:
