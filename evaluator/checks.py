@@ -1,5 +1,5 @@
 """Checks a design must pass before any training: build, budget, shapes, causality, initial
-loss, gradients, recurrent form, and a scaling probe. Each raises ``EvalFailure`` with a named
+loss, gradients, recurrent form, declared kernels, and a scaling probe. Each raises ``EvalFailure`` with a named
 status and an expected-versus-actual reason, or returns measured figures."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ import torch.nn as nn
 from evaluator.backbone import LanguageModel
 from evaluator.status import EvalFailure, is_oom
 from evaluator.train import loss_fn
+from kernels.harness import CheckConfig, check_declared
+from kernels.spec import KernelSpec
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,9 @@ class CheckSpec:
     step_tol: float = 1e-3  # relative RMS error of step() against forward()
     scaling_lengths: tuple[int, ...] = (512, 1024, 2048, 4096)
     scaling_repeats: int = 2
+    # Declared KERNELS: one input draw per case (plus its in-place redraw) and one hidden shape keep a
+    # recurrence kernel's check near 10 s under Triton's CPU interpreter; a GPU runs it in well under 1 s.
+    kernel_check: CheckConfig = CheckConfig(seeds=1, hidden=1)
 
 
 def rel_rms(actual: torch.Tensor, expected: torch.Tensor) -> float:
@@ -196,3 +201,30 @@ def scaling_probe(mixer: nn.Module, spec: CheckSpec, generator: torch.Generator)
     time_exp, mem_exp = _slope(lengths, times), _slope(lengths, memory)
     return {"time_exponent": round(time_exp, 3), "memory_exponent": round(mem_exp, 3),
             "superlinear": bool(time_exp > 1.5 or mem_exp > 1.3)}
+
+
+def check_kernels(module, code: str, spec: CheckSpec, seed: int) -> tuple[dict, EvalFailure | None]:
+    """Every entry of the design's ``KERNELS`` against its reference (``kernels.harness``).
+
+    Returns the error figures of every kernel checked (kept in the metrics even when one fails) and
+    the failure, if any: ``contract`` for a malformed declaration, ``kernel-mismatch`` otherwise.
+    On a GPU the kernels run there; without one, Triton kernels run under the interpreter.
+    """
+    declared = module.KERNELS
+    if not isinstance(declared, (list, tuple)) or not all(isinstance(k, KernelSpec) for k in declared):
+        kinds = ", ".join(sorted({type(k).__name__ for k in declared})) if isinstance(declared, (list, tuple)) \
+            else type(declared).__name__
+        return {}, EvalFailure("contract", f"KERNELS must be a list of kernels.spec.KernelSpec, got {kinds}")
+    names = [k.name for k in declared]
+    if len(set(names)) != len(names):
+        return {}, EvalFailure("contract", f"KERNELS names must be unique, got {names}")
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    metrics: dict = {"kernels_declared": len(declared)}
+    for kernel_spec in declared:
+        report = check_declared(kernel_spec, code, "design.py", device, seed, config=spec.kernel_check)
+        metrics.update(report.figures())
+        if report.status == "spec":
+            return metrics, EvalFailure("contract", report.reason)
+        if not report.ok:
+            return metrics, EvalFailure("kernel-mismatch", report.reason)
+    return metrics, None

@@ -21,6 +21,7 @@ from evaluator.profile import flops_per_token, peak_rss_mb
 from evaluator.status import EvalFailure, is_oom
 from evaluator.tasks.common import build_model
 from evaluator.tiers import get_tier
+from kernels.runtime import use_interpreter_without_gpu
 
 
 def environment(device: str) -> dict:
@@ -56,6 +57,7 @@ def evaluate_in_child(payload: dict) -> dict:
         data = {task.name: task.prepare(seed) for task in tier.tasks}
         log.append(f"prepared data for {', '.join(data) or 'no tasks'} in {time.perf_counter() - started:.1f}s")
         guard = Guard()
+        use_interpreter_without_gpu()  # before the design's @triton.jit kernels are decorated
         module, info = load(payload["code"])
         guard.verify("import")
         mixer_cls = module.Mixer
@@ -67,6 +69,11 @@ def evaluate_in_child(payload: dict) -> dict:
         metrics.update(checks.check_model(mixer_cls, spec, generator))
         if info.has_step:
             metrics.update(checks.check_recurrent(mixers, spec, generator))
+        if info.has_kernels:
+            kernel_metrics, kernel_failure = checks.check_kernels(module, payload["code"], spec, seed)
+            metrics.update(kernel_metrics)
+            if kernel_failure is not None:
+                raise kernel_failure
         if tier.scaling_probe:
             metrics.update(checks.scaling_probe(mixers[0], spec, generator))
         guard.verify("checks")

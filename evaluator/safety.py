@@ -50,6 +50,10 @@ FORBIDDEN_TORCH = (
 FORBIDDEN_METHODS = frozenset({"tofile", "fromfile", "from_file", "numpy"})
 
 
+# Project modules a design must not reach: the kernel harness judges the design's own kernels.
+FORBIDDEN_PROJECT = ("kernels.harness",)
+
+
 @dataclass(frozen=True)
 class Violation:
     line: int
@@ -86,6 +90,10 @@ class _Scanner(ast.NodeVisitor):
         self._check_path(node, module)
 
     def _check_path(self, node: ast.AST, path: str) -> None:
+        for bad in FORBIDDEN_PROJECT:
+            if path == bad or path.startswith(bad + "."):
+                self._flag(node, f"use of {bad} is not allowed in a design (it checks the design's kernels)")
+                return
         for bad in FORBIDDEN_TORCH:
             if path == bad or path.startswith(bad + "."):
                 self._flag(node, f"use of {bad} is not allowed in a design")

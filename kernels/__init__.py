@@ -21,5 +21,10 @@ Small blocks:
 - ``kernels.feature_maps``: ``feature_map(name)``, ``feature_dim(name, K)``, ``FEATURE_MAPS``
 - ``kernels.attention``: ``softmax_attention``, ``sliding_window_attention``, ``RotaryEmbedding``
 
+Triton kernels (forward and backward, wired into autograd) for the five recurrences:
+``kernels.<op>.triton.triton_<op>``, all built on ``kernels.triton_recurrence``; on a GPU the chunked
+ops call them. ``kernels.spec`` defines the ``KERNELS`` contract (``KernelSpec``, ``recurrence_spec``);
+``kernels.harness`` checks and times declared kernels (designs may not import it).
+
 This package must stay importable without the evaluator, so nothing is imported eagerly here.
 """

@@ -19,7 +19,7 @@ from evaluator.checks import (
 from evaluator.design import load
 from memory.dedup import code_hash, structural_hash
 
-ALLOWED_IMPORTS = {"torch", "math", "einops", "kernels"}
+ALLOWED_IMPORTS = {"torch", "math", "einops", "triton", "kernels"}
 _RNG = random.Random(2024)
 RANDOM_POINTS = [random_point(_RNG) for _ in range(30)]
 

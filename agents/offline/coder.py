@@ -52,7 +52,8 @@ def simplify(point: dict, status: str) -> tuple[dict, tuple[str, object, object]
 class OfflineCoder:
     """Renders ``proposal.spec``; the Draft's attempt counts rewrites of the same proposal."""
 
-    def __init__(self) -> None:
+    def __init__(self, kernels: bool = True) -> None:
+        self.kernels = kernels  # write and declare a Triton kernel for recurrent designs (render.render)
         self.attempts: dict[str, int] = {}  # proposal key -> attempt of the last draft written for it
 
     @staticmethod
@@ -82,4 +83,4 @@ class OfflineCoder:
         elif proposal.spec != point:
             proposal = replace(proposal, spec=point)
         self.attempts[self._key(proposal)] = attempt
-        return Draft(render(point, proposal.name, describe(point)), proposal, attempt)
+        return Draft(render(point, proposal.name, describe(point), self.kernels), proposal, attempt)

@@ -4,6 +4,11 @@ The file holds only the code its point needs (no branches over options it does n
 different points give different code and one point always gives byte-identical code. Recurrent
 layers call the chunked ops of ``kernels`` in ``forward`` and their ``*_step`` ops in ``step``; a
 design with no attention layer gets ``init_state``/``step``.
+
+With ``kernels`` on (the default), a recurrent design also carries its own Triton kernel for its
+state update (``kernels.emit``), runs it in ``forward`` on a GPU (the chunked op elsewhere) and
+declares it in ``KERNELS``, so the evaluator checks the kernel against the naive token loop in
+every evaluation.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import textwrap
 from collections.abc import Mapping
 
 from agents.offline.space import DELTA_UPDATES, WINDOWS, canonical, describe, point_name, validate
+from kernels.emit import recurrence_kernel_source, wrapper_name
 
 INDENT = "    "
 LINE_LENGTH = 110
@@ -51,9 +57,10 @@ _SMALL_INIT = [
 ]
 
 
-def render(point: Mapping, name: str, motivation: str) -> str:
+def render(point: Mapping, name: str, motivation: str, kernels: bool = True) -> str:
     """The design file of ``point`` (valid; ``ValueError`` otherwise), titled ``name`` and motivated by
-    ``motivation`` (one paragraph, wrapped here)."""
+    ``motivation`` (one paragraph, wrapped here); ``kernels``: include and declare a Triton kernel for
+    the state update of a recurrent design."""
     problems = validate(point)
     if problems:
         raise ValueError(f"cannot render an invalid point: {'; '.join(problems)}")
@@ -64,14 +71,23 @@ def render(point: Mapping, name: str, motivation: str) -> str:
     if p["hybrid"] == "all":
         blocks = [_attention_class(p["attention"], "Mixer", contract=True, imports=imports)]
     elif p["hybrid"] == "none":
-        blocks = [_Recurrent(p, "Mixer", contract=True, imports=imports).lines()]
+        layer = _Recurrent(p, "Mixer", contract=True, imports=imports, kernel=kernels)
+        blocks = [layer.lines()]
     else:
-        layer = _Recurrent(p, _layer_class(p), contract=False, imports=imports)
+        layer = _Recurrent(p, _layer_class(p), contract=False, imports=imports, kernel=kernels)
         attention = "Attention" if p["attention"] == "full" else "SlidingWindowAttention"
         blocks = [layer.lines(), _attention_class(p["attention"], attention, contract=False, imports=imports),
                   _hybrid_mixer(p, layer.class_name, attention)]
+    if p["hybrid"] != "all" and kernels:
+        blocks = [recurrence_kernel_source(layer.op).splitlines(), *blocks, _kernels_declaration(layer.op, imports)]
     body = "\n\n\n".join("\n".join(block) for block in blocks)
     return f"{_docstring(name.strip(), motivation)}\n\n{_imports(body, imports)}\n\n\n{body}\n"
+
+
+def _kernels_declaration(op: str, imports: set) -> list[str]:
+    imports.add(("kernels.spec", "recurrence_spec"))
+    return ["# Checked by the evaluator against the naive token loop on shapes of its own choosing.",
+            f'KERNELS = [recurrence_spec("{op}", {wrapper_name(op)})]']
 
 
 def _literal(text: str) -> str:
@@ -91,6 +107,10 @@ def _imports(body: str, kernels: set[tuple[str, str]]) -> str:
     third = ["import torch"] if re.search(r"\btorch\.", body) else []
     if re.search(r"\bF\.", body):
         third.append("import torch.nn.functional as F")
+    if re.search(r"\btriton\.", body):
+        third.append("import triton")
+    if re.search(r"\btl\.", body):
+        third.append("import triton.language as tl")
     einops = [n for n in ("rearrange", "repeat") if re.search(rf"\b{n}\(", body)]
     if einops:
         third.append(f"from einops import {', '.join(einops)}")
@@ -194,7 +214,7 @@ def _join_methods(methods: list[list[str]]) -> list[str]:
 class _Recurrent:
     """The lines of one recurrent layer class for a canonical point (no attention)."""
 
-    def __init__(self, p: dict, class_name: str, contract: bool, imports: set):
+    def __init__(self, p: dict, class_name: str, contract: bool, imports: set, kernel: bool = False):
         self.p, self.class_name, self.contract, self.imports = p, class_name, contract, imports
         self.update = p["update"]
         self.delta = self.update in DELTA_UPDATES
@@ -210,6 +230,8 @@ class _Recurrent:
         self.kv_heads = " * ".join(["H", *("M" if f.endswith("memories") else "S" for f in factors)])
         module, self.chunk_op, self.step_op = _KERNEL_OPS[self.update]
         self.kernel_module = module
+        self.op = module.removeprefix("kernels.")
+        self.kernel = wrapper_name(self.op) if kernel else None  # the design's own Triton kernel
 
     def lines(self) -> list[str]:
         head = [f"class {self.class_name}(nn.Module):"]
@@ -392,7 +414,11 @@ class _Recurrent:
                      "phi(q_t) . sum phi(k_s).",
                      f"v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # (B, {heads}, T, V + 1)"]
         chunk = self._use(self.kernel_module, self.chunk_op)
-        body.append(f"o, _ = {chunk}({self._kernel_args('g', 'beta', '')})  # (B, {heads}, {time}, V)")
+        if self.kernel:
+            body += [f"recurrence = {self.kernel} if q.is_cuda else {chunk}  # the Triton kernel on a GPU",
+                     f"o, _ = recurrence({self._kernel_args('g', 'beta', '')})  # (B, {heads}, {time}, V)"]
+        else:
+            body.append(f"o, _ = {chunk}({self._kernel_args('g', 'beta', '')})  # (B, {heads}, {time}, V)")
         if self.steps > 1:
             body.append("o = o[:, :, self.n_steps - 1 :: self.n_steps]  # each token's output after its "
                         "last step")
@@ -545,10 +571,10 @@ class _Recurrent:
                             " -> tuple[Tensor, dict[str, Tensor]]"), *_indent(body)]
 
 
-def render_point(point: Mapping) -> str:
+def render_point(point: Mapping, kernels: bool = True) -> str:
     """The file the offline roles write for ``point``: titled ``point_name``, motivated by ``describe``.
 
     Title and motivation are functions of the point, so equal points give equal files and the
     researcher can tell from a code hash whether a point is already in memory.
     """
-    return render(point, point_name(point), describe(point))
+    return render(point, point_name(point), describe(point), kernels)
