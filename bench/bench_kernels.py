@@ -9,17 +9,21 @@ float32 limits) is timed fwd+bwd (``kernels.harness.timing``: warm-up, L2 flush,
 checked against host time, roofline floor) next to flash-linear-attention's chunk kernel on the
 same inputs when ``fla`` is importable, and the time ratio ours / fla is printed.
 
-Run: PYTHONPATH=. python bench/bench_kernels.py [--ops gla,delta_rule] [--shapes 1x2x64x32x32]
+Run: python bench/bench_kernels.py [--ops gla,delta_rule] [--shapes 1x2x64x32x32]
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
-import kernels.harness  # noqa: F401 - chooses Triton's interpreter on a CPU before triton is imported
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import kernels.harness  # noqa: E402, F401 - chooses Triton's interpreter on a CPU before triton is imported
 from kernels.delta_rule import chunk_delta_rule
 from kernels.delta_rule.triton import triton_delta_rule
 from kernels.gated_delta_rule import chunk_gated_delta_rule

@@ -80,6 +80,10 @@ class DesignArchive:
     def code(self, sha: str) -> str:
         return self._commit(sha).tree["design.py"].data_stream.read().decode()
 
+    def parents(self, sha: str) -> list[str]:
+        """The git parents of a design's commit: its parent designs' commits, in order."""
+        return [parent.hexsha for parent in self._commit(sha).parents]
+
     def log(self, sha: str) -> list[tuple[str, str]]:
         """(sha, message) from `sha` back to its root along first parents: the design's lineage."""
         commit = self._commit(sha)
