@@ -59,6 +59,7 @@ class Proposal:
     plan: str
     parents: tuple[int, ...]
     spec: dict | None = None
+    calls: tuple[int, ...] = ()  # ids of the recorded LLM calls that produced it (LLM backend only)
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,7 @@ class Draft:
     code: str
     proposal: Proposal
     attempt: int = 1  # 1 for the first file written for a proposal, +1 for each rewrite after feedback
+    calls: tuple[int, ...] = ()  # ids of the recorded LLM calls that produced it, failed attempts included
 
 
 @dataclass(frozen=True)
@@ -96,27 +98,55 @@ class Analyst(Protocol):
     def analyse(self, outcome: Outcome, context: Context) -> Analysis: ...
 
 
+class Judge(Protocol):
+    """A qualitative score (``data["judge_score"]``, 0 to 10) recorded beside the measured one, never instead."""
+
+    def judge(self, outcome: Outcome, context: Context) -> Analysis: ...
+
+
+class AgentFailure(Exception):
+    """A role could not produce its result (an unparseable reply, no code, an unreachable model).
+
+    ``status`` names the failure as recorded with the LLM calls (``malformed``, ``no-code``,
+    ``http-429``, ``timeout``, ...); ``calls`` are the ids of those calls. The loop records the failure
+    and goes on; it costs no evaluation.
+    """
+
+    def __init__(self, status: str, reason: str, calls: tuple[int, ...] = ()):
+        super().__init__(f"{status}: {reason}")
+        self.status, self.reason, self.calls = status, reason, tuple(calls)
+
+
+class StopRun(Exception):
+    """The agents cannot go on (a spending cap is reached, a replayed run left its recording): the loop
+    stops the run cleanly with this message."""
+
+
 @dataclass(frozen=True)
 class Roles:
     researcher: Researcher
     coder: Coder
     analyst: Analyst
     name: str  # the backend's name; the loop records it as the designs' origin
+    judge: Judge | None = None  # optional
 
 
-BACKENDS = ("offline",)
+BACKENDS = ("offline", "llm")
 
 
 def make_roles(backend: str = "offline", *, seed: int = 0, **options) -> Roles:
     """The three roles of ``backend``, seeded.
 
     offline options: ``researcher`` ("search", the default, or "random"), ``explore`` (see
-    ``OfflineResearcher``). An unknown backend or option is an error.
+    ``OfflineResearcher``). llm options: ``settings`` and ``journal`` (see ``agents.llm.llm_roles``).
+    An unknown backend or option is an error.
     """
     if backend == "offline":
         from agents.offline import offline_roles
 
         return offline_roles(seed=seed, **options)
     if backend == "llm":
-        raise NotImplementedError("the LLM backend is not available yet; use backend 'offline'")
+        from agents.llm import llm_roles
+
+        return llm_roles(seed=seed, **options)
     raise ValueError(f"unknown agent backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -4,6 +4,7 @@ written into the workspace with every run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import tomllib
@@ -11,10 +12,15 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 from evaluator.tiers import DEFAULT_TIER, TIERS
+from sandbox.executors import EXECUTORS
+from sandbox.ray_executor import INSTALL_HINT
 
 
 class ConfigError(ValueError):
     pass
+
+
+LLM_CACHE_MODES = ("record", "replay", "off")  # agents.llm.CACHE_MODES, without importing litellm's client here
 
 
 @dataclass(frozen=True)
@@ -24,13 +30,30 @@ class RunConfig:
     budget: int = 8                  # evaluations to spend (duplicates are free; failures count)
     seed: int = 0                    # evaluation seed and agents' random seed
     workers: int = 0                 # parallel evaluations; 0 = one per CPU core
-    model: str = "offline"           # agent backend: "offline", or a litellm model string (later issue)
-    executor: str = "local"          # where evaluations run: "local" (process pool)
+    model: str = "offline"           # agent backend: "offline", or a litellm model string for every LLM role
+    executor: str = "local"          # where evaluations run: "local" (process pool) or "ray" (one Ray task each)
+    ray_address: str = ""            # a running Ray cluster ("auto", "HOST:PORT", "ray://HOST:10001"); empty: start one
     reference_seeds: int = 1         # seeds per baseline when references are seeded
-    max_attempts: int = 3            # coder attempts per proposal when a check fails (self-debugging)
+    max_attempts: int = 3            # coder attempts per proposal, pre-check failures included (self-debugging)
     references: tuple[str, ...] = ()  # baselines seeded as references; empty = all of them
+    # The LLM backend (any model other than "offline"); see agents/llm.
+    researcher_model: str = ""       # per-role litellm model strings; empty = `model`
+    coder_model: str = ""
+    analyst_model: str = ""
+    judge_model: str = ""            # the optional judge; empty = no judge
+    api_base: str = ""               # an OpenAI-compatible endpoint (vLLM, llama.cpp, a proxy); empty = the provider's
+    max_cost: float = 0.0            # dollars the run may spend on LLM calls; 0 = no cap
+    max_tokens: int = 0              # prompt + completion tokens the run may use; 0 = no cap
+    fewshot: int = 3                 # designs from memory shown to the researcher as examples (FSAP: n = 3)
+    llm_timeout_s: float = 120.0     # per HTTP attempt
+    llm_retries: int = 3             # further attempts after a timeout, dropped or cut reply, 429 or 5xx
+    llm_backoff_s: float = 1.0       # first wait between attempts; doubles each time
+    llm_cache: str = "record"        # "record" every reply, "replay" only recorded replies (no model), or "off"
+    llm_cache_from: str = ""         # an experience.db whose recorded replies are replayed; empty = this workspace's
+    max_llm_failures: int = 5        # agent failures in a row (no usable reply) that stop the run
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if self.tier not in TIERS:
             raise ConfigError(f"tier must be one of {', '.join(TIERS)}, got {self.tier!r}")
         if self.budget < 0:
@@ -41,13 +64,76 @@ class RunConfig:
             object.__setattr__(self, "references", tuple(self.references))
         if self.reference_seeds < 1:
             raise ConfigError(f"reference_seeds must be >= 1, got {self.reference_seeds}")
+        if self.executor not in EXECUTORS:
+            raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
+        if self.ray_address and self.executor != "ray":
+            raise ConfigError("ray_address is read only when executor = 'ray'")
+        if self.executor == "ray" and importlib.util.find_spec("ray") is None:
+            raise ConfigError(f"executor 'ray' needs the ray package: {INSTALL_HINT}")
+        self._check_llm()
+
+    def _check_llm(self) -> None:
+        if not self.model:
+            raise ConfigError("model must be 'offline' or a litellm model string such as 'openai/gpt-4o-mini'")
+        role_models = [f"{role}_model" for role in ("researcher", "coder", "analyst", "judge")]
+        if self.backend == "offline" and (named := [k for k in role_models if getattr(self, k)]):
+            raise ConfigError(f"{', '.join(named)} need(s) the LLM backend; set model to a litellm model string")
+        if self.llm_cache not in LLM_CACHE_MODES:
+            raise ConfigError(f"llm_cache must be one of {', '.join(LLM_CACHE_MODES)}, got {self.llm_cache!r}")
+        if self.llm_cache_from and self.llm_cache != "replay":
+            raise ConfigError("llm_cache_from is read only when llm_cache = 'replay'")
+        if self.llm_cache_from and not Path(self.llm_cache_from).is_file():
+            raise ConfigError(f"llm_cache_from: no experience database at {self.llm_cache_from}")
+        minimum = {"max_attempts": 1, "max_cost": 0, "max_tokens": 0, "fewshot": 0, "llm_retries": 0,
+                   "llm_backoff_s": 0, "max_llm_failures": 1}
+        for key, low in minimum.items():
+            if getattr(self, key) < low:
+                raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
+        if self.llm_timeout_s <= 0:
+            raise ConfigError(f"llm_timeout_s must be > 0, got {self.llm_timeout_s}")
+
+    @property
+    def backend(self) -> str:
+        """"offline" for the embedded roles, "llm" for any other model string."""
+        return "offline" if self.model == "offline" else "llm"
 
     @property
     def effective_workers(self) -> int:
         return self.workers or max(1, os.cpu_count() or 1)
 
+    @property
+    def executor_options(self) -> dict:
+        """What the executor needs beyond ``workers``: for Ray, the cluster and a GPU per job on a GPU tier."""
+        if self.executor != "ray":
+            return {}
+        return {"address": self.ray_address or None, "gpus": 1 if TIERS[self.tier].device == "cuda" else 0}
+
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
+
+
+def _check_types(config: RunConfig) -> None:
+    """Each value has its field's type (an int is accepted for a float and becomes one; a list for a tuple)."""
+    for f in fields(config):
+        value, expected = getattr(config, f.name), type(f.default)
+        if expected is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(config, f.name, float(value))
+        elif expected is tuple and isinstance(value, list):
+            object.__setattr__(config, f.name, tuple(value))
+        elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+            raise ConfigError(f"{f.name} must be {expected.__name__}, got {type(value).__name__} {value!r}")
+
+
+def llm_settings(config: RunConfig):
+    """The LLM backend's settings (agents.llm.LLMSettings) from a run configuration."""
+    from agents.llm import ClientSettings, LLMSettings
+
+    client = ClientSettings(api_base=config.api_base or None, timeout_s=config.llm_timeout_s,
+                            retries=config.llm_retries, backoff_s=config.llm_backoff_s, max_cost=config.max_cost,
+                            max_tokens=config.max_tokens, cache=config.llm_cache)
+    return LLMSettings(model=config.model, researcher_model=config.researcher_model, coder_model=config.coder_model,
+                       analyst_model=config.analyst_model, judge_model=config.judge_model, fewshot=config.fewshot,
+                       max_attempts=config.max_attempts, client=client)
 
 
 def merge(base: RunConfig, overrides: dict) -> RunConfig:

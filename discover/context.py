@@ -17,7 +17,8 @@ def summary(design: Design, evaluation: Evaluation | None, analysis: str | None 
 
 
 def _latest_analysis(db: ExperienceDB, design_id: int) -> str | None:
-    analyses = db.analyses(design_id)
+    """The latest analyst's text; a judge's qualitative note sits beside it and is not an analysis."""
+    analyses = [a for a in db.analyses(design_id) if not a["author"].endswith("-judge")]
     return analyses[-1]["text"] if analyses else None
 
 

@@ -4,6 +4,12 @@
 in the experience database, written one transaction per change, so a run killed at any moment
 resumes (``resume=True``) without losing a finished evaluation or repeating one, and the budget
 (evaluations; duplicates are free, failures count) is spent exactly.
+
+With an LLM, a role may fail to produce anything usable (an unparseable reply, no code after its
+attempts, an unreachable model): that is recorded as an ``agent-failure`` event beside the calls'
+transcripts and costs no evaluation, but ``max_llm_failures`` failures in a row stop the run, so a
+broken endpoint cannot loop forever. A reached spending cap stops the run too: no further LLM
+call is made, evaluations in flight finish and are recorded, and the summary names the cap.
 """
 
 from __future__ import annotations
@@ -15,11 +21,13 @@ from dataclasses import dataclass
 
 import evaluator
 import sandbox
-from agents import Draft, Outcome, Proposal, Roles, make_roles
+from agents import Context, Draft, Outcome, Proposal, Roles, make_roles
+from agents.base import AgentFailure, StopRun
 from agents.offline.space import BASELINE_POINTS
-from discover.config import RunConfig
+from discover.config import RunConfig, llm_settings
 from discover.context import build_context
 from discover.seed import ensure_references
+from discover.transcripts import DBJournal
 from discover.workspace import Workspace
 from evaluator.evaluate import EvalResult, submit
 from evaluator.score import gate, score
@@ -46,6 +54,42 @@ class RunSummary:
     spent: int
     budget: int
     duplicates: int
+    reason: str = ""  # why a stopped run stopped
+    llm: dict | None = None  # the run's LLM usage (calls, tokens, cost, unknown_cost_calls); None offline
+
+
+class Guard:
+    """Runs one step of a role. An AgentFailure becomes an ``agent-failure`` event and None (the loop goes
+    on); a StopRun, or ``limit`` failures in a row, stops the run with a message in ``reason``."""
+
+    def __init__(self, emit: Events, stop: threading.Event, limit: int):
+        self.emit, self.stop, self.limit = emit, stop, limit
+        self.failures_in_a_row, self.reason, self.agents_stopped = 0, "", False
+
+    def __call__(self, step: str, fn: Callable, *args, **kwargs):
+        if self.agents_stopped:
+            return None
+        try:
+            result = fn(*args, **kwargs)
+        except AgentFailure as failure:
+            self.failures_in_a_row += 1
+            self.emit("agent-failure", step=step, status=failure.status, reason=failure.reason,
+                      calls=list(failure.calls))
+            if self.failures_in_a_row >= self.limit:
+                self.halt(f"{self.limit} agent failures in a row; the last: {failure.status}: {failure.reason}")
+            return None
+        except StopRun as stop:
+            self.agents_stopped = True
+            self.halt(str(stop))
+            return None
+        self.failures_in_a_row = 0
+        return result
+
+    def halt(self, reason: str) -> None:
+        if not self.reason:
+            self.reason = reason
+            self.emit("stage", stage=f"stopped: {reason}")
+        self.stop.set()
 
 
 class Events:
@@ -64,13 +108,15 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
         stop: threading.Event | None = None, roles: Roles | None = None) -> RunSummary:
     ws = Workspace.open(config.workspace)
     db, archive = ExperienceDB(ws.db_path), DesignArchive(ws.archive_path)
+    # made first: a cluster that cannot be reached fails the run before anything is recorded
+    executor = sandbox.make_executor(config.executor, workers=config.effective_workers, **config.executor_options)
     run_id = open_run(db, config, resume)
     (ws.logs / f"run-{run_id}-config.json").write_text(config.to_json())
     emit = Events(db, run_id, listener)
     tier = evaluator.get_tier(config.tier)
-    roles = roles or make_roles(config.model, seed=config.seed * 1000 + run_id)
-    executor = sandbox.make_executor(config.executor, workers=config.effective_workers)
+    roles = roles or agent_roles(config, db, run_id)
     stop = stop or threading.Event()
+    guard = Guard(emit, stop, config.max_llm_failures)
     status, duplicates_in_a_row = "finished", 0
     try:
         emit("run-start", budget=config.budget, tier=tier.key, spent=db.spent(run_id), resume=resume)
@@ -88,18 +134,18 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                 context = build_context(db, tier.name, tier.version, db.spent(run_id) + len(flights), config.seed)
                 if not queue:
                     emit("stage", stage="proposing")
-                    proposal = roles.researcher.propose(context)
-                    queue.append(roles.coder.write(proposal, context))
+                    if (draft := guard("propose", propose, roles, context)) is None:
+                        continue
+                    queue.append(draft)
                 draft = queue.pop(0)
                 design_id = record_design(db, archive, draft, run_id, roles.name, emit)
                 if design_id is None:
                     duplicates_in_a_row += 1
                     if duplicates_in_a_row >= MAX_DUPLICATES_IN_A_ROW:
-                        stop.set()
-                        status = "stopped"
-                        emit("stage", stage=f"stopped: {MAX_DUPLICATES_IN_A_ROW} duplicate proposals in a row")
+                        guard.halt(f"{MAX_DUPLICATES_IN_A_ROW} duplicate proposals in a row")
                     continue
                 duplicates_in_a_row = 0
+                db.link_llm_calls((*draft.proposal.calls, *draft.calls), design_id)
                 eval_id = db.begin_evaluation(design_id, run_id, "search", tier.name, tier.version, config.seed)
                 emit("evaluate-start", design_id=design_id, name=draft.proposal.name, attempt=draft.attempt)
                 flights[submit(executor, draft.code, tier.name, config.seed)] = Flight(
@@ -113,13 +159,12 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                 context = build_context(db, tier.name, tier.version, db.spent(run_id), config.seed)
                 outcome = Outcome(flight.design_id, flight.draft.proposal, result.status, result.reason,
                                   result.metrics, db.evaluation(flight.eval_id).score)
-                analysis = roles.analyst.analyse(outcome, context)
-                db.add_analysis(flight.design_id, f"{roles.name}-analyst", analysis.text, analysis.data,
-                                flight.eval_id)
-                emit("analysis", design_id=flight.design_id, text=analysis.text)
+                analyse(db, roles, guard, outcome, context, flight.eval_id, emit)
                 if result.status in FIXABLE and flight.draft.attempt < config.max_attempts and not stop.is_set():
-                    queue.insert(0, roles.coder.write(flight.draft.proposal, context,
-                                                      feedback=f"{result.status}: {result.reason}"))
+                    fixed = guard("fix", roles.coder.write, flight.draft.proposal, context,
+                                  feedback=f"{result.status}: {result.reason}")
+                    if fixed is not None:
+                        queue.insert(0, fixed)
         if stop.is_set() and status == "finished":
             status = "stopped"
     except KeyboardInterrupt:
@@ -130,8 +175,36 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
         executor.shutdown()
         db.abandon_inflight(run_id)
         db.finish_run(run_id, status)
-        emit("run-end", status=status, spent=db.spent(run_id))
-    return RunSummary(run_id, status, db.spent(run_id), config.budget, len(db.duplicates(run_id)))
+        emit("run-end", status=status, spent=db.spent(run_id), reason=guard.reason)
+    llm = db.llm_usage(run_id) if roles.name == "llm" else None
+    return RunSummary(run_id, status, db.spent(run_id), config.budget, len(db.duplicates(run_id)), guard.reason, llm)
+
+
+def agent_roles(config: RunConfig, db: ExperienceDB, run_id: int) -> Roles:
+    """The configured backend's roles; the LLM roles record their calls in ``db`` through a journal."""
+    seed = config.seed * 1000 + run_id
+    if config.backend == "offline":
+        return make_roles("offline", seed=seed)
+    journal = DBJournal(db, run_id, cache_from=config.llm_cache_from or None)
+    return make_roles("llm", seed=seed, settings=llm_settings(config), journal=journal)
+
+
+def propose(roles: Roles, context: Context) -> Draft:
+    """A proposal from the researcher, written as a file by the coder."""
+    return roles.coder.write(roles.researcher.propose(context), context)
+
+
+def analyse(db: ExperienceDB, roles: Roles, guard: Guard, outcome: Outcome, context: Context, eval_id: int,
+            emit: Events) -> None:
+    """The analyst's analysis and, when there is a judge, its qualitative score, recorded with the design."""
+    analysis = guard("analyse", roles.analyst.analyse, outcome, context)
+    if analysis is not None:
+        db.add_analysis(outcome.design_id, f"{roles.name}-analyst", analysis.text, analysis.data, eval_id)
+        emit("analysis", design_id=outcome.design_id, text=analysis.text)
+    judgement = guard("judge", roles.judge.judge, outcome, context) if roles.judge is not None else None
+    if judgement is not None:
+        db.add_analysis(outcome.design_id, f"{roles.name}-judge", judgement.text, judgement.data, eval_id)
+        emit("judgement", design_id=outcome.design_id, score=judgement.data.get("judge_score"), text=judgement.text)
 
 
 def open_run(db: ExperienceDB, config: RunConfig, resume: bool) -> int:

@@ -189,9 +189,53 @@ def _v1_initial_schema(db: Database) -> None:
     db["events"].create_index(["run_id", "id"])
 
 
+def _v2_llm(db: Database) -> None:
+    """LLM transcripts: each call's HTTP attempt, error and cache key (calls link to their design once it is
+    recorded), and the reply cache that lets a run be re-done without a model."""
+    text, integer = str, int
+    for column, kind in (("attempt", integer), ("error", text), ("cache_key", text), ("cached", integer)):
+        db["llm_calls"].add_column(column, kind)
+    db["llm_calls"].create_index(["design_id"])
+    db["llm_cache"].create(
+        {"key": text, "model": text, "reply": text, "prompt_tokens": integer, "completion_tokens": integer,
+         "created_at": text},
+        pk="key", not_null={"model", "reply", "created_at"}, strict=True,
+    )
+
+
+def _v3_provenance(db: Database) -> None:
+    """Replays (a recorded evaluation run again and compared) and verifications (multi-seed verdicts
+    of designs against references)."""
+    text, integer, real = str, int, float
+    db["replays"].create(
+        {"id": integer, "design_id": integer, "evaluation_id": integer, "replay_evaluation_id": integer,
+         "verdict": text, "exact": integer, "diffs": text, "environment": text, "created_at": text},
+        pk="id", not_null={"design_id", "evaluation_id", "replay_evaluation_id", "verdict", "exact", "diffs",
+                           "created_at"},
+        foreign_keys=[("design_id", "designs", "id"), ("evaluation_id", "evaluations", "id"),
+                      ("replay_evaluation_id", "evaluations", "id")], strict=True,
+    )
+    db["replays"].create_index(["design_id"])
+    db["verifications"].create(
+        {"id": integer, "tier": text, "tier_version": integer, "seeds": text, "confidence": real, "method": text,
+         "created_at": text},
+        pk="id", not_null={"tier", "tier_version", "seeds", "confidence", "method", "created_at"}, strict=True,
+    )
+    db["verdicts"].create(
+        {"id": integer, "verification_id": integer, "design_id": integer, "reference": text,
+         "reference_id": integer, "metric": text, "higher_is_better": integer, "n": integer, "mean": real,
+         "std": real, "reference_n": integer, "reference_mean": real, "reference_std": real, "diff": real,
+         "low": real, "high": real, "verdict": text},
+        pk="id", not_null={"verification_id", "design_id", "reference", "reference_id", "metric", "verdict"},
+        foreign_keys=[("verification_id", "verifications", "id"), ("design_id", "designs", "id"),
+                      ("reference_id", "designs", "id")], strict=True,
+    )
+    db["verdicts"].create_index(["design_id", "verification_id"])
+
+
 Migration = Callable[[Database], None]
 # Append only: migration i takes a file from schema version i to i + 1.
-MIGRATIONS: tuple[Migration, ...] = (_v1_initial_schema,)
+MIGRATIONS: tuple[Migration, ...] = (_v1_initial_schema, _v2_llm, _v3_provenance)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -577,6 +621,49 @@ class ExperienceDB:
             [run_id],
         )[0]
 
+    # LLM transcripts and cache. Every attempt at an LLM call is one llm_calls row (prompt, reply, status,
+    # tokens, cost), linked to the design it produced once that design is recorded; every reply is also
+    # cached under the hash of its request, so a run can be re-done from the cache without a model.
+
+    LLM_CALL_FIELDS: ClassVar[tuple[str, ...]] = (
+        "role", "model", "status", "request", "reply", "error", "prompt_tokens", "completion_tokens", "cost",
+        "latency_s", "attempt", "cache_key", "cached", "design_id")
+
+    def add_llm_transcript(self, run_id: int | None, call: Mapping[str, Any]) -> int:
+        """Record one LLM call (keys LLM_CALL_FIELDS) and, when it has a reply and a cache key and was not
+        itself served from the cache, cache the reply (the first reply for a key is kept); one transaction."""
+        if unknown := sorted(set(call) - set(self.LLM_CALL_FIELDS)):
+            raise ValueError(f"unknown LLM call field(s) {', '.join(unknown)}; "
+                             f"known: {', '.join(self.LLM_CALL_FIELDS)}")
+        row = {name: call.get(name) for name in self.LLM_CALL_FIELDS}
+        row.update(run_id=run_id, request=_json(row["request"]), cached=int(bool(row["cached"])), created_at=_now())
+        with self.transaction():
+            call_id = self.db["llm_calls"].insert(row).last_pk
+            if row["cache_key"] and row["reply"] is not None and not row["cached"]:
+                self.conn.execute(
+                    "INSERT OR IGNORE INTO llm_cache (key, model, reply, prompt_tokens, completion_tokens, created_at)"
+                    " VALUES (?, ?, ?, ?, ?, ?)",
+                    [row["cache_key"], row["model"], row["reply"], row["prompt_tokens"], row["completion_tokens"],
+                     row["created_at"]])
+        return call_id
+
+    def link_llm_calls(self, call_ids: Sequence[int], design_id: int) -> int:
+        """Link calls not yet linked to a design to `design_id`; returns how many were linked."""
+        with self.transaction():
+            return self.conn.execute(
+                "UPDATE llm_calls SET design_id = ? WHERE design_id IS NULL AND id IN (SELECT value FROM json_each(?))",
+                [design_id, json.dumps(list(call_ids))]).rowcount
+
+    def llm_calls(self, run_id: int | None = None) -> list[dict[str, Any]]:
+        """The LLM calls (of one run, or all), oldest first, with the request decoded."""
+        rows = self._rows("SELECT * FROM llm_calls WHERE ? IS NULL OR run_id = ? ORDER BY id", [run_id, run_id])
+        return [{**r, "request": json.loads(r["request"]) if r["request"] else None} for r in rows]
+
+    def cached_reply(self, key: str) -> dict[str, Any] | None:
+        """The cached reply for a request hash: {"reply", "prompt_tokens", "completion_tokens", "model"}, or None."""
+        rows = self._rows("SELECT model, reply, prompt_tokens, completion_tokens FROM llm_cache WHERE key = ?", [key])
+        return rows[0] if rows else None
+
     def log_event(self, run_id: int | None, kind: str, data: Mapping[str, Any] | None = None) -> int:
         return self._insert("events", {"run_id": run_id, "ts": _now(), "kind": kind, "data": _json(data)})
 
@@ -584,3 +671,219 @@ class ExperienceDB:
         """The run's events with id > after_id, oldest first: poll with the last id seen."""
         rows = self._rows("SELECT * FROM events WHERE run_id = ? AND id > ? ORDER BY id", [run_id, after_id])
         return [Event.from_row(r) for r in rows]
+
+    # Replays and verification verdicts. A replay runs a recorded evaluation again and says whether it
+    # reproduced; a verification evaluates designs and references over several seeds and records one
+    # verdict per (design, reference, metric). `show`, `top` and the UI read them through these methods.
+
+    REPLAY_VERDICTS: ClassVar[tuple[str, ...]] = ("reproduced", "differs")
+    VERDICTS: ClassVar[tuple[str, ...]] = ("better", "worse", "not-distinguishable", "insufficient")
+
+    def add_replay(
+        self, design_id: int, evaluation_id: int, replay_evaluation_id: int, verdict: str, exact: bool,
+        diffs: Sequence[Mapping[str, Any]], environment: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Record that `replay_evaluation_id` re-ran `evaluation_id`; `diffs` holds one entry per metric."""
+        _check_choice("replay verdict", verdict, self.REPLAY_VERDICTS)
+        return self._insert("replays", {
+            "design_id": design_id, "evaluation_id": evaluation_id, "replay_evaluation_id": replay_evaluation_id,
+            "verdict": verdict, "exact": int(bool(exact)), "diffs": json.dumps(list(diffs)),
+            "environment": _json(environment), "created_at": _now(),
+        })
+
+    def replays(self, design_id: int) -> list[dict[str, Any]]:
+        """The design's replays, oldest first, with diffs and environment changes decoded."""
+        rows = self._rows("SELECT * FROM replays WHERE design_id = ? ORDER BY id", [design_id])
+        return [{**r, "exact": bool(r["exact"]), "diffs": json.loads(r["diffs"]),
+                 "environment": json.loads(r["environment"]) if r["environment"] else None} for r in rows]
+
+    def latest_replay(self, design_id: int) -> dict[str, Any] | None:
+        replays = self.replays(design_id)
+        return replays[-1] if replays else None
+
+    def add_verification(
+        self, tier: str, tier_version: int, seeds: Sequence[int], confidence: float, method: str,
+        verdicts: Sequence[Mapping[str, Any]],
+    ) -> int:
+        """Record one verification and its verdict rows (keys: the `verdicts` table's columns) atomically."""
+        if not 0 < confidence < 1:
+            raise ValueError(f"confidence must be in (0, 1); got {confidence!r}")
+        for row in verdicts:
+            _check_choice("verdict", row["verdict"], self.VERDICTS)
+        with self.transaction():
+            verification_id = self.db["verifications"].insert({
+                "tier": tier, "tier_version": tier_version, "seeds": json.dumps(list(seeds)),
+                "confidence": confidence, "method": method, "created_at": _now(),
+            }).last_pk
+            self.db["verdicts"].insert_all(
+                [{**row, "verification_id": verification_id, "higher_is_better": int(row["higher_is_better"])}
+                 for row in verdicts])
+        return verification_id
+
+    def verdicts(self, design_id: int, tier: str | None = None) -> list[dict[str, Any]]:
+        """Every verdict on the design (optionally at one tier), oldest verification first, each row with its
+        verification's tier, tier_version, seeds, confidence, method and created_at."""
+        rows = self._rows(
+            "SELECT v.*, f.tier, f.tier_version, f.seeds, f.confidence, f.method, f.created_at"
+            " FROM verdicts v JOIN verifications f ON f.id = v.verification_id"
+            " WHERE v.design_id = ? AND (? IS NULL OR f.tier = ?) ORDER BY v.verification_id, v.id",
+            [design_id, tier, tier],
+        )
+        return [{**r, "seeds": json.loads(r["seeds"]), "higher_is_better": bool(r["higher_is_better"])}
+                for r in rows]
+
+    def latest_verdict(self, design_id: int, tier: str | None = None) -> dict[str, Any] | None:
+        """The design's most recent verification (optionally at one tier), or None if it was never verified.
+
+        Keys: verification_id, tier, tier_version, seeds, confidence, method, created_at, `rows` (its verdict
+        rows) and `headline`: the verdict on the score against the strongest reference compared (highest
+        reference mean), the one line a leaderboard shows; None when no score was compared.
+        """
+        rows = self.verdicts(design_id, tier)
+        if not rows:
+            return None
+        latest = [r for r in rows if r["verification_id"] == rows[-1]["verification_id"]]
+        on_score = [r for r in latest if r["metric"] == "score" and r["reference_mean"] is not None]
+        headline = max(on_score, key=lambda r: r["reference_mean"]) if on_score else None
+        first = latest[0]
+        keys = ("verification_id", "tier", "tier_version", "seeds", "confidence", "method", "created_at")
+        return {**{k: first[k] for k in keys}, "rows": latest, "headline": headline}
+
+    # Read queries for the UI: only the columns a screen shows, sorted and paged in SQL, so a screen
+    # over 10,000 designs loads in milliseconds. A design's "representative" evaluation at a tier is
+    # its best ok one (highest score), else its latest.
+
+    LEADERBOARD_SORTS: ClassVar[dict[str, str]] = {
+        "score": "r.score", "id": "r.design_id", "name": "d.name", "origin": "d.origin", "status": "r.status",
+        "duration": "r.duration_s",
+    }
+    _REPRESENTATIVE = "row_number() OVER (PARTITION BY e.design_id ORDER BY e.status = 'ok' DESC, e.score IS NULL," \
+                      " e.score DESC, e.id DESC)"
+
+    def evaluated_tiers(self) -> list[dict[str, Any]]:
+        """Each (tier, tier_version) that has evaluations, with their count; most recently used first."""
+        return self._rows("SELECT tier, tier_version, count(*) AS n FROM evaluations GROUP BY tier, tier_version"
+                          " ORDER BY max(id) DESC")
+
+    def leaderboard_page(
+        self, tier: str, tier_version: int, *, status: str | None = None, origin: str | None = None,
+        sort: str = "score", descending: bool = True, limit: int = 50, offset: int = 0,
+    ) -> tuple[list[dict[str, Any]], int]:
+        """One page of designs evaluated at a tier, each with its representative evaluation, and the row count
+        over all pages.
+
+        `status` None keeps every design, "failed" those whose representative evaluation is a named failure,
+        any other value that status. `sort` is a key of LEADERBOARD_SORTS or a metric name; rows without a
+        value sort last in either direction, ties by design id. Ranking, filtering and sorting read narrow
+        columns only (designs are joined before the page is cut only to filter or sort by their columns);
+        metrics and names are read for the rows of the page.
+        """
+        if sort in self.LEADERBOARD_SORTS:
+            key, metric = self.LEADERBOARD_SORTS[sort], None
+        elif sort.isidentifier():
+            key, metric = "r.metric", f"$.{sort}"
+        else:
+            raise ValueError(f"sort must be one of {', '.join(self.LEADERBOARD_SORTS)} or a metric name; got {sort!r}")
+        if limit < 1 or offset < 0:
+            raise ValueError(f"limit must be >= 1 and offset >= 0; got limit {limit}, offset {offset}")
+        params = {"tier": tier, "version": tier_version, "origin": origin, "status": status, "metric": metric,
+                  "running": RUNNING, "interrupted": INTERRUPTED, "limit": limit, "offset": offset}
+        by_design = origin is not None or key.startswith("d.")
+        selected = (
+            " FROM (SELECT e.id AS evaluation_id, e.design_id, e.status, e.score, e.duration_s,"
+            f"  {'json_extract(e.metrics, :metric)' if metric else 'NULL'} AS metric, {self._REPRESENTATIVE} AS rank"
+            "  FROM evaluations e WHERE e.tier = :tier AND e.tier_version = :version) r"
+            + (" JOIN designs d ON d.id = r.design_id" if by_design else "") +
+            " WHERE r.rank = 1" + (" AND d.origin = :origin" if origin is not None else "") +
+            " AND (:status IS NULL OR r.status = :status"
+            "  OR (:status = 'failed' AND r.status NOT IN ('ok', :running, :interrupted)))"
+        )
+        order = f"{key} IS NULL, {key} {'DESC' if descending else 'ASC'}, r.design_id"
+        rows = self._rows(
+            "SELECT d.id, d.name, d.origin, d.parents, d.run_id, e.id AS evaluation_id, e.status, e.reason, e.score,"
+            " e.seed, e.metrics, e.duration_s, p.total"
+            " FROM (SELECT r.evaluation_id, r.design_id, count(*) OVER () AS total,"
+            f"  row_number() OVER (ORDER BY {order}) AS position {selected}"
+            "  ORDER BY position LIMIT :limit OFFSET :offset) p"
+            " JOIN designs d ON d.id = p.design_id JOIN evaluations e ON e.id = p.evaluation_id ORDER BY p.position",
+            params,
+        )
+        if rows:
+            total = rows[0]["total"]
+        else:  # past the last page (or nothing matches): count without the page
+            total = self._rows("SELECT count(*) AS n" + selected, params)[0]["n"] if offset else 0
+        for row in rows:
+            del row["total"]
+            row["parents"] = json.loads(row["parents"])
+            row["metrics"] = json.loads(row["metrics"]) if row["metrics"] else {}
+        return rows, total
+
+    def runs_overview(self) -> list[dict[str, Any]]:
+        """Every run, newest first, with its search evaluations spent, designs recorded and best score."""
+        return self._rows(
+            "SELECT r.id, r.started_at, r.ended_at, r.status, r.budget, r.tier,"
+            " (SELECT count(*) FROM evaluations e WHERE e.run_id = r.id AND e.purpose = 'search'"
+            "   AND e.status NOT IN (:running, :interrupted)) AS spent,"
+            " (SELECT count(*) FROM designs d WHERE d.run_id = r.id) AS designs,"
+            " (SELECT max(e.score) FROM evaluations e WHERE e.run_id = r.id AND e.purpose = 'search') AS best_score"
+            " FROM runs r ORDER BY r.id DESC",
+            {"running": RUNNING, "interrupted": INTERRUPTED},
+        )
+
+    def score_history(self, tier: str, tier_version: int, run_id: int | None = None) -> list[dict[str, Any]]:
+        """Finished search evaluations at a tier (optionally of one run) in the order they finished:
+        the data behind a best-score-so-far curve."""
+        return self._rows(
+            "SELECT id, design_id, run_id, status, score FROM evaluations"
+            " WHERE tier = :tier AND tier_version = :version AND purpose = 'search'"
+            " AND status NOT IN (:running, :interrupted) AND (:run IS NULL OR run_id = :run)"
+            " ORDER BY finished_at, id",
+            {"tier": tier, "version": tier_version, "run": run_id, "running": RUNNING, "interrupted": INTERRUPTED},
+        )
+
+    def design_summaries(self, design_ids: Sequence[int], tier: str | None = None,
+                         tier_version: int | None = None) -> dict[int, dict[str, Any]]:
+        """Name, origin, parents and the representative evaluation of each design (at `tier` and `tier_version`
+        when given, else at any), without its code."""
+        rows = self._rows(
+            "SELECT d.id, d.name, d.origin, d.parents, d.run_id, r.tier, r.tier_version, r.status, r.score"
+            " FROM designs d LEFT JOIN (SELECT e.id, e.design_id, e.tier, e.tier_version, e.status, e.score, "
+            + self._REPRESENTATIVE + " AS rank FROM evaluations e"
+            "  WHERE e.design_id IN (SELECT value FROM json_each(:ids))"
+            "  AND (:tier IS NULL OR e.tier = :tier) AND (:version IS NULL OR e.tier_version = :version)) r"
+            " ON r.design_id = d.id AND r.rank = 1"
+            " WHERE d.id IN (SELECT value FROM json_each(:ids)) ORDER BY d.id",
+            {"ids": json.dumps([int(i) for i in design_ids]), "tier": tier, "version": tier_version},
+        )
+        return {row["id"]: {**row, "parents": json.loads(row["parents"])} for row in rows}
+
+    def child_ids(self, design_id: int) -> list[int]:
+        """Designs that name `design_id` among their parents, oldest first."""
+        return self.children_of([design_id]).get(design_id, [])
+
+    def children_of(self, design_ids: Sequence[int]) -> dict[int, list[int]]:
+        """The children of each of `design_ids` (oldest first; absent: none), read in one pass over the designs."""
+        rows = self._rows(
+            "SELECT DISTINCT p.value AS parent, d.id FROM designs d, json_each(d.parents) p"
+            " WHERE p.value IN (SELECT value FROM json_each(?)) ORDER BY d.id",
+            [json.dumps([int(i) for i in design_ids])],
+        )
+        children: dict[int, list[int]] = {}
+        for row in rows:
+            children.setdefault(row["parent"], []).append(row["id"])
+        return children
+
+    def statuses_at(self, tier: str, tier_version: int) -> list[str]:
+        """The evaluation statuses that occur at a tier and version, alphabetically."""
+        rows = self._rows("SELECT DISTINCT status FROM evaluations WHERE tier = ? AND tier_version = ? ORDER BY status",
+                          [tier, tier_version])
+        return [row["status"] for row in rows]
+
+    def data_version(self) -> int:
+        """A number that changes whenever another connection commits: poll it to know when to read again."""
+        return self.conn.execute("PRAGMA data_version").fetchone()[0]
+
+    def design_llm_calls(self, design_id: int) -> list[dict[str, Any]]:
+        """Every LLM call linked to the design, oldest first, prompt and reply included: its transcript."""
+        rows = self._rows("SELECT * FROM llm_calls WHERE design_id = ? ORDER BY id", [design_id])
+        return [{**r, "request": json.loads(r["request"]) if r["request"] else None} for r in rows]

@@ -60,6 +60,23 @@ def test_seed_records_references_and_skips_them_the_second_time(tmp_path, capsys
     assert (tmp_path / "experience.db").exists()
     assert main(args) == 0
     assert json.loads(capsys.readouterr().out) == []  # already evaluated at this tier and version
+    assert main(args[:-1]) == 0  # the text report, with nothing left to evaluate
+    assert "already evaluated" in capsys.readouterr().out
     assert main(["top", "--tier", "full-tiny", "--workspace", str(tmp_path), "--json"]) == 0
     top = json.loads(capsys.readouterr().out)
     assert top[0]["name"] == "linear_attention" and top[0]["score"] is not None
+
+
+def test_seed_table_shows_each_reference_and_names_failures():
+    from rich.console import Console
+
+    from discover.report import seed_table
+
+    rows = [{"name": "deltanet", "seed": 0, "status": "ok", "reason": "", "metrics": {"mqar_acc": 0.5},
+             "duration_s": 3.0},
+            {"name": "based", "seed": 0, "status": "timeout", "reason": "wall-clock limit", "metrics": {},
+             "duration_s": 9.0}]
+    console = Console(record=True, width=160)
+    console.print(seed_table(rows, "smoke"))
+    text = console.export_text()
+    assert "deltanet" in text and "0.5" in text and "timeout: wall-clock limit" in text

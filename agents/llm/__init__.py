@@ -1,0 +1,66 @@
+"""The LLM backend: the researcher, coder, analyst and judge over litellm.
+
+``llm_roles(settings, journal)`` builds the roles around one ``LLMClient``; ``journal`` is where the
+calls are recorded and cached replies found (the loop backs it with the experience database, since
+agents never touch it). Any litellm model string works per role: ``openai/...``,
+``anthropic/...``, ``ollama/...``, or any OpenAI-compatible server through ``api_base``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from agents.base import Roles
+from agents.llm.client import (
+    CACHE_MODES,
+    CapReached,
+    ClientSettings,
+    InMemoryJournal,
+    Journal,
+    LLMCall,
+    LLMClient,
+    ParseError,
+    ReplayMiss,
+    Usage,
+)
+from agents.llm.roles import LLMAnalyst, LLMCoder, LLMJudge, LLMResearcher
+
+ROLE_NAMES = ("researcher", "coder", "analyst", "judge")
+
+
+@dataclass(frozen=True)
+class LLMSettings:
+    model: str  # every role's model unless a role names its own
+    researcher_model: str = ""
+    coder_model: str = ""
+    analyst_model: str = ""
+    judge_model: str = ""  # empty: no judge
+    fewshot: int = 3  # examples from memory in the researcher's prompt (n = 3, the FSAP finding)
+    max_attempts: int = 3  # coder attempts per proposal, pre-check failures and evaluations together
+    client: ClientSettings = field(default_factory=ClientSettings)
+
+    def __post_init__(self) -> None:
+        if not self.model or self.model == "offline":
+            raise ValueError(f"the LLM backend needs a litellm model string such as 'openai/gpt-4o-mini', "
+                             f"got {self.model!r}")
+        if self.fewshot < 0 or self.max_attempts < 1:
+            raise ValueError(f"fewshot must be >= 0 and max_attempts >= 1, got {self.fewshot} and "
+                             f"{self.max_attempts}")
+
+    def model_for(self, role: str) -> str:
+        if role not in ROLE_NAMES:
+            raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLE_NAMES)}")
+        return getattr(self, f"{role}_model") or self.model
+
+
+def llm_roles(settings: LLMSettings, journal: Journal, seed: int = 0) -> Roles:
+    client = LLMClient(settings.client, journal)
+    judge = LLMJudge(client, settings.judge_model, settings.fewshot) if settings.judge_model else None
+    return Roles(researcher=LLMResearcher(client, settings.model_for("researcher"), seed, settings.fewshot),
+                 coder=LLMCoder(client, settings.model_for("coder"), settings.max_attempts),
+                 analyst=LLMAnalyst(client, settings.model_for("analyst")), name="llm", judge=judge)
+
+
+__all__ = ["CACHE_MODES", "CapReached", "ClientSettings", "InMemoryJournal", "Journal", "LLMAnalyst", "LLMCall",
+           "LLMClient", "LLMCoder", "LLMJudge", "LLMResearcher", "LLMSettings", "ParseError", "ReplayMiss", "Usage",
+           "llm_roles"]
