@@ -1,0 +1,233 @@
+"""Verifying the best designs: several seeds each, beside references, and a verdict that holds at a stated confidence.
+
+A search keeps the design whose one evaluation scored highest, and with one seed per design the best
+of many is partly luck. ``verify`` evaluates the top K designs and a few references at seeds
+0..S-1 (reusing every evaluation already recorded at the tier, version and seed, and recording the
+new ones with purpose "verify", outside any run's budget), then compares each design with each
+reference on the score and on each scored metric.
+
+The comparison is Welch's two-sided interval for mean(design) - mean(reference) at the confidence
+asked for (95% by default), using Student's t with the Welch–Satterthwaite degrees of freedom: with
+three seeds a side that is about 4.3 standard errors, not 1.96. The verdict is "better" when the
+whole interval lies on the good side of zero, "worse" when it lies on the bad side, and
+"not-distinguishable" otherwise; "insufficient" when a side has fewer than two ok seeds. A design
+that failed at any seed is never called better: the failure is part of its record. Every verdict is
+stored (``ExperienceDB.add_verification``), so ``top``, ``show`` and the UI can show it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future, as_completed
+from dataclasses import asdict, dataclass, field
+from statistics import mean, stdev
+
+import evaluator
+from agents.offline.space import BASELINE_POINTS
+from discover.replay import abandon, record_outcome
+from discover.seed import RETRYABLE, baseline_design, rescore
+from discover.stats import welch_interval
+from evaluator.evaluate import EvalResult, submit
+from memory import DesignArchive, ExperienceDB
+from memory.baselines import BASELINES
+from memory.db import Design, Evaluation
+
+METHOD = "welch-t two-sided"
+DEFAULT_REFERENCE = "linear_attention"  # the simplest sub-quadratic reference: beating it is the least a design must do
+LOWER_IS_BETTER = frozenset({"lm_bpb"})
+
+
+class VerifyError(ValueError):
+    """Nothing to verify, or an unknown reference."""
+
+
+@dataclass(frozen=True)
+class Stats:
+    n: int
+    mean: float | None
+    std: float | None
+    values: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One design or reference: its evaluation per seed, its failed seeds, and per-metric statistics."""
+
+    design_id: int
+    name: str
+    origin: str
+    is_reference: bool
+    evaluations: dict[int, int]  # seed -> evaluation id
+    failures: dict[int, str]  # seed -> status
+    stats: dict[str, Stats]
+
+
+@dataclass(frozen=True)
+class Comparison:
+    design_id: int
+    name: str
+    reference: str
+    reference_id: int
+    metric: str
+    higher_is_better: bool
+    n: int
+    mean: float | None
+    std: float | None
+    reference_n: int
+    reference_mean: float | None
+    reference_std: float | None
+    diff: float | None
+    low: float | None
+    high: float | None
+    verdict: str
+
+    def row(self) -> dict:
+        """The ``verdicts`` table's columns."""
+        data = asdict(self)
+        del data["name"]
+        return data
+
+
+@dataclass(frozen=True)
+class VerifyReport:
+    verification_id: int
+    tier: str
+    tier_version: int
+    seeds: tuple[int, ...]
+    confidence: float
+    method: str
+    metrics: tuple[str, ...]
+    entries: tuple[Entry, ...]
+    comparisons: tuple[Comparison, ...]
+    evaluated: int  # new evaluations run now
+    reused: int  # evaluations found already recorded
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def top_designs(db: ExperienceDB, tier: evaluator.Tier, k: int) -> list[Design]:
+    """The k best non-baseline designs at the tier's current version (baselines are the references)."""
+    rows = k + len(db.designs("baseline"))  # enough to fill k after the baselines among them are skipped
+    return [design for design, _ in db.top(tier.name, rows, tier.version) if design.origin != "baseline"][:k]
+
+
+def default_references(db: ExperienceDB, tier: evaluator.Tier) -> list[str]:
+    """The best reference at the tier (highest mean score) and linear attention."""
+    means = {}
+    for design in db.designs("baseline"):
+        scores = [e.score for e in db.evaluations(design.id) if (e.tier, e.tier_version) == (tier.name, tier.version)
+                  and e.status == "ok" and e.score is not None]
+        if scores and design.name in BASELINES:
+            means[design.name] = mean(scores)
+    best = [max(means, key=lambda name: (means[name], name))] if means else []
+    return list(dict.fromkeys([*best, DEFAULT_REFERENCE]))
+
+
+def seed_evaluation(evaluations: Iterable[Evaluation], tier: evaluator.Tier, seed: int) -> Evaluation | None:
+    """The recorded evaluation that stands for this (tier, version, seed): the first final one, replays
+    last (a replay repeats a record rather than adding one). Outcomes that say more about the machine
+    than the design (timeouts, crashes, ...) do not count."""
+    final = [e for e in evaluations if (e.tier, e.tier_version, e.seed) == (tier.name, tier.version, seed)
+             and e.status not in RETRYABLE]
+    final.sort(key=lambda e: (e.purpose == "replay", e.id))
+    return final[0] if final else None
+
+
+def verify(db: ExperienceDB, archive: DesignArchive, executor, tier: str, *, top: int = 3, seeds: int = 3,
+           references: Iterable[str] | None = None, design_ids: Iterable[int] | None = None,
+           confidence: float = 0.95, on_planned: Callable[[int], None] | None = None,
+           on_done: Callable[[str, int, str], None] | None = None) -> VerifyReport:
+    """Evaluate the designs (``design_ids``, else the ``top`` best) and references at seeds 0..seeds-1,
+    compare, record the verdicts and return the report. ``on_planned(n)`` says how many evaluations
+    will run; ``on_done(name, seed, status)`` follows each."""
+    spec = evaluator.get_tier(tier)
+    if seeds < 2:
+        raise VerifyError(f"verification needs at least 2 seeds to measure a spread; got {seeds}")
+    if not 0 < confidence < 1:
+        raise VerifyError(f"confidence must be in (0, 1); got {confidence}")
+    designs = [db.design(i) for i in design_ids] if design_ids is not None else top_designs(db, spec, top)
+    if not designs:
+        raise VerifyError(f"no scored design at tier {spec.key} to verify; run `discover run --tier {tier}` first")
+    names = list(dict.fromkeys(references or default_references(db, spec)))
+    if unknown := sorted(set(names) - set(BASELINES)):
+        raise VerifyError(f"unknown reference(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
+    reference_designs = [db.design(baseline_design(db, archive, name, BASELINE_POINTS.get(name))) for name in names]
+    participants = [(d, False) for d in designs] + [(d, True) for d in reference_designs]
+    seed_list = tuple(range(seeds))
+    # References go first: a design's result is recorded only once every reference's is (see run_missing).
+    evaluated, reused = run_missing(db, executor, spec, reference_designs + designs, seed_list, on_planned, on_done)
+    entries = [entry(db, design, is_reference, spec, seed_list) for design, is_reference in participants]
+    metrics = ("score", *spec.score_weights, *(m for m in LOWER_IS_BETTER if any(m in e.stats for e in entries)))
+    comparisons = [compare(d, r, metric, confidence) for d in entries if not d.is_reference
+                   for r in entries if r.is_reference for metric in metrics]
+    verification_id = db.add_verification(spec.name, spec.version, seed_list, confidence, METHOD,
+                                          [c.row() for c in comparisons])
+    notes = tuple(f"{e.name} failed at seed(s) {', '.join(map(str, e.failures))}: "
+                  f"{', '.join(sorted(set(e.failures.values())))}" for e in entries if e.failures)
+    return VerifyReport(verification_id, spec.name, spec.version, seed_list, confidence, METHOD, metrics,
+                        tuple(entries), tuple(comparisons), evaluated, reused, notes)
+
+
+def run_missing(db: ExperienceDB, executor, tier: evaluator.Tier, designs: list[Design], seeds: tuple[int, ...],
+                on_planned=None, on_done=None) -> tuple[int, int]:
+    """Evaluate every (design, seed) without a recorded evaluation, in parallel; (evaluated, reused).
+
+    Results are recorded from this thread (the database connection is not shared with the executor's
+    threads), references first: a design's result waits until no reference is in flight, so its LM
+    gate sees every reference, as in the loop, which seeds references before it searches. Scores are
+    recomputed at the end, since new reference seeds move the yardstick."""
+    missing = [(d, s) for d in designs for s in seeds if seed_evaluation(db.evaluations(d.id), tier, s) is None]
+    if on_planned:
+        on_planned(len(missing))
+    pending: dict[Future, tuple[Design, int, int]] = {}
+    held: list[tuple[Design, int, EvalResult]] = []
+    try:
+        for design, seed in missing:
+            eval_id = db.begin_evaluation(design.id, None, "verify", tier.name, tier.version, seed)
+            pending[submit(executor, design.code, tier.name, seed)] = (design, seed, eval_id)
+        for future in as_completed(list(pending)):
+            design, seed, eval_id = pending.pop(future)
+            held.append((design, eval_id, future.result()))
+            if on_done:
+                on_done(design.name, seed, held[-1][2].status)
+            references_running = any(d.origin == "baseline" for d, _, _ in pending.values())
+            for item in sorted(held, key=lambda h: h[0].origin != "baseline"):
+                if item[0].origin == "baseline" or not references_running:
+                    record_outcome(db, item[1], item[0], item[2], tier)
+                    held.remove(item)
+    finally:
+        abandon(db, [eval_id for _, _, eval_id in pending.values()] + [eval_id for _, eval_id, _ in held])
+    if missing:
+        rescore(db, tier.name)
+    return len(missing), len(designs) * len(seeds) - len(missing)
+
+
+def entry(db: ExperienceDB, design: Design, is_reference: bool, tier: evaluator.Tier, seeds: tuple[int, ...]) -> Entry:
+    chosen = {s: e for s in seeds if (e := seed_evaluation(db.evaluations(design.id), tier, s)) is not None}
+    ok = [e for e in chosen.values() if e.status == "ok"]
+    values: dict[str, list[float]] = {"score": [e.score for e in ok if e.score is not None]}
+    for e in ok:
+        for metric, value in (e.metrics or {}).items():
+            if metric in tier.score_weights or metric in LOWER_IS_BETTER:
+                values.setdefault(metric, []).append(value)
+    stats = {m: Stats(len(v), mean(v) if v else None, stdev(v) if len(v) > 1 else None, tuple(v))
+             for m, v in values.items()}
+    return Entry(design.id, design.name, design.origin, is_reference, {s: e.id for s, e in chosen.items()},
+                 {s: e.status for s, e in chosen.items() if e.status != "ok"}, stats)
+
+
+def compare(design: Entry, reference: Entry, metric: str, confidence: float) -> Comparison:
+    higher = metric not in LOWER_IS_BETTER
+    empty = Stats(0, None, None, ())
+    x, y = design.stats.get(metric, empty), reference.stats.get(metric, empty)
+    diff = low = high = None
+    verdict = "insufficient"
+    if x.n >= 2 and y.n >= 2:
+        interval = welch_interval(list(x.values), list(y.values), confidence)
+        diff, low, high = interval.diff, interval.low, interval.high
+        good, bad = (low > 0, high < 0) if higher else (high < 0, low > 0)
+        verdict = "better" if good and not design.failures else "worse" if bad else "not-distinguishable"
+    return Comparison(design.design_id, design.name, reference.name, reference.design_id, metric, higher,
+                      x.n, x.mean, x.std, y.n, y.mean, y.std, diff, low, high, verdict)

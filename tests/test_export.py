@@ -1,0 +1,225 @@
+"""discover export and import: standalone modules that need only torch, and user designs entering memory."""
+
+import ast
+import importlib.metadata
+import json
+import re
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import einops
+import pytest
+import torch
+
+from discover import einops_lite
+from discover.cli import main
+from discover.export import ExportError, standalone
+from memory import DesignArchive, ExperienceDB
+from memory.baselines import BASELINES
+
+GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
+STDLIB_OR_TORCH = set(sys.stdlib_module_names) | {"torch"}
+
+
+def load(code: str, name: str) -> types.ModuleType:
+    module = types.ModuleType(name)
+    exec(compile(code, f"{name}.py", "exec"), module.__dict__)
+    return module
+
+
+def outputs(module: types.ModuleType, d_model: int = 32, T: int = 37) -> list[torch.Tensor]:
+    """Each layer of a 4-layer stack (hybrids differ per layer) applied to one input, from one seed."""
+    torch.manual_seed(0)
+    layers = [module.Mixer(d_model, 2, i, 4) for i in range(4)]
+    x = torch.randn(2, T, d_model)
+    return [layer(x) for layer in layers]
+
+
+def imported_roots(code: str) -> set[str]:
+    roots = set()
+    for node in ast.walk(ast.parse(code)):
+        if isinstance(node, ast.Import):
+            roots |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "an exported module has no relative imports"
+            roots.add((node.module or "").split(".")[0])
+    return roots
+
+
+@pytest.mark.parametrize("name", sorted(BASELINES))
+def test_every_baseline_exports_to_a_torch_only_module_with_identical_outputs(name):
+    code = BASELINES[name].read_text()
+    exported = standalone(code)
+    assert imported_roots(exported.code) <= STDLIB_OR_TORCH and exported.requires == ()
+    assert exported.code.startswith('"""' + code.split('"""')[1].strip().splitlines()[0])
+    with torch.no_grad():
+        for original, standalone_output in zip(outputs(load(code, "original")), outputs(load(exported.code, name))):
+            assert torch.equal(original, standalone_output)
+
+
+def torch_only_path(tmp_path: Path) -> Path:
+    """A folder holding torch and the packages torch itself requires, and nothing else."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    todo, seen = ["torch"], set()
+    while todo:
+        dist = importlib.metadata.distribution(todo.pop())
+        if dist.metadata["Name"].lower() in seen:
+            continue
+        seen.add(dist.metadata["Name"].lower())
+        for requirement in dist.requires or []:
+            if "extra ==" not in requirement:
+                todo.append(re.split(r"[ ;<>=!~\[]", requirement, maxsplit=1)[0])
+        for top in {Path(str(f)).parts[0] for f in dist.files or []}:
+            source = Path(str(dist.locate_file(top)))
+            if not top.endswith((".dist-info", ".pth")) and top != ".." and source.exists() \
+                    and not (folder / top).exists():
+                (folder / top).symlink_to(source)
+    return folder
+
+
+def test_an_exported_design_runs_in_a_python_with_only_torch(tmp_path):
+    exported = standalone(BASELINES["gated_deltanet"].read_text())
+    (tmp_path / "gated_deltanet_standalone.py").write_text(exported.code)
+    probe = ("import sys, torch\n"
+             "for name in ('einops', 'kernels', 'discover', 'evaluator', 'triton'):\n"
+             "    try:\n        __import__(name)\n        sys.exit(f'{name} is importable')\n"
+             "    except ImportError:\n        pass\n"
+             "import gated_deltanet_standalone as m\n"
+             "torch.manual_seed(0)\n"
+             "mixer = m.Mixer(32, 2, 0, 2)\n"
+             "y = mixer(torch.randn(2, 19, 32))\n"
+             "y.sum().backward()\n"
+             "print(tuple(y.shape), all(p.grad is not None for p in mixer.parameters()))\n")
+    site = torch_only_path(tmp_path)
+    # -S: no site-packages, so only the standard library, torch with its requirements, and the file's folder.
+    out = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": f"{tmp_path}:{site}", "PATH": "/usr/bin:/bin"}, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(2, 19, 32) True"
+
+
+def test_names_that_clash_are_renamed_in_the_inlined_copy_and_the_design_stays_as_written():
+    code = '''"""Clashing names
+
+A design that reuses names the inlined blocks define.
+"""
+
+import torch
+from torch import nn
+
+from kernels.delta_rule import chunk_delta_rule as delta
+from kernels.linear_attn import chunk_linear_attn
+
+CHUNK_SIZE = 7  # also defined, with other values, by both recurrences
+
+
+def to_chunks(x):  # also a helper in kernels/utils.py
+    return x * CHUNK_SIZE
+
+
+class Mixer(nn.Module):
+    def __init__(self, d_model, n_heads, layer_idx, n_layers, **kw):
+        super().__init__()
+        self.h = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = (t.reshape(B, T, self.h, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        k = torch.nn.functional.normalize(k, dim=-1)
+        beta = torch.sigmoid(q[..., 0])
+        o = delta(q, k, v, beta)[0] + chunk_linear_attn(q, k, v)[0]
+        return to_chunks(o.transpose(1, 2).reshape(B, T, D))
+'''
+    exported = standalone(code)
+    design_part = exported.code.split("# --- the design\n")[1]
+    assert design_part.strip() in code  # the design's own code is untouched
+    assert "delta = chunk_delta_rule" in exported.code
+    assert "delta_rule_chunk_CHUNK_SIZE = 16" in exported.code and "linear_attn_chunk_CHUNK_SIZE = 32" in exported.code
+    assert "def utils_to_chunks(" in exported.code
+    with torch.no_grad():
+        assert all(torch.equal(a, b) for a, b in zip(outputs(load(code, "o")), outputs(load(exported.code, "e"))))
+
+
+def test_what_cannot_be_inlined_is_refused_with_the_line():
+    with pytest.raises(ExportError, match="design.py:3: `import kernels"):
+        standalone('"""X"""\n\nimport kernels.conv\n')
+    with pytest.raises(ExportError, match="design.py:5: an import of 'kernels.conv' inside a function"):
+        standalone('"""X"""\n\n\ndef f():\n    from kernels.conv import ShortConvolution\n')
+    with pytest.raises(ExportError, match="defines no 'nothing'"):
+        standalone('"""X"""\n\nfrom kernels.conv import nothing\n')
+    kept = standalone('"""X"""\n\nfrom einops import rearrange, reduce\n')
+    assert kept.requires == ("einops",) and "from einops import reduce" in kept.code
+
+
+@pytest.mark.parametrize("pattern, sizes, shape", [
+    ("b t (h d) -> b h t d", {"h": 4}, (2, 3, 12)), ("b h t d -> b t (h d)", {}, (2, 4, 3, 5)),
+    ("... (h p) -> ... h p", {"h": 2}, (2, 3, 8)), ("b (h d) -> b h 1 d", {"h": 2}, (2, 6)),
+    ("b t c -> (b t) c", {}, (2, 3, 4)), ("b h n w d -> b h (n w) d", {}, (1, 2, 3, 4, 5)),
+])
+def test_einops_lite_rearranges_like_einops(pattern, sizes, shape):
+    x = torch.randn(shape)
+    expected = einops.rearrange(x, pattern, **sizes)
+    actual = einops_lite.rearrange(x, pattern, **sizes)
+    assert torch.equal(actual, expected) and actual.stride() == expected.stride()
+
+
+def test_einops_lite_repeats_like_einops_and_names_bad_patterns():
+    x = torch.randn(2, 3)
+    for pattern, sizes in [("b h -> b h r", {"r": 4}), ("b h -> b (h r)", {"r": 2}), ("b h -> (r b) h", {"r": 2}),
+                           ("b h -> b 2 h", {})]:
+        assert torch.equal(einops_lite.repeat(x, pattern, **sizes), einops.repeat(x, pattern, **sizes))
+    for pattern, sizes, message in [("b t -> t", {}, "differ"), ("b (h d) -> b h d", {}, "infer"),
+                                    ("b t c -> b c t", {}, "3 axes on the left; the tensor has 2"),
+                                    ("b h -> b h r", {}, "new")]:
+        with pytest.raises(einops_lite.EinopsPatternError, match=message):
+            (einops_lite.repeat if "r" in pattern else einops_lite.rearrange)(x, pattern, **sizes)
+
+
+def test_export_writes_a_card_and_import_records_a_user_design_once(tmp_path, capsys):
+    ws = str(tmp_path / "ws")
+    design_file = tmp_path / "mine.py"
+    design_file.write_text(GOOD)
+    assert main(["import", str(design_file), "--tier", "check", "--workspace", ws, "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert imported["status"] == "ok" and imported["name"] == "Tiny linear attention"
+    with ExperienceDB(Path(ws) / "experience.db") as db:
+        design = db.design(imported["design_id"])
+        assert (design.origin, design.run_id) == ("user", None)
+        assert DesignArchive(Path(ws) / "archive").code(design.archive_commit) == GOOD
+        [evaluation] = db.evaluations(design.id)
+        assert (evaluation.tier, evaluation.status, evaluation.id) == ("check", "ok", imported["evaluation_id"])
+    renamed = tmp_path / "renamed.py"
+    renamed.write_text(GOOD.replace("self.qkv", "self.in_proj").replace('"""Tiny', '"""Renamed tiny'))
+    for path, kind in [(design_file, "exact"), (renamed, "structural")]:
+        assert main(["import", str(path), "--tier", "check", "--workspace", ws, "--json"]) == 0
+        outcome = json.loads(capsys.readouterr().out)
+        assert (outcome["status"], outcome["duplicate_of"], outcome["evaluation_id"]) == ("duplicate", kind, None)
+    unsafe = tmp_path / "unsafe.py"
+    unsafe.write_text(GOOD + "\nimport os\n")
+    assert main(["import", str(unsafe), "--tier", "check", "--workspace", ws]) == 1
+    assert main(["import", str(tmp_path / "missing.py"), "--workspace", ws]) == 2
+    with ExperienceDB(Path(ws) / "experience.db") as db:
+        assert len(db.designs()) == 1 and len(db.duplicates()) == 2
+
+    out = tmp_path / "exported.py"
+    assert main(["export", str(imported["design_id"]), "-o", str(out), "--workspace", ws]) == 0
+    text = out.read_text()
+    doc = ast.get_docstring(ast.parse(text))
+    assert doc.startswith("Tiny linear attention\n")
+    assert f"Exported from Discover: design {imported['design_id']} (user)" in doc
+    assert "Lineage: a root design" in doc and "check v" in doc and "init_loss=" in doc
+    assert "Replay: never replayed." in doc and "Verification: not verified" in doc
+    assert outputs(load(text, "exported"))[0].shape == (2, 37, 32)
+    assert main(["export", "999", "-o", str(out), "--workspace", ws]) == 2
+
+
+def test_an_exported_baseline_imports_back_as_a_valid_design(tmp_path, capsys):
+    exported = tmp_path / "deltanet_standalone.py"
+    exported.write_text(standalone(BASELINES["deltanet"].read_text()).code)
+    assert main(["import", str(exported), "--tier", "check", "--workspace", str(tmp_path / "ws"), "--json"]) == 0
+    outcome = json.loads(capsys.readouterr().out)
+    assert (outcome["status"], outcome["name"]) == ("ok", "DeltaNet")

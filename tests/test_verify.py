@@ -1,0 +1,103 @@
+"""discover verify: several seeds per design and reference, Welch intervals, recorded verdicts."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+import sandbox
+from discover.cli import main
+from discover.report import leaderboard, leaderboard_table
+from discover.stats import incomplete_beta, t_cdf, t_quantile, welch_interval
+from discover.verify import Entry, Stats, VerifyError, compare, verify
+from memory import DesignArchive, ExperienceDB
+
+GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
+TIER = "full-tiny"
+
+
+def test_t_quantiles_match_the_printed_tables():
+    # Two-sided 95% critical values from any t table; fractional df arise from Welch's formula.
+    for df, expected in [(1, 12.7062), (2, 4.3027), (3, 3.1824), (4, 2.7764), (10, 2.2281), (1000, 1.9623)]:
+        assert t_quantile(0.975, df) == pytest.approx(expected, abs=1e-4)
+    assert t_quantile(0.95, 2) == pytest.approx(2.9200, abs=1e-4)
+    assert t_quantile(0.025, 4) == pytest.approx(-2.7764, abs=1e-4)
+    assert t_quantile(0.975, 2.5) < t_quantile(0.975, 2) and t_quantile(0.975, 2.5) > t_quantile(0.975, 3)
+    assert t_cdf(0.0, 3) == 0.5 and incomplete_beta(2, 3, 0.0) == 0.0
+    with pytest.raises(ValueError):
+        t_quantile(1.0, 3)
+
+
+def test_welch_interval_is_the_textbook_one():
+    interval = welch_interval([0.90, 0.92, 0.91], [0.80, 0.85, 0.82])
+    se = ((0.01**2) / 3 + (0.025166**2) / 3) ** 0.5
+    assert interval.diff == pytest.approx(0.086667, abs=1e-6)
+    assert interval.df == pytest.approx(2.616, abs=1e-3)
+    assert interval.high - interval.diff == pytest.approx(t_quantile(0.975, interval.df) * se, rel=1e-3)
+    assert welch_interval([1.0, 1.0], [0.5, 0.5]).low == 0.5  # no spread: the interval is the point
+    with pytest.raises(ValueError, match="at least 2"):
+        welch_interval([1.0], [0.5, 0.6])
+
+
+def entry(values, failures=None, reference=False, metric="score"):
+    return Entry(1 if not reference else 2, "d" if not reference else "ref", "user", reference, {}, failures or {},
+                 {metric: Stats(len(values), sum(values) / len(values), None, tuple(values))})
+
+
+def test_verdicts_need_the_whole_interval_on_one_side():
+    reference = entry([0.50, 0.52, 0.51], reference=True)
+    assert compare(entry([0.70, 0.72, 0.71]), reference, "score", 0.95).verdict == "better"
+    assert compare(entry([0.30, 0.32, 0.31]), reference, "score", 0.95).verdict == "worse"
+    assert compare(entry([0.40, 0.70, 0.55]), reference, "score", 0.95).verdict == "not-distinguishable"
+    assert compare(entry([0.70]), reference, "score", 0.95).verdict == "insufficient"
+    assert compare(entry([0.70, 0.72, 0.71], failures={2: "nan"}), reference, "score", 0.95).verdict != "better"
+    lower = compare(entry([1.0, 1.1, 1.05], metric="lm_bpb"), entry([2.0, 2.1, 2.05], reference=True,
+                                                                    metric="lm_bpb"), "lm_bpb", 0.95)
+    assert (lower.higher_is_better, lower.verdict) == (False, "better")
+
+
+def test_verify_evaluates_missing_seeds_once_records_verdicts_and_top_shows_them(tmp_path, capsys):
+    with ExperienceDB(tmp_path / "experience.db") as db, DesignArchive(tmp_path / "archive") as archive:
+        run_id = db.start_run(1, TIER, {})
+        design_id = db.add_design("Tiny linear attention", "test", GOOD, origin="user", run_id=run_id)
+        executor = sandbox.make_executor("local", workers=2)
+        try:
+            with pytest.raises(VerifyError, match="no scored design"):
+                verify(db, archive, executor, TIER, seeds=2, references=["linear_attention"])
+            with pytest.raises(VerifyError, match="unknown reference"):
+                verify(db, archive, executor, TIER, design_ids=[design_id], seeds=2, references=["nope"])
+            planned, done = [], []
+            report = verify(db, archive, executor, TIER, design_ids=[design_id], seeds=2,
+                            references=["linear_attention"], on_planned=planned.append,
+                            on_done=lambda *a: done.append(a))
+        finally:
+            sandbox.kill_all()
+            executor.shutdown()
+        assert planned == [4] and len(done) == 4 and (report.evaluated, report.reused) == (4, 0)
+        new = [e for d in db.designs() for e in db.evaluations(d.id)]
+        assert {(e.purpose, e.run_id) for e in new} == {("verify", None)} and db.spent(run_id) == 0
+        assert {(e.seed, e.status) for e in new} == {(0, "ok"), (1, "ok")}
+        assert report.metrics == ("score", "mqar_acc", "parity_acc", "lm_bpb")
+        pairs = {(c.reference, c.metric) for c in report.comparisons}
+        assert pairs == {("linear_attention", m) for m in report.metrics}
+        assert all(c.n == 2 and c.reference_n == 2 for c in report.comparisons)
+        latest = db.latest_verdict(design_id, TIER)
+        assert latest["verification_id"] == report.verification_id and latest["seeds"] == [0, 1]
+        assert latest["headline"]["reference"] == "linear_attention" and latest["headline"]["metric"] == "score"
+        assert len(db.verdicts(design_id)) == len(report.comparisons)
+        rows = leaderboard(db, TIER, 5)
+        mine = next(r for r in rows if r["id"] == design_id)
+        assert mine["verified"]["verdict"] == latest["headline"]["verdict"] and mine["verified"]["seeds"] == 2
+        assert next(r for r in rows if r["name"] == "linear_attention")["verified"] is None
+        assert leaderboard_table(rows, TIER).columns[-1].header == "verified"
+    # Again through the CLI: everything is reused, nothing runs, and a second verification is recorded.
+    assert main(["verify", "--tier", TIER, "--designs", str(design_id), "--seeds", "2", "--references",
+                 "linear_attention", "--workspace", str(tmp_path), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["evaluated"], again["reused"]) == (0, 4)
+    assert again["verification_id"] == report.verification_id + 1
+    assert main(["verify", "--tier", TIER, "--seeds", "1", "--workspace", str(tmp_path)]) == 2
+    capsys.readouterr()
+    assert main(["top", "--tier", TIER, "--workspace", str(tmp_path), "--json"]) == 0
+    top = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
+    assert top[design_id]["verified"]["verdict"] in ("better", "worse", "not-distinguishable")
