@@ -1,0 +1,353 @@
+"""Looking at what a workspace holds: one design, its lineage, the change between two designs, a run's events.
+
+The functions return plain JSON-ready dicts (what ``discover show|lineage|diff|log --json`` print and
+the terminal UI displays); the ``render_*`` functions turn them into rich renderables. Everything
+here only reads: the database is opened read-only, so looking never gets in a running loop's way.
+"""
+
+from __future__ import annotations
+
+import difflib
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Group, RenderableType
+from rich.markup import escape
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+from rich.tree import Tree
+
+from discover.live import describe_event
+from discover.report import fmt
+from discover.workspace import Workspace
+from memory import Evaluation, ExperienceDB, RecordNotFound
+
+# Metrics shown first, in this order; the rest follow alphabetically.
+METRICS_FIRST = ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "tokens_per_s", "state_size", "params",
+                 "flops_per_token", "time_exponent", "memory_exponent", "peak_rss_mb")
+LINEAGE_DEPTH = 3  # levels of descendants `lineage` follows by default
+LINEAGE_MAX_NODES = 500
+
+
+class InspectError(LookupError):
+    """The workspace, design or run asked for is not there."""
+
+
+def open_db(workspace: str | Path) -> ExperienceDB:
+    """The workspace's experience database, read-only."""
+    path = Workspace(Path(workspace)).db_path
+    if not path.exists():
+        raise InspectError(f"no experience database in {workspace}; run `discover run` or `discover seed` first")
+    return ExperienceDB(path, readonly=True)
+
+
+def metric_order(names: Iterable[str]) -> list[str]:
+    names = set(names)
+    return [m for m in METRICS_FIRST if m in names] + sorted(names - set(METRICS_FIRST))
+
+
+def representative(evaluations: Sequence[Evaluation], tier: tuple[str, int] | None = None) -> Evaluation | None:
+    """The evaluation that stands for a design: its best ok one by score, else its latest, among those at `tier`
+    (tier, version) when it has any there, else at the tier of its latest evaluation (scores compare only
+    within one tier and version)."""
+    if not evaluations:
+        return None
+    at = [e for e in evaluations if (e.tier, e.tier_version) == tier]
+    if not at:
+        latest = max(evaluations, key=lambda e: e.id)
+        at = [e for e in evaluations if (e.tier, e.tier_version) == (latest.tier, latest.tier_version)]
+    return max(at, key=lambda e: (e.status == "ok", e.score is not None, e.score or 0.0, e.id))
+
+
+def evaluation_dict(evaluation: Evaluation, with_log: bool = True) -> dict[str, Any]:
+    row = {"id": evaluation.id, "run_id": evaluation.run_id, "purpose": evaluation.purpose, "tier": evaluation.tier,
+           "tier_version": evaluation.tier_version, "seed": evaluation.seed, "status": evaluation.status,
+           "reason": evaluation.reason, "score": evaluation.score, "metrics": evaluation.metrics or {},
+           "duration_s": evaluation.duration_s, "created_at": evaluation.created_at,
+           "finished_at": evaluation.finished_at}
+    if with_log:
+        row["log"] = evaluation.log
+    return row
+
+
+def _design(db: ExperienceDB, design_id: int):
+    try:
+        return db.design(design_id)
+    except RecordNotFound:
+        raise InspectError(f"no design with id {design_id}") from None
+
+
+def show(db: ExperienceDB, design_id: int, tier: tuple[str, int] | None = None) -> dict[str, Any]:
+    """Everything recorded about one design: code, evaluations (with logs), its metrics beside its parent's and
+    the baselines', the analyses, the LLM transcript and the verification verdict (None when not verified).
+    `tier` (name, version) chooses which of its evaluations stands for it (see `representative`)."""
+    design = _design(db, design_id)
+    evaluations = db.evaluations(design_id)
+    best = representative(evaluations, tier)
+    return {
+        "id": design.id, "name": design.name, "origin": design.origin, "motivation": design.motivation,
+        "parents": list(design.parents), "children": db.child_ids(design_id), "run_id": design.run_id,
+        "created_at": design.created_at, "archive_commit": design.archive_commit, "spec": design.spec,
+        "code": design.code,
+        "best": evaluation_dict(best, with_log=False) if best else None,
+        "evaluations": [evaluation_dict(e) for e in evaluations],
+        "comparison": comparison(db, design, best),
+        "analyses": [{k: a[k] for k in ("id", "author", "text", "data", "evaluation_id", "created_at")}
+                     for a in db.analyses(design_id)],
+        "llm_calls": db.design_llm_calls(design_id),
+        "verification": verification(db, design_id),
+    }
+
+
+def comparison(db: ExperienceDB, design, best: Evaluation | None) -> dict[str, Any] | None:
+    """The design's metrics beside its first parent's and each baseline's, at the tier and version of its
+    representative evaluation (results compare only within one tier and version)."""
+    if best is None:
+        return None
+    parent = None
+    if design.parents:
+        at_tier = [e for e in db.evaluations(design.parents[0])
+                   if (e.tier, e.tier_version) == (best.tier, best.tier_version)]
+        chosen = representative(at_tier)
+        parent = {"id": design.parents[0], "name": db.design(design.parents[0]).name,
+                  "status": chosen.status if chosen else None, "score": chosen.score if chosen else None,
+                  "metrics": chosen.metrics or {} if chosen else {}}
+    rows, _ = db.leaderboard_page(best.tier, best.tier_version, origin="baseline", limit=100)
+    baselines = [{"id": r["id"], "name": r["name"], "status": r["status"], "score": r["score"],
+                  "metrics": r["metrics"]} for r in rows]
+    return {"tier": best.tier, "tier_version": best.tier_version, "status": best.status,
+            "metrics": best.metrics or {}, "score": best.score, "parent": parent, "baselines": baselines}
+
+
+def verification(db: ExperienceDB, design_id: int) -> Any:
+    """The design's latest verification (see ExperienceDB.latest_verdict), or None when it was never verified."""
+    return db.latest_verdict(design_id)
+
+
+def node(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: summary.get(k) for k in ("id", "name", "origin", "parents", "tier", "tier_version", "status", "score")}
+
+
+def lineage(db: ExperienceDB, design_id: int, depth: int = LINEAGE_DEPTH,
+            tier: tuple[str, int] | None = None) -> dict[str, Any]:
+    """The design's ancestors along first parents (nearest first) and its descendants `depth` levels down.
+
+    Each design appears as a node: id, name, origin, parents, and its representative evaluation's tier,
+    status and score (at `tier`, when given). Descendants nest under "children"; at most LINEAGE_MAX_NODES
+    are followed.
+    """
+    design = _design(db, design_id)
+    ancestor_ids = [d.id for d in db.lineage(design.id)]
+    tree, frontier, seen = {design_id: []}, [design_id], {design_id}
+    for _ in range(max(depth, 0)):
+        next_frontier, children = [], db.children_of(frontier)  # one pass over the designs per level
+        for parent in frontier:
+            for child in children.get(parent, []):
+                if child not in seen and len(seen) < LINEAGE_MAX_NODES:
+                    seen.add(child)
+                    tree[parent].append(child)
+                    tree[child] = []
+                    next_frontier.append(child)
+        frontier = next_frontier
+    summaries = db.design_summaries([*ancestor_ids, *seen], *(tier or (None, None)))
+
+    def nested(i: int) -> dict[str, Any]:
+        return {**node(summaries[i]), "children": [nested(c) for c in tree[i]]}
+
+    return {"design": node(summaries[design_id]), "ancestors": [node(summaries[i]) for i in ancestor_ids],
+            "descendants": [nested(c) for c in tree[design_id]], "truncated": len(seen) >= LINEAGE_MAX_NODES}
+
+
+def diff(db: ExperienceDB, a: int, b: int) -> dict[str, Any]:
+    """The unified diff of design `a`'s code to design `b`'s, and their metrics side by side when their
+    representative evaluations share a tier and version (else "metrics" is empty).
+
+    The database holds every design's code, so this needs no archive; the archive gives the same change
+    with `git diff refs/designs/A refs/designs/B`.
+    """
+    design_a, design_b = _design(db, a), _design(db, b)
+    best_a = representative(db.evaluations(a))
+    best_b = representative(db.evaluations(b), (best_a.tier, best_a.tier_version) if best_a else None)
+    text = "".join(difflib.unified_diff(design_a.code.splitlines(keepends=True),
+                                        design_b.code.splitlines(keepends=True),
+                                        fromfile=f"#{a} {design_a.name}", tofile=f"#{b} {design_b.name}"))
+    metrics = []
+    comparable = (best_a is not None and best_b is not None
+                  and (best_a.tier, best_a.tier_version) == (best_b.tier, best_b.tier_version))
+    if comparable:
+        ma, mb = best_a.metrics or {}, best_b.metrics or {}
+        for name in metric_order({*ma, *mb, "score"} - {"score"}):
+            metrics.append({"metric": name, "a": ma.get(name), "b": mb.get(name), "delta": _delta(ma.get(name),
+                                                                                                  mb.get(name))})
+        metrics.insert(0, {"metric": "score", "a": best_a.score, "b": best_b.score,
+                           "delta": _delta(best_a.score, best_b.score)})
+    summaries = db.design_summaries([a, b])
+    return {"a": node(summaries[a]), "b": node(summaries[b]), "diff": text,
+            "tier": f"{best_a.tier}@v{best_a.tier_version}" if comparable else None, "metrics": metrics}
+
+
+def _delta(a: Any, b: Any) -> float | None:
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (a, b))
+    return round(b - a, 6) if numbers else None
+
+
+def run_log(db: ExperienceDB, run_id: int | None = None, after_id: int = 0) -> dict[str, Any]:
+    """A run (the latest by default) and its events after `after_id`, each with the line the live display shows."""
+    if run_id is None:
+        latest = db.latest_run()
+        if latest is None:
+            raise InspectError("the workspace has no runs yet")
+        run_id = latest.id
+    try:
+        run = db.run(run_id)
+    except RecordNotFound:
+        raise InspectError(f"no run with id {run_id}") from None
+    events = [{"id": e.id, "ts": e.ts, "kind": e.kind, "data": e.data, "text": describe_event(e.kind, e.data)}
+              for e in db.events(run_id, after_id)]
+    return {"run": {"id": run.id, "status": run.status, "tier": run.tier, "budget": run.budget,
+                    "started_at": run.started_at, "ended_at": run.ended_at, "spent": db.spent(run.id)},
+            "events": events}
+
+
+def follow(db: ExperienceDB, run_id: int | None = None, poll_s: float = 1.0,
+           sleep: Callable[[float], None] = time.sleep) -> Iterator[dict[str, Any]]:
+    """The run's events (see `run_log`), then each new one as it is written, until its "run-end" event; a run
+    that stopped without one (killed) ends the stream once no more events come."""
+    log = run_log(db, run_id)
+    run_id, last = log["run"]["id"], 0
+    quiet = False
+    while True:
+        for event in log["events"]:
+            yield event
+            last = event["id"]
+            if event["kind"] == "run-end":
+                return
+        if not log["events"] and log["run"]["status"] != "running":
+            if quiet:
+                return
+            quiet = True  # the status may change just before the final event is written: look once more
+        sleep(poll_s)
+        log = run_log(db, run_id, last)
+
+
+def _score_text(status: str | None, score: float | None) -> str:
+    if status is None:
+        return "not evaluated"
+    return f"score {fmt(score)}" if status == "ok" else status
+
+
+def node_label(n: dict[str, Any]) -> str:
+    """One line for a design in a tree: id, name, origin and its result."""
+    parents = n.get("parents") or ()
+    crossover = f" — crossover of {' × '.join(f'#{p}' for p in parents)}" if len(parents) > 1 else ""
+    return f"#{n['id']} {n['name']} ({n['origin']}) — {_score_text(n['status'], n['score'])}{crossover}"
+
+
+def comparison_table(info: dict[str, Any], max_baselines: int | None = None) -> Table:
+    """Metrics of the design beside its parent and the baselines (best baseline first)."""
+    comp = info["comparison"]
+    parent = comp["parent"]
+    baselines = sorted(comp["baselines"], key=lambda b: (b["score"] is None, -(b["score"] or 0.0)))
+    if max_baselines is not None:
+        baselines = baselines[:max_baselines]
+    table = Table(title=f"metrics at {comp['tier']}@v{comp['tier_version']}", box=None, title_justify="left")
+    table.add_column("metric")
+    table.add_column(f"#{info['id']}", justify="right", style="bold")
+    if parent:
+        table.add_column(f"parent #{parent['id']}", justify="right")
+    for b in baselines:
+        table.add_column(b["name"][:18], justify="right", style="dim")
+    names = metric_order({*comp["metrics"], *(parent or {}).get("metrics", {})})
+    def score(result: dict) -> str:
+        return fmt(result["score"]) if result.get("status") in ("ok", None) else result["status"]
+
+    table.add_row("score", score(comp), *([score(parent)] if parent else []), *(score(b) for b in baselines))
+    for name in names:
+        table.add_row(name, fmt(comp["metrics"].get(name)), *([fmt(parent["metrics"].get(name))] if parent else []),
+                      *(fmt(b["metrics"].get(name)) for b in baselines))
+    return table
+
+
+def verification_line(verdict: Any) -> str | None:
+    """A one-line summary of a verification verdict, or None when there is none to show."""
+    if not verdict:
+        return None
+    if not isinstance(verdict, dict):
+        return f"verification: {verdict}"
+    where = (f"{verdict.get('tier')}@v{verdict.get('tier_version')}, {len(verdict.get('seeds') or ())} seeds, "
+             f"confidence {fmt(verdict.get('confidence'))}")
+    head = verdict.get("headline")
+    if not head:
+        return f"verification ({where}): {len(verdict.get('rows') or ())} verdicts, none on the score"
+    phrase = {"better": "better than", "worse": "worse than", "not-distinguishable": "not distinguishable from",
+              "insufficient": "too few results to compare with"}.get(head["verdict"], head["verdict"])
+    return (f"verification ({where}): {phrase} {head['reference']} on {head['metric']} "
+            f"(mean {fmt(head.get('mean'))} vs {fmt(head.get('reference_mean'))}, "
+            f"difference in [{fmt(head.get('low'))}, {fmt(head.get('high'))}])")
+
+
+def render_show(info: dict[str, Any], code: bool = False) -> RenderableType:
+    best = info["best"]
+    parents = ", ".join(f"#{p}" for p in info["parents"]) or "none (a root)"
+    head = Text.from_markup(f"[bold]#{info['id']} {escape(info['name'])}[/bold]  ({info['origin']}, "
+                            f"run {info['run_id'] if info['run_id'] is not None else '—'})  parents: {parents}")
+    parts: list[RenderableType] = [head, Text(info["motivation"] or "", style="italic")]
+    if best:
+        verdict = _score_text(best["status"], best["score"]) + (f" — {best['reason']}" if best["reason"] else "")
+        parts.append(Text(f"{best['tier']}@v{best['tier_version']} seed {best['seed']}: {verdict}"))
+    else:
+        parts.append(Text("not evaluated yet"))
+    if line := verification_line(info["verification"]):
+        parts.append(Text(line))
+    if info["comparison"]:
+        parts.append(comparison_table(info, max_baselines=2))
+    for analysis in info["analyses"][-1:]:
+        parts.append(Text(f"analysis ({analysis['author']}): {analysis['text']}"))
+    if info["llm_calls"]:
+        parts.append(Text(f"{len(info['llm_calls'])} LLM call(s); `discover show {info['id']} --json` has them"))
+    if code:
+        parts.append(Syntax(info["code"], "python", line_numbers=True, word_wrap=True))
+    return Group(*parts)
+
+
+def render_lineage(info: dict[str, Any]) -> Tree:
+    """The lineage as a tree from the oldest ancestor down through the design to its descendants."""
+    chain = [*reversed(info["ancestors"]), info["design"]]
+    tree = Tree(node_label(chain[0]), guide_style="dim")
+    branch = tree
+    for n in chain[1:]:
+        branch = branch.add(node_label(n))
+    branch.label = Text(str(node_label(info["design"])), style="bold")
+
+    def grow(parent: Tree, children: list[dict]) -> None:
+        for child in children:
+            grow(parent.add(node_label(child)), child["children"])
+
+    grow(branch, info["descendants"])
+    return tree
+
+
+def render_diff(info: dict[str, Any]) -> RenderableType:
+    parts: list[RenderableType] = []
+    if info["metrics"]:
+        table = Table("metric", f"#{info['a']['id']}", f"#{info['b']['id']}", "delta", box=None,
+                      title=f"at {info['tier']}", title_justify="left")
+        for row in info["metrics"]:
+            table.add_row(row["metric"], fmt(row["a"]), fmt(row["b"]), fmt(row["delta"]))
+        parts.append(table)
+    else:
+        parts.append(Text("no metrics to compare: the two designs have no results at a common tier", style="dim"))
+    parts.append(Syntax(info["diff"], "diff") if info["diff"] else Text("the two designs have the same code"))
+    return Group(*parts)
+
+
+def event_text(event: dict[str, Any]) -> Text:
+    """A `discover log` line: time, kind and the description the live display uses."""
+    colour = {"evaluate-done": "green" if (event["data"] or {}).get("status") == "ok" else "red",
+              "duplicate": "yellow", "run-end": "bold"}.get(event["kind"], "")
+    line = Text(f"{event['ts'][11:19]}  ", style="dim")
+    line.append(event["text"], style=colour)
+    return line
