@@ -1,4 +1,4 @@
-"""Executors: where sandboxed jobs run, picked by a short name (``make_executor("local")``)."""
+"""Executors: where sandboxed jobs run, picked by a short name (``make_executor("local")``, ``"ray"``)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Protocol
 
 from sandbox.limits import Job, ProcessResult
+from sandbox.ray_executor import RayExecutor
 from sandbox.runner import run
 
 
@@ -40,11 +41,12 @@ class LocalExecutor:
         self.shutdown()
 
 
-EXECUTORS: dict[str, type] = {"local": LocalExecutor}
+EXECUTORS: dict[str, type] = {"local": LocalExecutor, "ray": RayExecutor}
 
 
 def make_executor(name: str = "local", **options) -> Executor:
-    """An executor by short name; ``options`` go to its constructor (e.g. ``workers``)."""
+    """An executor by short name; ``options`` go to its constructor (``workers``; for "ray" also
+    ``address`` and ``gpus``). The ray package is imported only when a Ray executor is made."""
     try:
         factory = EXECUTORS[name]
     except KeyError:
