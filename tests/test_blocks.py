@@ -159,3 +159,18 @@ def test_elu_p1_is_non_negative_and_exp_below_zero():
 def test_unknown_feature_map_is_rejected():
     with pytest.raises(ValueError, match="unknown feature map"):
         feature_map("cosine")
+
+
+@pytest.mark.parametrize("T", [1, 5, 64, 65, 150])
+def test_taylor_linear_attention_matches_the_expanded_features_with_gradients(T):
+    from kernels.linear_attn import chunk_linear_attn, chunk_taylor_linear_attn
+
+    torch.manual_seed(T)
+    q, k, v = (torch.randn(2, 3, T, d, dtype=torch.float64, requires_grad=True) for d in (5, 5, 7))
+    phi = feature_map("taylor2")
+    ours = chunk_taylor_linear_attn(q, k, v, chunk_size=32)
+    expanded, _ = chunk_linear_attn(phi(q), phi(k), v, scale=1.0)
+    torch.testing.assert_close(ours, expanded)
+    g = torch.randn_like(ours)
+    for a, b in zip(torch.autograd.grad(ours, (q, k, v), g), torch.autograd.grad(expanded, (q, k, v), g)):
+        torch.testing.assert_close(a, b)

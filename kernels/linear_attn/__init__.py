@@ -5,5 +5,6 @@ See README.md for the chunked form; naive_* is the ground truth the tests compar
 
 from .chunk import chunk_linear_attn
 from .naive import linear_attn_step, naive_recurrent_linear_attn
+from .taylor import chunk_taylor_linear_attn
 
-__all__ = ["naive_recurrent_linear_attn", "chunk_linear_attn", "linear_attn_step"]
+__all__ = ["naive_recurrent_linear_attn", "chunk_linear_attn", "chunk_taylor_linear_attn", "linear_attn_step"]
