@@ -11,6 +11,8 @@ from __future__ import annotations
 import ast
 from dataclasses import dataclass
 
+from kernels.ast_names import dotted, resolve
+
 ALLOWED_IMPORTS = frozenset(
     {"torch", "math", "einops", "triton", "typing", "functools", "dataclasses", "kernels", "__future__"}
 )
@@ -63,18 +65,6 @@ class Violation:
         return f"line {self.line}: {self.message}"
 
 
-def _dotted(node: ast.AST) -> str | None:
-    """`a.b.c` for a chain of attributes on a name, else None."""
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
-
-
 class _Scanner(ast.NodeVisitor):
     def __init__(self) -> None:
         self.violations: list[Violation] = []
@@ -121,21 +111,12 @@ class _Scanner(ast.NodeVisitor):
             self._check_path(node, f"{module}.{alias.name}")
             self.aliases[alias.asname or alias.name] = f"{module}.{alias.name}"
 
-    def _resolve(self, node: ast.AST) -> str | None:
-        dotted = _dotted(node)
-        if dotted is None:
-            return None
-        head, _, rest = dotted.partition(".")
-        if head in self.aliases:
-            return self.aliases[head] + ("." + rest if rest else "")
-        return dotted
-
     def visit_Attribute(self, node: ast.Attribute) -> None:
         if node.attr in FORBIDDEN_DUNDERS:
             self._flag(node, f"access to attribute {node.attr!r} is not allowed")
         if node.attr in FORBIDDEN_METHODS:
             self._flag(node, f"use of .{node.attr} is not allowed in a design (it reaches files or numpy)")
-        resolved = self._resolve(node)
+        resolved = resolve(node, self.aliases)
         if resolved:
             self._check_path(node, resolved)
         self.generic_visit(node)
@@ -155,7 +136,7 @@ class _Scanner(ast.NodeVisitor):
                 self._flag(node, f"{node.func.id}() with a computed attribute name is not allowed")
             elif name.value.startswith("__"):
                 self._flag(node, f"{node.func.id}() of a dunder attribute is not allowed")
-            elif (owner := self._resolve(node.args[0])) is not None:  # getattr(torch, "save") is torch.save
+            elif (owner := resolve(node.args[0], self.aliases)) is not None:  # getattr(torch, "save") is torch.save
                 self._check_path(node, f"{owner}.{name.value}")
                 if name.value in FORBIDDEN_METHODS:
                     self._flag(node, f"use of .{name.value} is not allowed in a design (it reaches files or numpy)")
@@ -168,7 +149,7 @@ class _Scanner(ast.NodeVisitor):
             while isinstance(root, ast.Attribute):
                 root = root.value
             if isinstance(root, ast.Name) and root.id in self.aliases:
-                self._flag(target, f"assignment to {_dotted(target)} modifies an imported module")
+                self._flag(target, f"assignment to {dotted(target)} modifies an imported module")
         elif isinstance(target, (ast.Tuple, ast.List)):
             for element in target.elts:
                 self._check_store(element)
@@ -177,7 +158,7 @@ class _Scanner(ast.NodeVisitor):
         for target in node.targets:
             self._check_store(target)
         # `F = torch.nn.functional` makes F a name for the module, so `F.cross_entropy = ...` is caught too.
-        resolved = self._resolve(node.value)
+        resolved = resolve(node.value, self.aliases)
         if resolved is not None and resolved.split(".")[0] in ALLOWED_IMPORTS:
             for target in node.targets:
                 if isinstance(target, ast.Name):

@@ -21,6 +21,8 @@ import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from kernels.ast_names import dotted, resolve
+
 # torch names host code may use: allocation, dtypes and devices, shape helpers, the autograd base.
 ALLOWED_TORCH = frozenset({
     "torch.empty", "torch.empty_like", "torch.empty_strided", "torch.zeros", "torch.zeros_like", "torch.ones",
@@ -61,17 +63,6 @@ class KernelScanError(ValueError):
     """The declared kernel cannot be located in the source (a lambda, a builtin, another file)."""
 
 
-def _dotted(node: ast.AST) -> str | None:
-    parts = []
-    while isinstance(node, ast.Attribute):
-        parts.append(node.attr)
-        node = node.value
-    if isinstance(node, ast.Name):
-        parts.append(node.id)
-        return ".".join(reversed(parts))
-    return None
-
-
 def _is_reference_op(name: str) -> bool:
     leaf = name.rsplit(".", 1)[-1]
     return leaf.startswith(("naive_", "chunk_")) or leaf.endswith("_step")
@@ -98,7 +89,7 @@ def _definitions(tree: ast.Module) -> dict[str, ast.AST]:
 def _is_device(node: ast.AST) -> bool:
     for decorator in getattr(node, "decorator_list", []):
         target = decorator.func if isinstance(decorator, ast.Call) else decorator
-        name = _dotted(target) or ""
+        name = dotted(target) or ""
         if name.rsplit(".", 1)[-1] in DEVICE_DECORATORS:
             return True
     return False
@@ -112,15 +103,6 @@ class _HostScanner(ast.NodeVisitor):
 
     def flag(self, node: ast.AST, message: str) -> None:
         self.findings.append(Finding(getattr(node, "lineno", 0), message))
-
-    def resolve(self, node: ast.AST) -> str | None:
-        dotted = _dotted(node)
-        if dotted is None:
-            return None
-        head, _, rest = dotted.partition(".")
-        if head in self.aliases:
-            return self.aliases[head] + ("." + rest if rest else "")
-        return dotted
 
     def visit_Try(self, node: ast.AST) -> None:
         self.flag(node, "try/except in kernel code: a fallback path hides a failing kernel")
@@ -138,7 +120,7 @@ class _HostScanner(ast.NodeVisitor):
             self._check_path(node, self.aliases.get(node.id))
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
-        path = self.resolve(node)
+        path = resolve(node, self.aliases)
         if path is not None:
             self._check_path(node, path)
             # the chain's root is checked here; only visit it for name collection
@@ -172,7 +154,7 @@ class _HostScanner(ast.NodeVisitor):
 
     def visit_Call(self, node: ast.Call) -> None:
         if not self.device and isinstance(node.func, ast.Attribute) and node.func.attr in COMPUTING_METHODS:
-            if self.resolve(node.func) is None or not self.resolve(node.func).startswith(("triton.", "tl.")):
+            if (called := resolve(node.func, self.aliases)) is None or not called.startswith(("triton.", "tl.")):
                 self.flag(node, f"host code calls .{node.func.attr}(): the kernel must compute the result itself")
         self.generic_visit(node)
 
