@@ -17,8 +17,8 @@ from kernels.spec import RECURRENCES
 
 SOURCE = Path(__file__).with_name("triton_recurrence.py")
 # The definitions a design needs, in the library's order.
-DEFINITIONS = ("CHUNK_SIZE", "recurrence_fwd_kernel", "recurrence_bwd_kernel", "_block_sizes", "_decay_kind",
-               "FusedRecurrence", "fused_recurrence")
+DEFINITIONS = ("CHUNK_SIZE", "_advance", "recurrence_fwd_kernel", "recurrence_bwd_kernel", "_block_sizes",
+               "_decay_kind", "FusedRecurrence", "fused_recurrence")
 # Names the copied code uses from its imports; the design file must import them.
 REQUIRED_IMPORTS = ("import torch", "import triton", "import triton.language as tl", "from torch import Tensor")
 

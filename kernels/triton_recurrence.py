@@ -39,6 +39,21 @@ CHUNK_SIZE = 16  # tokens between saved states: memory (B*H*T/C*K*V) against rec
 
 
 @triton.jit
+def _advance(S, p_k, p_v, p_g, p_b, m_k, m_v, DECAY: tl.constexpr, DELTA: tl.constexpr):
+    """S_t from S_{t-1} and token t's k, v, g, beta at the given pointers: the forward's step, and the
+    backward's recomputation of a chunk's states, from one definition."""
+    k_t = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
+    v_t = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)
+    if DECAY == 2:
+        S = S * tl.exp(tl.load(p_g, mask=m_k, other=0.0).to(tl.float32))[:, None]
+    elif DECAY == 1:
+        S = S * tl.exp(tl.load(p_g).to(tl.float32))
+    if DELTA:
+        v_t = tl.load(p_b).to(tl.float32) * (v_t - tl.sum(S * k_t[:, None], axis=0))
+    return S + k_t[:, None] * v_t[None, :]
+
+
+@triton.jit
 def recurrence_fwd_kernel(q, k, v, g, beta, o, h0, ht, states, scale, T, K, V,
                           BK: tl.constexpr, BV: tl.constexpr, CHUNK: tl.constexpr, DECAY: tl.constexpr,
                           DELTA: tl.constexpr, USE_H0: tl.constexpr, STORE_HT: tl.constexpr):
@@ -62,15 +77,7 @@ def recurrence_fwd_kernel(q, k, v, g, beta, o, h0, ht, states, scale, T, K, V,
         # The last chunk may be shorter than CHUNK.
         for _ in range(0, tl.minimum(CHUNK, T - i_n * CHUNK)):
             q_t = tl.load(p_q, mask=m_k, other=0.0).to(tl.float32)
-            k_t = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
-            v_t = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)
-            if DECAY == 2:
-                S = S * tl.exp(tl.load(p_g, mask=m_k, other=0.0).to(tl.float32))[:, None]
-            elif DECAY == 1:
-                S = S * tl.exp(tl.load(p_g).to(tl.float32))
-            if DELTA:
-                v_t = tl.load(p_b).to(tl.float32) * (v_t - tl.sum(S * k_t[:, None], axis=0))
-            S += k_t[:, None] * v_t[None, :]
+            S = _advance(S, p_k, p_v, p_g, p_b, m_k, m_v, DECAY, DELTA)
             tl.store(p_o, (tl.sum(S * q_t[:, None], axis=0) * scale).to(p_o.dtype.element_ty), mask=m_v)
             p_q, p_k, p_v, p_o = p_q + K, p_k + K, p_v + V, p_o + V
             p_g += K if DECAY == 2 else 1
@@ -107,15 +114,7 @@ def recurrence_bwd_kernel(q, k, v, g, beta, do, dht, states, scratch, dq, dk, dv
             p_b = beta + i_bh * T + t0
             for i_c in range(0, n_c):
                 tl.store(p_scratch + i_c * BK * BV, S)
-                k_t = tl.load(p_k, mask=m_k, other=0.0).to(tl.float32)
-                v_t = tl.load(p_v, mask=m_v, other=0.0).to(tl.float32)
-                if DECAY == 2:
-                    S = S * tl.exp(tl.load(p_g, mask=m_k, other=0.0).to(tl.float32))[:, None]
-                elif DECAY == 1:
-                    S = S * tl.exp(tl.load(p_g).to(tl.float32))
-                if DELTA:
-                    v_t = tl.load(p_b).to(tl.float32) * (v_t - tl.sum(S * k_t[:, None], axis=0))
-                S += k_t[:, None] * v_t[None, :]
+                S = _advance(S, p_k, p_v, p_g, p_b, m_k, m_v, DECAY, DELTA)
                 p_k, p_v = p_k + K, p_v + V
                 p_g += K if DECAY == 2 else 1
                 p_b += 1
