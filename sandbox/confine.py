@@ -116,10 +116,11 @@ def confine_filesystem(workdir: str, keep: Iterable[str], uid: int) -> str:
         return f"not confined: unshare(CLONE_NEWNS) failed ({os.strerror(ctypes.get_errno())})"
     workdir = os.path.realpath(workdir)
     keep = sorted({os.path.realpath(p) for p in (*keep, workdir) if p})
+    homes = home_directories(uid)
     try:
         _mount(None, "/", None, MS_REC | MS_PRIVATE)  # nothing done here propagates to the host
         _mount(workdir, workdir, None, MS_BIND | MS_REC)  # its own mount, left writable below
-        for home in home_directories(uid):
+        for home in homes:
             _hide(home, keep)
     except OSError as exc:
         return f"not confined: {exc}"
@@ -131,10 +132,10 @@ def confine_filesystem(workdir: str, keep: Iterable[str], uid: int) -> str:
             _read_only(point)
         except OSError as exc:
             failed.append(f"{point} ({exc.strerror})")
-    homes = ", ".join(home_directories(uid)) or "none found"
+    hidden = ", ".join(homes) or "none found"
     if failed:
-        return f"homes hidden ({homes}); read-only except the working directory, but not: {', '.join(failed)}"
-    return f"homes hidden ({homes}); read-only except the working directory"
+        return f"homes hidden ({hidden}); read-only except the working directory, but not: {', '.join(failed)}"
+    return f"homes hidden ({hidden}); read-only except the working directory"
 
 
 def drop_to_unprivileged(workdir: str) -> str:
