@@ -1,4 +1,5 @@
-"""RMS normalization, plain and gated (the output norm of most linear-attention layers)."""
+"""RMS normalization, plain and gated (the output norm of most linear-attention layers), and the L2
+normalization of queries and keys."""
 
 import torch
 import torch.nn.functional as F
@@ -28,3 +29,29 @@ class GatedRMSNorm(RMSNorm):
 
     def forward(self, x: Tensor, gate: Tensor) -> Tensor:
         return _rms_normalize(x, self.eps) * self.weight * F.silu(gate)
+
+
+def l2_normalize(x: Tensor, eps: float = 1e-12) -> Tensor:
+    """x / max(||x||, eps) over the last dimension: ``F.normalize(x, dim=-1)`` with a one-node backward.
+
+    The delta rules normalize q and k of every head at every step; autograd through ``F.normalize``
+    records a norm, a clamp, an expand and a division (~1.6x the time of this at the tiers' shapes).
+    """
+    return _L2Normalize.apply(x, eps)
+
+
+class _L2Normalize(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, eps: float) -> Tensor:
+        norm = torch.linalg.vector_norm(x, dim=-1, keepdim=True)
+        inv = norm.clamp_min(eps).reciprocal()
+        y = x * inv
+        # Where the norm was clamped, y = x / eps is linear in x and has no projection term.
+        ctx.save_for_backward(y, inv, norm > eps)
+        return y
+
+    @staticmethod
+    def backward(ctx, dy: Tensor) -> tuple[Tensor, None]:
+        y, inv, unclamped = ctx.saved_tensors
+        along = (dy * y).sum(-1, keepdim=True) * unclamped
+        return inv * (dy - y * along), None

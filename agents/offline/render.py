@@ -360,12 +360,14 @@ class _Recurrent:
 
     def _qk_features(self) -> list[str]:
         fm, l2 = self.p["feature_map"] != "identity", self.p["qk_norm"] == "l2"
+        if l2:
+            self._use("kernels.norm", "l2_normalize")
         if fm and l2:
-            return ["q, k = (F.normalize(self.feature_map(t), dim=-1) for t in (q, k))"]
+            return ["q, k = (l2_normalize(self.feature_map(t)) for t in (q, k))"]
         if fm:
             return ["q, k = self.feature_map(q), self.feature_map(k)"]
         if l2:
-            return ["q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)"]
+            return ["q, k = l2_normalize(q), l2_normalize(k)"]
         return []
 
     def _kernel_args(self, g: str, beta: str, state: str) -> str:

@@ -11,14 +11,13 @@ per-head RMSNorm); the attention layers use rotary embeddings. Attention layers 
 cache, so no fixed-size step is provided.
 """
 
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from kernels.attention import RotaryEmbedding, softmax_attention
 from kernels.conv import ShortConvolution
 from kernels.delta_rule import chunk_delta_rule
-from kernels.norm import RMSNorm
+from kernels.norm import RMSNorm, l2_normalize
 
 
 class DeltaNet(nn.Module):
@@ -41,7 +40,7 @@ class DeltaNet(nn.Module):
         q = rearrange(self.q_conv(self.q_proj(x)), "b t (h d) -> b h t d", h=self.n_heads)
         k = rearrange(self.k_conv(self.k_proj(x)), "b t (h d) -> b h t d", h=self.n_heads)
         v = rearrange(self.v_conv(self.v_proj(x)), "b t (h d) -> b h t d", h=self.n_heads)
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        q, k = l2_normalize(q), l2_normalize(k)
         beta = rearrange(self.b_proj(x).sigmoid(), "b t h -> b h t")
         o, _ = chunk_delta_rule(q, k, v, beta)  # (B, H, T, D)
         o = self.o_norm(rearrange(o, "b h t d -> b t h d"))

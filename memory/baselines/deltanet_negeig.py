@@ -10,13 +10,12 @@ short convolutions with silu on q, k, v, L2-normalized q and k, per-head RMSNorm
 """
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
 from kernels.conv import ShortConvolution
 from kernels.delta_rule import chunk_delta_rule, delta_rule_step
-from kernels.norm import RMSNorm
+from kernels.norm import RMSNorm, l2_normalize
 
 
 class Mixer(nn.Module):
@@ -50,7 +49,7 @@ class Mixer(nn.Module):
         q = rearrange(self.q_conv(self.q_proj(x)), "b t (h d) -> b h t d", h=self.n_heads)
         k = rearrange(self.k_conv(self.k_proj(x)), "b t (h d) -> b h t d", h=self.n_heads)
         v = rearrange(self.v_conv(self.v_proj(x)), "b t (h d) -> b h t d", h=self.n_heads)
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        q, k = l2_normalize(q), l2_normalize(k)
         beta = rearrange(self._beta(x), "b t h -> b h t")
         o, _ = chunk_delta_rule(q, k, v, beta)  # (B, H, T, D)
         o = self.o_norm(rearrange(o, "b h t d -> b t h d"))
@@ -69,8 +68,8 @@ class Mixer(nn.Module):
         q, q_conv = self.q_conv.step(self.q_proj(x_t), state["q_conv"])
         k, k_conv = self.k_conv.step(self.k_proj(x_t), state["k_conv"])
         v, v_conv = self.v_conv.step(self.v_proj(x_t), state["v_conv"])
-        q = F.normalize(rearrange(q, "b (h d) -> b h d", h=self.n_heads), dim=-1)
-        k = F.normalize(rearrange(k, "b (h d) -> b h d", h=self.n_heads), dim=-1)
+        q = l2_normalize(rearrange(q, "b (h d) -> b h d", h=self.n_heads))
+        k = l2_normalize(rearrange(k, "b (h d) -> b h d", h=self.n_heads))
         v = rearrange(v, "b (h d) -> b h d", h=self.n_heads)
         o, S = delta_rule_step(q, k, v, self._beta(x_t), state["S"])  # (B, H, D)
         y = self.o_proj(torch.flatten(self.o_norm(o), 1))

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from kernels.conv import ShortConvolution
 from kernels.gated_delta_rule import chunk_gated_delta_rule, gated_delta_rule_step
-from kernels.norm import GatedRMSNorm
+from kernels.norm import GatedRMSNorm, l2_normalize
 
 
 class Mixer(nn.Module):
@@ -80,7 +80,7 @@ class Mixer(nn.Module):
         q = rearrange(self.q_conv(self.q_proj(x)), "b t (h d) -> b h t d", h=self.n_heads)
         k = rearrange(self.k_conv(self.k_proj(x)), "b t (h d) -> b h t d", h=self.n_heads)
         v = rearrange(self.v_conv(self.v_proj(x)), "b t (h d) -> b h t d", h=self.n_heads)
-        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        q, k = l2_normalize(q), l2_normalize(k)
         g, beta = (rearrange(t, "b t h -> b h t") for t in self._gates(x))
         o, _ = chunk_gated_delta_rule(q, k, v, g, beta)  # (B, H, T, D)
         gate = rearrange(self.g_proj(x), "b t (h d) -> b t h d", h=self.n_heads)
@@ -100,8 +100,8 @@ class Mixer(nn.Module):
         q, q_conv = self.q_conv.step(self.q_proj(x_t), state["q_conv"])
         k, k_conv = self.k_conv.step(self.k_proj(x_t), state["k_conv"])
         v, v_conv = self.v_conv.step(self.v_proj(x_t), state["v_conv"])
-        q = F.normalize(rearrange(q, "b (h d) -> b h d", h=self.n_heads), dim=-1)
-        k = F.normalize(rearrange(k, "b (h d) -> b h d", h=self.n_heads), dim=-1)
+        q = l2_normalize(rearrange(q, "b (h d) -> b h d", h=self.n_heads))
+        k = l2_normalize(rearrange(k, "b (h d) -> b h d", h=self.n_heads))
         v = rearrange(v, "b (h d) -> b h d", h=self.n_heads)
         g, beta = self._gates(x_t)
         o, S = gated_delta_rule_step(q, k, v, g, beta, state["S"])  # (B, H, D)
