@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from kernels.attention import RotaryEmbedding, sliding_window_attention, softmax_attention
 from kernels.conv import ShortConvolution, causal_depthwise_conv
 from kernels.feature_maps import FEATURE_MAPS, feature_dim, feature_map
-from kernels.norm import GatedRMSNorm, RMSNorm
+from kernels.norm import GatedRMSNorm, RMSNorm, l2_normalize
 
 
 def _masked_full_attention(q, k, v, window):
@@ -70,6 +70,20 @@ def test_rms_norms_normalize_and_gate():
     y = RMSNorm(8)(x)
     torch.testing.assert_close(y.pow(2).mean(-1), torch.ones(3, 5), rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(GatedRMSNorm(8)(x, gate), y * torch.nn.functional.silu(gate))
+
+
+def test_l2_normalize_matches_f_normalize_with_gradients_even_at_zero():
+    x = torch.randn(3, 4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(l2_normalize, (x,))
+    with torch.no_grad():
+        x[0, 0] = 0.0  # clamped by eps: the gradient is 1 / eps, with no projection term
+        x[0, 1] *= 1e-14
+    dy = torch.randn(3, 4, 6, dtype=torch.float64)
+    ours, expected = l2_normalize(x), F.normalize(x, dim=-1)
+    grad, = torch.autograd.grad(ours, x, dy)
+    grad_expected, = torch.autograd.grad(expected, x, dy)
+    torch.testing.assert_close(ours, expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, grad_expected, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("window", [1, 3, 8, 16, 64])
