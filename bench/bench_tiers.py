@@ -18,7 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import sandbox  # noqa: E402
-from evaluator.evaluate import (  # noqa: E402
+from evaluator.run import (  # noqa: E402
     PRELOAD,  # noqa: E402
     job_for,
     result_from,
@@ -29,7 +29,7 @@ from memory.baselines import BASELINES  # noqa: E402
 def startup(samples: int = 5) -> tuple[list[float], list[float]]:
     """Seconds from spawn to 'isolated' and to 'harness imported' for a trivial evaluation target."""
     ready, imported = [], []
-    sandbox.configure(preload=PRELOAD)  # as evaluator.evaluate does
+    sandbox.configure(preload=PRELOAD)  # as evaluator.run does
     sandbox.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))  # start the server
     for _ in range(samples):
         process = sandbox.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))

@@ -12,14 +12,14 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from rich.console import Console  # noqa: E402
 
-from evaluator import DEFAULT_TIER, TIERS  # noqa: E402
+from evaluator.tier_names import DEFAULT_TIER, TIER_NAMES  # noqa: E402 - torch-free
 
 console = Console()
 err = Console(stderr=True)
 
 
 def _tier_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_TIER) -> None:
-    parser.add_argument("--tier", choices=list(TIERS), default=default,
+    parser.add_argument("--tier", choices=TIER_NAMES, default=default,
                         help=f"evaluation tier (default: {default or 'the configured one'})")
 
 

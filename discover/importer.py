@@ -17,7 +17,7 @@ import evaluator
 from agents import Draft, Proposal
 from discover.loop import Events, Flight, record_design, record_result
 from discover.replay import abandon
-from evaluator.evaluate import describe_safely, static_failure
+from evaluator.run import describe_safely, static_failure
 from memory import DesignArchive, ExperienceDB
 
 ORIGIN = "user"

@@ -29,7 +29,7 @@ from discover.context import build_context
 from discover.seed import ensure_references
 from discover.transcripts import DBJournal
 from discover.workspace import Workspace
-from evaluator.evaluate import EvalResult, submit
+from evaluator.run import EvalResult, submit
 from evaluator.score import gate, score
 from memory import DesignArchive, ExperienceDB
 

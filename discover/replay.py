@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass, field
 import evaluator
 from agents import Draft, Proposal
 from discover.loop import Flight, record_result
-from evaluator.evaluate import EvalResult
+from evaluator.run import EvalResult
 from evaluator.score import score
 from memory import DesignArchive, ExperienceDB, code_hash
 from memory.db import INTERRUPTED, RUNNING, Design, Evaluation

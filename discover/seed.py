@@ -12,7 +12,7 @@ from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 
 import evaluator
-from evaluator.evaluate import describe_safely, submit
+from evaluator.run import describe_safely, submit
 from evaluator.score import score
 from memory import DesignArchive, ExperienceDB
 from memory.baselines import BASELINES

@@ -27,7 +27,7 @@ from agents.offline.space import BASELINE_POINTS
 from discover.replay import abandon, record_outcome
 from discover.seed import RETRYABLE, baseline_design, rescore
 from discover.stats import welch_interval
-from evaluator.evaluate import EvalResult, submit
+from evaluator.run import EvalResult, submit
 from memory import DesignArchive, ExperienceDB
 from memory.baselines import BASELINES
 from memory.db import Design, Evaluation

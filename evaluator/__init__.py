@@ -2,11 +2,30 @@
 
 ``evaluate(code, tier, seed)`` runs one design through a tier in a sandboxed child process and
 returns an ``EvalResult`` whose ``status`` is ``ok`` or a named failure (see ``STATUSES``).
+
+The names below load on first use: most of them need torch, and commands that only read the
+experience database (``discover --help``, ``ui``, ``show``) should not pay for it.
 """
 
-from evaluator.evaluate import EvalResult, evaluate, evaluate_file
-from evaluator.status import STATUSES, EvalFailure
-from evaluator.tiers import DEFAULT_TIER, TIERS, Tier, get_tier
+from __future__ import annotations
 
-__all__ = ["DEFAULT_TIER", "STATUSES", "TIERS", "EvalFailure", "EvalResult", "Tier", "evaluate", "evaluate_file",
-           "get_tier"]
+import importlib
+
+from evaluator.tier_names import DEFAULT_TIER, TIER_NAMES
+
+_LAZY = {
+    "EvalResult": "evaluator.run", "evaluate": "evaluator.run", "evaluate_file": "evaluator.run",
+    "STATUSES": "evaluator.status", "EvalFailure": "evaluator.status",
+    "TIERS": "evaluator.tiers", "Tier": "evaluator.tiers", "get_tier": "evaluator.tiers",
+}
+
+__all__ = ["DEFAULT_TIER", "STATUSES", "TIERS", "TIER_NAMES", "EvalFailure", "EvalResult", "Tier", "evaluate",
+           "evaluate_file", "get_tier"]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'evaluator' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value  # cached, so later lookups bypass this function
+    return value

@@ -16,6 +16,7 @@ from evaluator.tasks.common import ModelShape
 from evaluator.tasks.lm import ByteLM, LMSpec
 from evaluator.tasks.mqar import MQAR, MQARSpec
 from evaluator.tasks.parity import Parity, ParitySpec
+from evaluator.tier_names import DEFAULT_TIER, TIER_NAMES
 from evaluator.train import Optim
 
 
@@ -98,7 +99,9 @@ FULL_TINY = Tier(
 )
 
 TIERS: dict[str, Tier] = {t.name: t for t in (CHECK, SMOKE, QUICK, FULL, FULL_TINY)}
-DEFAULT_TIER = "quick"
+if tuple(TIERS) != TIER_NAMES or DEFAULT_TIER not in TIERS:
+    raise ImportError(f"evaluator.tier_names lists {TIER_NAMES} (default {DEFAULT_TIER!r}) but the tiers are "
+                      f"{tuple(TIERS)}; keep the two in step")
 
 
 def get_tier(name: str) -> Tier:
