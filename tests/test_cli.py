@@ -52,6 +52,21 @@ def test_help_runs_for_every_command():
         assert out.returncode == 0 and "usage: discover" in out.stdout
 
 
+def test_the_command_line_and_read_only_commands_load_without_torch():
+    """--help, show, log and the UI only read the database; importing torch would cost seconds."""
+    code = ("import sys, discover.cli, discover.inspect, discover.ui.app, evaluator; "
+            "from evaluator import DEFAULT_TIER, TIER_NAMES; print('torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_evaluator_names_load_on_first_use():
+    import evaluator
+
+    assert callable(evaluator.evaluate) and evaluator.get_tier("smoke").name == "smoke"
+    assert tuple(evaluator.TIERS) == evaluator.TIER_NAMES
+
+
 def test_seed_records_references_and_skips_them_the_second_time(tmp_path, capsys):
     args = ["seed", "--tier", "full-tiny", "--only", "linear_attention", "--workspace", str(tmp_path), "--json"]
     assert main(args) == 0
