@@ -58,7 +58,7 @@ class RunSummary:
     llm: dict | None = None  # the run's LLM usage (calls, tokens, cost, unknown_cost_calls); None offline
 
 
-class Guard:
+class AgentSteps:
     """Runs one step of a role. An AgentFailure becomes an ``agent-failure`` event and None (the loop goes
     on); a StopRun, or ``limit`` failures in a row, stops the run with a message in ``reason``."""
 
@@ -116,7 +116,7 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
     tier = evaluator.get_tier(config.tier)
     roles = roles or agent_roles(config, db, run_id)
     stop = stop or threading.Event()
-    guard = Guard(emit, stop, config.max_llm_failures)
+    steps = AgentSteps(emit, stop, config.max_llm_failures)
     status, duplicates_in_a_row = "finished", 0
     try:
         emit("run-start", budget=config.budget, tier=tier.key, spent=db.spent(run_id), resume=resume)
@@ -134,7 +134,7 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                 context = build_context(db, tier.name, tier.version, db.spent(run_id) + len(flights), config.seed)
                 if not queue:
                     emit("stage", stage="proposing")
-                    if (draft := guard("propose", propose, roles, context)) is None:
+                    if (draft := steps("propose", propose, roles, context)) is None:
                         continue
                     queue.append(draft)
                 draft = queue.pop(0)
@@ -142,7 +142,7 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                 if design_id is None:
                     duplicates_in_a_row += 1
                     if duplicates_in_a_row >= MAX_DUPLICATES_IN_A_ROW:
-                        guard.halt(f"{MAX_DUPLICATES_IN_A_ROW} duplicate proposals in a row")
+                        steps.halt(f"{MAX_DUPLICATES_IN_A_ROW} duplicate proposals in a row")
                     continue
                 duplicates_in_a_row = 0
                 db.link_llm_calls((*draft.proposal.calls, *draft.calls), design_id)
@@ -159,9 +159,9 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                 context = build_context(db, tier.name, tier.version, db.spent(run_id), config.seed)
                 outcome = Outcome(flight.design_id, flight.draft.proposal, result.status, result.reason,
                                   result.metrics, db.evaluation(flight.eval_id).score)
-                analyse(db, roles, guard, outcome, context, flight.eval_id, emit)
+                analyse(db, roles, steps, outcome, context, flight.eval_id, emit)
                 if result.status in FIXABLE and flight.draft.attempt < config.max_attempts and not stop.is_set():
-                    fixed = guard("fix", roles.coder.write, flight.draft.proposal, context,
+                    fixed = steps("fix", roles.coder.write, flight.draft.proposal, context,
                                   feedback=f"{result.status}: {result.reason}")
                     if fixed is not None:
                         queue.insert(0, fixed)
@@ -175,9 +175,9 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
         executor.shutdown()
         db.abandon_inflight(run_id)
         db.finish_run(run_id, status)
-        emit("run-end", status=status, spent=db.spent(run_id), reason=guard.reason)
+        emit("run-end", status=status, spent=db.spent(run_id), reason=steps.reason)
     llm = db.llm_usage(run_id) if roles.name == "llm" else None
-    return RunSummary(run_id, status, db.spent(run_id), config.budget, len(db.duplicates(run_id)), guard.reason, llm)
+    return RunSummary(run_id, status, db.spent(run_id), config.budget, len(db.duplicates(run_id)), steps.reason, llm)
 
 
 def agent_roles(config: RunConfig, db: ExperienceDB, run_id: int) -> Roles:
@@ -194,14 +194,14 @@ def propose(roles: Roles, context: Context) -> Draft:
     return roles.coder.write(roles.researcher.propose(context), context)
 
 
-def analyse(db: ExperienceDB, roles: Roles, guard: Guard, outcome: Outcome, context: Context, eval_id: int,
+def analyse(db: ExperienceDB, roles: Roles, steps: AgentSteps, outcome: Outcome, context: Context, eval_id: int,
             emit: Events) -> None:
     """The analyst's analysis and, when there is a judge, its qualitative score, recorded with the design."""
-    analysis = guard("analyse", roles.analyst.analyse, outcome, context)
+    analysis = steps("analyse", roles.analyst.analyse, outcome, context)
     if analysis is not None:
         db.add_analysis(outcome.design_id, f"{roles.name}-analyst", analysis.text, analysis.data, eval_id)
         emit("analysis", design_id=outcome.design_id, text=analysis.text)
-    judgement = guard("judge", roles.judge.judge, outcome, context) if roles.judge is not None else None
+    judgement = steps("judge", roles.judge.judge, outcome, context) if roles.judge is not None else None
     if judgement is not None:
         db.add_analysis(outcome.design_id, f"{roles.name}-judge", judgement.text, judgement.data, eval_id)
         emit("judgement", design_id=outcome.design_id, score=judgement.data.get("judge_score"), text=judgement.text)
