@@ -91,7 +91,12 @@ class Researcher(Protocol):
 
 
 class Coder(Protocol):
-    def write(self, proposal: Proposal, context: Context, feedback: str | None = None) -> Draft: ...
+    def write(self, proposal: Proposal, context: Context, feedback: str | None = None,
+              previous: Draft | None = None) -> Draft:
+        """A design file for ``proposal``. With ``feedback`` (why a draft failed) this is a fix of
+        ``previous``, the failed draft as the loop recorded it; a coder must not rely on its own memory
+        of it, which a resumed run does not have."""
+        ...
 
 
 class Analyst(Protocol):

@@ -162,7 +162,7 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                 analyse(db, roles, steps, outcome, context, flight.eval_id, emit)
                 if result.status in FIXABLE and flight.draft.attempt < config.max_attempts and not stop.is_set():
                     fixed = steps("fix", roles.coder.write, flight.draft.proposal, context,
-                                  feedback=f"{result.status}: {result.reason}")
+                                  feedback=f"{result.status}: {result.reason}", previous=flight.draft)
                     if fixed is not None:
                         queue.insert(0, fixed)
         if stop.is_set() and status == "finished":

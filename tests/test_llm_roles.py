@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from agents.base import AgentFailure, Context, DesignSummary, Outcome, Proposal
+from agents.base import AgentFailure, Context, DesignSummary, Draft, Outcome, Proposal
 from agents.llm import ClientSettings, InMemoryJournal, LLMSettings, llm_roles
 from tests.llm_server import Fault, LLMServer, Reply, Script, code_reply, proposal_reply
 
@@ -124,3 +124,17 @@ def test_analyst_and_judge_record_their_calls_against_the_design():
     assert judgement.data == {"judge_score": 6.5, "measured_score": 0.2, "status": "ok", "model": MODEL, "call_id": 2}
     assert failure.value.status == "malformed"
     assert [c.design_id for c in journal.calls] == [7, 7, 7]
+
+
+def test_a_coder_without_memory_fixes_the_draft_it_is_given():
+    """After --resume the coder is new; the loop hands it the failed draft, which it must show and count."""
+    broken = GOOD.replace("return self.out(y)", "return y[:, :, :1]")
+    proposal = Proposal("p", "m", "plan", (1,))
+    script = Script().push("coder", Reply(code_reply(GOOD)))
+    with LLMServer(script) as server:
+        coder = roles(server, InMemoryJournal(), max_attempts=3).coder
+        fixed = coder.write(proposal, context(), feedback="shape: output (2, 8, 1), expected (2, 8, 32)",
+                            previous=Draft(broken, proposal, attempt=2))
+        fix_prompt = user_prompt(server.requests[0])
+    assert fixed.attempt == 3 and fixed.code.strip() == GOOD.strip()
+    assert "y[:, :, :1]" in fix_prompt and "attempt 3 of 3" in fix_prompt

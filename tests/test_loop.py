@@ -41,7 +41,7 @@ class Scripted:
         self.n += 1
         return Proposal(f"scripted-{self.n}", "scripted for a test", "replay", ())
 
-    def write(self, proposal, context, feedback=None):
+    def write(self, proposal, context, feedback=None, previous=None):
         return Draft(self.codes[(int(proposal.name.split("-")[1]) - 1) % len(self.codes)], proposal)
 
     def analyse(self, outcome, context):

@@ -92,8 +92,12 @@ class LLMCoder:
                       error=error, previous=previous[:MAX_PREVIOUS_CHARS], attempt=attempt,
                       max_attempts=self.max_attempts)
 
-    def write(self, proposal: Proposal, context: Context, feedback: str | None = None) -> Draft:
-        state = self.attempts.get(self._key(proposal)) if feedback is not None else None
+    def write(self, proposal: Proposal, context: Context, feedback: str | None = None,
+              previous: Draft | None = None) -> Draft:
+        state = None
+        if feedback is not None:  # the failed draft as the loop recorded it, else the last one written here
+            state = (_Attempts(previous.attempt, previous.code) if previous is not None
+                     else self.attempts.get(self._key(proposal)))
         attempt = state.used + 1 if state else 1
         if state is not None:
             messages = self._fix(proposal, f"```python\n{state.previous}```", feedback, attempt)

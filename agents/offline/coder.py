@@ -60,7 +60,8 @@ class OfflineCoder:
     def _key(proposal: Proposal) -> str:
         return json.dumps([proposal.name, list(proposal.parents), proposal.spec], sort_keys=True, default=str)
 
-    def write(self, proposal: Proposal, context: Context, feedback: str | None = None) -> Draft:
+    def write(self, proposal: Proposal, context: Context, feedback: str | None = None,
+              previous: Draft | None = None) -> Draft:
         if proposal.spec is None:
             raise ValueError(f"the offline coder renders design-space points; proposal {proposal.name!r} "
                              "has no spec")
@@ -70,7 +71,7 @@ class OfflineCoder:
             raise ValueError(f"proposal {proposal.name!r} is not a valid point: {'; '.join(problems)}")
         attempt = 1
         if feedback is not None:
-            attempt = self.attempts.get(self._key(proposal), 1) + 1
+            attempt = (previous.attempt if previous is not None else self.attempts.get(self._key(proposal), 1)) + 1
             status = failure_status(feedback)
             simpler, change = simplify(point, status)
             if change is not None:
