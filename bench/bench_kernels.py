@@ -2,12 +2,13 @@
 speed against flash-linear-attention.
 
 For each op and shape: the relative RMS error of the forward output and of every input gradient,
-for the Triton kernel and (for comparison) the chunked PyTorch form, both against the naive token
-loop in float32. On a CPU the kernels run under Triton's interpreter, so only errors and the
+for the chunked Triton kernel (``triton_<op>``, tl.dot within a chunk) and, for comparison, the
+token-by-token Triton kernel (``fused_recurrent_<op>``) and the chunked PyTorch form, all against the
+naive token loop in float32. On a CPU the kernels run under Triton's interpreter, so only errors and the
 analytic FLOP/byte counts are printed. On a GPU, each kernel that passed its gate (the harness's
 float32 limits) is timed fwd+bwd (``kernels.harness.timing``: warm-up, L2 flush, CUDA events
 checked against host time, roofline floor) next to flash-linear-attention's chunk kernel on the
-same inputs when ``fla`` is importable, and the time ratio ours / fla is printed.
+same inputs when ``fla`` is importable, and the time ratios ours / fla are printed.
 
 Run: python bench/bench_kernels.py [--ops gla,delta_rule] [--shapes 1x2x64x32x32]
 """
@@ -25,26 +26,30 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import kernels.harness  # noqa: E402, F401 - chooses Triton's interpreter on a CPU before triton is imported
 from kernels.delta_rule import chunk_delta_rule
-from kernels.delta_rule.triton import triton_delta_rule
+from kernels.delta_rule.triton import fused_recurrent_delta_rule, triton_delta_rule
 from kernels.gated_delta_rule import chunk_gated_delta_rule
-from kernels.gated_delta_rule.triton import triton_gated_delta_rule
+from kernels.gated_delta_rule.triton import fused_recurrent_gated_delta_rule, triton_gated_delta_rule
 from kernels.gla import chunk_gla
-from kernels.gla.triton import triton_gla
+from kernels.gla.triton import fused_recurrent_gla, triton_gla
 from kernels.harness.check import LIMITS
 from kernels.harness.flops import recurrence_bytes, recurrence_flops
 from kernels.harness.timing import TimingError, time_kernel
 from kernels.linear_attn import chunk_linear_attn
-from kernels.linear_attn.triton import triton_linear_attn
+from kernels.linear_attn.triton import fused_recurrent_linear_attn, triton_linear_attn
 from kernels.simple_gla import chunk_simple_gla
-from kernels.simple_gla.triton import triton_simple_gla
+from kernels.simple_gla.triton import fused_recurrent_simple_gla, triton_simple_gla
 from kernels.spec import RECURRENCES, recurrence_inputs, recurrence_spec
 from kernels.utils import rel_rms_error
 
-OPS: dict[str, tuple[Callable, Callable]] = {
-    "linear_attn": (triton_linear_attn, chunk_linear_attn), "simple_gla": (triton_simple_gla, chunk_simple_gla),
-    "gla": (triton_gla, chunk_gla), "delta_rule": (triton_delta_rule, chunk_delta_rule),
-    "gated_delta_rule": (triton_gated_delta_rule, chunk_gated_delta_rule),
+# op -> (chunked Triton, token-by-token Triton, chunked PyTorch)
+OPS: dict[str, tuple[Callable, Callable, Callable]] = {
+    "linear_attn": (triton_linear_attn, fused_recurrent_linear_attn, chunk_linear_attn),
+    "simple_gla": (triton_simple_gla, fused_recurrent_simple_gla, chunk_simple_gla),
+    "gla": (triton_gla, fused_recurrent_gla, chunk_gla),
+    "delta_rule": (triton_delta_rule, fused_recurrent_delta_rule, chunk_delta_rule),
+    "gated_delta_rule": (triton_gated_delta_rule, fused_recurrent_gated_delta_rule, chunk_gated_delta_rule),
 }
+FORMS = ("chunked", "fused")
 CPU_SHAPES = ["1x2x33x16x16", "2x2x64x32x32"]
 GPU_SHAPES = ["8x8x1024x64x64", "4x16x2048x128x128"]
 
@@ -125,29 +130,36 @@ def main() -> None:
     for shape in shapes:
         label = "x".join(str(shape[d]) for d in "BHTKV")
         for op in ops:
-            triton_fn, chunk_fn = OPS[op]
-            ours, chunked = errors(op, triton_fn, shape, device), errors(op, chunk_fn, shape, device)
-            worst_grad = max(v for k, v in ours.items() if k != "o")
-            passed = ours["o"] <= gate[0].rms and worst_grad <= gate[1].rms
-            grads = " ".join(f"{k} {v:.1e}" for k, v in ours.items() if k != "o")
-            print(f"{op:17s} {label:>18s}  triton: o {ours['o']:.1e} {grads}  |  chunk: o {chunked['o']:.1e}"
-                  f"  |  {recurrence_flops(op, shape) / 1e6:.2f} MFLOP fwd, {recurrence_bytes(op, shape) / 1e6:.2f} MB"
-                  + ("" if passed else "  FAILED its gate"))
-            if device != "cuda" or not passed:
-                continue
-            fla = fla_call(op)
-            try:
-                ours_ms = time_ms(triton_fn, op, shape)
-                line = f"{'':17s} {'':>18s}  fwd+bwd {ours_ms:.3f} ms"
-                if fla is not None:
-                    fla_ms = time_ms(fla, op, shape)
-                    line += f", fla {fla_ms:.3f} ms, ratio ours/fla {ours_ms / fla_ms:.2f}"
-                else:
-                    line += " (flash-linear-attention not installed: no ratio)"
-            except TimingError as exc:
-                line = f"{'':17s} {'':>18s}  timing rejected: {exc}"
-            print(line)
+            *kernels, torch_chunk = OPS[op]
+            pytorch = errors(op, torch_chunk, shape, device)
+            print(f"{op} {label}: {recurrence_flops(op, shape) / 1e6:.2f} MFLOP fwd, "
+                  f"{recurrence_bytes(op, shape) / 1e6:.2f} MB; chunked PyTorch: o {pytorch['o']:.1e}")
+            timed = {}
+            for form, fn in zip(FORMS, kernels):
+                ours = errors(op, fn, shape, device)
+                worst_grad = max(v for k, v in ours.items() if k != "o")
+                passed = ours["o"] <= gate[0].rms and worst_grad <= gate[1].rms
+                grads = " ".join(f"{k} {v:.1e}" for k, v in ours.items() if k != "o")
+                print(f"  triton {form:8s} o {ours['o']:.1e} {grads}" + ("" if passed else "  FAILED its gate"))
+                if device == "cuda" and passed:
+                    timed[form] = fn
+            if timed:
+                print_times(op, shape, timed)
 
+
+def print_times(op: str, shape: dict, kernels: dict[str, Callable]) -> None:
+    """fwd+bwd time of each kernel, and its ratio to flash-linear-attention's when that is installed."""
+    fla = fla_call(op)
+    try:
+        fla_ms = time_ms(fla, op, shape) if fla is not None else None
+        for form, fn in kernels.items():
+            ms = time_ms(fn, op, shape)
+            ratio = f", ratio ours/fla {ms / fla_ms:.2f}" if fla_ms else ""
+            print(f"  time   {form:8s} fwd+bwd {ms:.3f} ms" + (f", fla {fla_ms:.3f} ms{ratio}" if fla_ms else ""))
+        if fla is None:
+            print("  (flash-linear-attention not installed: no ratio)")
+    except TimingError as exc:
+        print(f"  timing rejected: {exc}")
 
 if __name__ == "__main__":
     main()

@@ -17,13 +17,15 @@ token-loop reference ``naive_recurrent_*``, a chunked form ``chunk_*`` for train
 Small blocks:
 
 - ``kernels.conv``: ``ShortConvolution`` (causal depthwise conv with ``init_state``/``step``)
-- ``kernels.norm``: ``RMSNorm``, ``GatedRMSNorm``
+- ``kernels.norm``: ``RMSNorm``, ``GatedRMSNorm``, ``l2_normalize``
 - ``kernels.feature_maps``: ``feature_map(name)``, ``feature_dim(name, K)``, ``FEATURE_MAPS``
 - ``kernels.attention``: ``softmax_attention``, ``sliding_window_attention``, ``RotaryEmbedding``
 
 Triton kernels (forward and backward, wired into autograd) for the five recurrences:
-``kernels.<op>.triton.triton_<op>``, all built on ``kernels.triton_recurrence``; on a GPU the chunked
-ops call them. ``kernels.spec`` defines the ``KERNELS`` contract (``KernelSpec``, ``recurrence_spec``);
+``kernels.<op>.triton.triton_<op>``, the chunked form with tl.dot (``kernels.triton_chunk``,
+``kernels.triton_chunk_delta``), which the chunked ops call on a GPU, and
+``kernels.<op>.triton.fused_recurrent_<op>``, token by token (``kernels.triton_recurrence``).
+``kernels.spec`` defines the ``KERNELS`` contract (``KernelSpec``, ``recurrence_spec``);
 ``kernels.harness`` checks and times declared kernels (designs may not import it).
 
 This package must stay importable without the evaluator, so nothing is imported eagerly here.

@@ -11,26 +11,32 @@ from agents.offline.render import render_point
 from agents.offline.space import BASELINE_POINTS
 from evaluator.checks import CheckSpec, check_kernels
 from evaluator.design import load
-from kernels.delta_rule.triton import triton_delta_rule
-from kernels.gated_delta_rule.triton import triton_gated_delta_rule
-from kernels.gla.triton import triton_gla
+from kernels.delta_rule.triton import fused_recurrent_delta_rule, triton_delta_rule
+from kernels.gated_delta_rule.triton import fused_recurrent_gated_delta_rule, triton_gated_delta_rule
+from kernels.gla.triton import fused_recurrent_gla, triton_gla
 from kernels.harness import CheckConfig, check_declared, check_kernel
 from kernels.harness.cuda import compile_report, parse_ptxas
 from kernels.harness.flops import recurrence_bytes, recurrence_flops
 from kernels.harness.timing import NoGPU, Timing, TimingError, roofline_floor_ms, time_kernel, validate
-from kernels.linear_attn.triton import triton_linear_attn
-from kernels.simple_gla.triton import triton_simple_gla
+from kernels.linear_attn.triton import fused_recurrent_linear_attn, triton_linear_attn
+from kernels.simple_gla.triton import fused_recurrent_simple_gla, triton_simple_gla
 from kernels.spec import CudaSource, KernelSpec, recurrence_spec
 
 TRITON_OPS = {"linear_attn": triton_linear_attn, "simple_gla": triton_simple_gla, "gla": triton_gla,
               "delta_rule": triton_delta_rule, "gated_delta_rule": triton_gated_delta_rule}
+FUSED_OPS = {"linear_attn": fused_recurrent_linear_attn, "simple_gla": fused_recurrent_simple_gla,
+             "gla": fused_recurrent_gla, "delta_rule": fused_recurrent_delta_rule,
+             "gated_delta_rule": fused_recurrent_gated_delta_rule}
+# The chunked kernels at their smallest chunk (tl.dot's 16); the token-by-token ones with a saved state
+# every 4 tokens, so T = 3, 4, 5, 11 and the hidden length cross chunk boundaries.
+FORMS = [("chunked", op, TRITON_OPS[op], 16) for op in sorted(TRITON_OPS)] + \
+    [("fused", op, FUSED_OPS[op], 4) for op in sorted(FUSED_OPS)]
 
 
-@pytest.mark.parametrize("op", sorted(TRITON_OPS))
-def test_triton_kernel_matches_the_naive_loop_forward_and_backward(op):
-    # A checkpoint every 4 tokens, so T = 3, 4, 5, 11 and the hidden length cross chunk boundaries.
-    kernel = functools.partial(TRITON_OPS[op], chunk_size=4)
-    report = check_kernel(recurrence_spec(op, kernel, chunk=4), hidden_seed=11, config=CheckConfig(hidden=1))
+@pytest.mark.parametrize(("form", "op", "kernel", "chunk"), FORMS, ids=[f"{f}-{op}" for f, op, _, _ in FORMS])
+def test_triton_kernel_matches_the_naive_loop_forward_and_backward(form, op, kernel, chunk):
+    kernel = functools.partial(kernel, chunk_size=chunk)
+    report = check_kernel(recurrence_spec(op, kernel, chunk=chunk), hidden_seed=11, config=CheckConfig(hidden=1))
     assert report.ok, report.reason
     assert max(report.errors.values()) < 1e-5
     gradients = {q for q in report.errors if q.startswith("grad_")}
@@ -52,8 +58,8 @@ def test_strong_decay_stays_exact():
     g = torch.full((B, H, T, K), -60.0)  # e^-60 per step: the state is wiped every token
     from kernels.gla import naive_recurrent_gla
 
-    o, _ = triton_gla(q, k, v, g, chunk_size=4)
-    assert torch.allclose(o, naive_recurrent_gla(q, k, v, g)[0], atol=1e-6)
+    for o, _ in (triton_gla(q, k, v, g), fused_recurrent_gla(q, k, v, g, chunk_size=4)):
+        assert torch.allclose(o, naive_recurrent_gla(q, k, v, g)[0], atol=1e-6)
 
 
 def test_rendered_recurrent_design_declares_a_kernel_that_passes_the_check():
@@ -76,8 +82,8 @@ def test_kernels_can_be_switched_off_and_attention_designs_have_none():
 
 def test_a_wrong_declared_kernel_is_a_kernel_mismatch_with_its_figures():
     code = render_point(BASELINE_POINTS["retnet"]).replace(
-        "tl.store(p_o, (tl.sum(S * q_t[:, None], axis=0) * scale)",
-        "tl.store(p_o, (tl.sum(S * q_t[:, None], axis=0) * scale * 1.01)")
+        "o_blk = scale * (tl.dot(A, v_c) + tl.dot(q_in, S))",
+        "o_blk = scale * 1.01 * (tl.dot(A, v_c) + tl.dot(q_in, S))")
     module, _ = load(code)
     metrics, failure = check_kernels(module, code, CheckSpec(kernel_check=CheckConfig(hidden=0, edges=False)), 0)
     assert failure is not None and failure.status == "kernel-mismatch"

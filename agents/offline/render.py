@@ -79,7 +79,9 @@ def render(point: Mapping, name: str, motivation: str, kernels: bool = True) -> 
         blocks = [layer.lines(), _attention_class(p["attention"], attention, contract=False, imports=imports),
                   _hybrid_mixer(p, layer.class_name, attention)]
     if p["hybrid"] != "all" and kernels:
-        blocks = [recurrence_kernel_source(layer.op).splitlines(), *blocks, _kernels_declaration(layer.op, imports)]
+        kernel = recurrence_kernel_source(layer.op)
+        imports.update(kernel.imports)
+        blocks = [kernel.code.splitlines(), *blocks, _kernels_declaration(layer.op, imports)]
     body = "\n\n\n".join("\n".join(block) for block in blocks)
     return f"{_docstring(name.strip(), motivation)}\n\n{_imports(body, imports)}\n\n\n{body}\n"
 

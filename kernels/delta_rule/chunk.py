@@ -25,7 +25,7 @@ def chunk_delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, scale: float
                      initial_state: Tensor | None = None, output_final_state: bool = False,
                      chunk_size: int = CHUNK_SIZE) -> tuple[Tensor, Tensor | None]:
     """Same contract as `naive_recurrent_delta_rule`; beta: (B, H, T)."""
-    if q.is_cuda:  # on a GPU, the fused Triton kernel (kernels/triton_recurrence.py)
+    if q.is_cuda:  # on a GPU, the chunked Triton kernels (kernels/<op>/triton.py)
         from .triton import triton_delta_rule
 
         return triton_delta_rule(q, k, v, beta, scale=scale, initial_state=initial_state,

@@ -13,7 +13,7 @@ def chunk_gated_delta_rule(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Ten
                            output_final_state: bool = False,
                            chunk_size: int = CHUNK_SIZE) -> tuple[Tensor, Tensor | None]:
     """Same contract as `naive_recurrent_gated_delta_rule`; g, beta: (B, H, T)."""
-    if q.is_cuda:  # on a GPU, the fused Triton kernel (kernels/triton_recurrence.py)
+    if q.is_cuda:  # on a GPU, the chunked Triton kernels (kernels/<op>/triton.py)
         from .triton import triton_gated_delta_rule
 
         return triton_gated_delta_rule(q, k, v, g, beta, scale=scale, initial_state=initial_state,

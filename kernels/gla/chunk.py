@@ -29,7 +29,7 @@ def chunk_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float | None = 
     Exact for any g (per-step log-decays are floored at LOG_DECAY_FLOOR, far below float32
     resolution) and bit-exactly causal; see README.md for the intra-chunk factorization.
     """
-    if q.is_cuda:  # on a GPU, the fused Triton kernel (kernels/triton_recurrence.py)
+    if q.is_cuda:  # on a GPU, the chunked Triton kernels (kernels/<op>/triton.py)
         from .triton import triton_gla
 
         return triton_gla(q, k, v, g, scale=scale, initial_state=initial_state,

@@ -21,7 +21,7 @@ def chunk_linear_attn(q: Tensor, k: Tensor, v: Tensor, scale: float | None = Non
                       initial_state: Tensor | None = None, output_final_state: bool = False,
                       chunk_size: int = CHUNK_SIZE) -> tuple[Tensor, Tensor | None]:
     """Same contract as `naive_recurrent_linear_attn`; any T (padded internally to whole chunks)."""
-    if q.is_cuda:  # on a GPU, the fused Triton kernel (kernels/triton_recurrence.py)
+    if q.is_cuda:  # on a GPU, the chunked Triton kernels (kernels/<op>/triton.py)
         from .triton import triton_linear_attn
 
         return triton_linear_attn(q, k, v, scale=scale, initial_state=initial_state,

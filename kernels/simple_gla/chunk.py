@@ -24,7 +24,7 @@ def chunk_simple_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float | 
                      initial_state: Tensor | None = None, output_final_state: bool = False,
                      chunk_size: int = CHUNK_SIZE) -> tuple[Tensor, Tensor | None]:
     """Same contract as `naive_recurrent_simple_gla`; g: (B, H, T) log-decay <= 0."""
-    if q.is_cuda:  # on a GPU, the fused Triton kernel (kernels/triton_recurrence.py)
+    if q.is_cuda:  # on a GPU, the chunked Triton kernels (kernels/<op>/triton.py)
         from .triton import triton_simple_gla
 
         return triton_simple_gla(q, k, v, g, scale=scale, initial_state=initial_state,
