@@ -1,8 +1,10 @@
 """Evaluation tiers: fixed, seeded protocols, each with a version.
 
 A result is comparable only with results of the same tier and version; change a number here and
-bump that tier's version (v2: short convolutions computed as shifted products instead of conv1d,
-the same function with different rounding, about 1.4x faster for the delta family). Settings
+bump that tier's version, also when only the rounding changes, since training amplifies it (v2:
+short convolutions as shifted products instead of conv1d, about 1.4x faster for the delta family;
+v3 of the training tiers: the backbone's RMSNorm as one fused op, q/k L2 normalization and the delta
+rule's chunk recursion with written-out backwards). Settings
 follow the measurements in EVALUATION.md, sized so one design costs about the tier's budget on
 one CPU thread.
 """
@@ -48,7 +50,7 @@ CHECK = Tier(
 )
 
 SMOKE = Tier(
-    name="smoke", version=2, description="checks + a small MQAR run (~30 s on one CPU thread)",
+    name="smoke", version=3, description="checks + a small MQAR run (~30 s on one CPU thread)",
     checks=_CHECKS,
     tasks=(MQAR(MQARSpec(vocab=256, seq_len=64, n_pairs=16), ModelShape(64, 2, 2), Optim(steps=400, batch=64)),),
     score_weights={"mqar_acc": 1.0}, chance={"mqar_acc": 1 / 128},
@@ -56,7 +58,7 @@ SMOKE = Tier(
 )
 
 QUICK = Tier(
-    name="quick", version=2,
+    name="quick", version=3,
     description="checks + MQAR at harder settings, parity, a byte-level LM gate (~2 min on one CPU thread)",
     checks=_CHECKS,
     tasks=(
@@ -70,7 +72,7 @@ QUICK = Tier(
 )
 
 FULL = Tier(
-    name="full", version=2, description="GPU: Zoology-scale MQAR, parity, a larger byte-level LM",
+    name="full", version=3, description="GPU: Zoology-scale MQAR, parity, a larger byte-level LM",
     checks=CheckSpec(d_model=128, n_heads=4),
     tasks=(
         MQAR(MQARSpec(vocab=8192, seq_len=256, n_pairs=64), ModelShape(128, 2, 4),
@@ -87,7 +89,7 @@ FULL = Tier(
 
 # The full tier's protocol at a size a CPU runs in seconds, so its code path is tested everywhere.
 FULL_TINY = Tier(
-    name="full-tiny", version=2, description="the full tier's tasks at a tiny size, for tests on CPU",
+    name="full-tiny", version=3, description="the full tier's tasks at a tiny size, for tests on CPU",
     checks=CheckSpec(scaling_lengths=(128, 256)),
     tasks=(
         MQAR(MQARSpec(vocab=64, seq_len=32, n_pairs=4), ModelShape(32, 2, 2), Optim(steps=4, batch=8), n_test=16),
