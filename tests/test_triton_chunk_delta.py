@@ -3,10 +3,15 @@ forward and every gradient, on ragged lengths, odd head sizes, strong decay and 
 pass the kernel harness (CPU: Triton's interpreter)."""
 
 import inspect
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
+from triton.backends import backends
 
 import kernels.triton_chunk_delta as chunk_delta
 from kernels.delta_rule.naive import naive_recurrent_delta_rule
@@ -14,6 +19,34 @@ from kernels.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
 from kernels.harness.scan import scan_kernel
 from kernels.triton_chunk_delta import chunked_delta_recurrence
 from kernels.utils import rel_rms_error
+
+ROOT = Path(__file__).parents[1]
+# Every kernel of kernels/triton_chunk_delta.py, ungated at head size 32 and gated at 128 (value blocks
+# 32 and 16, as _block_sizes picks on a GPU), compiled for sm_90 through ptxas: no GPU needed, and what the
+# interpreter would let through (tl.dot under 16 wide, float64, a dtype mismatch) fails here.
+COMPILE_FOR_HOPPER = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+import kernels.triton_chunk_delta as cd
+
+FLAGS = {"chunk_delta_prep_kernel": {}, "chunk_delta_fwd_state_kernel": {"USE_H0": True, "STORE_HT": True},
+         "chunk_delta_fwd_o_kernel": {}, "chunk_delta_bwd_state_kernel": {"USE_DHT": True, "USE_H0": True},
+         "chunk_delta_bwd_grad_kernel": {}}
+for name, flags in FLAGS.items():
+    fn = getattr(cd, name)
+    names = list(fn.arg_names)
+    for BK, BV, gated in ((32, 32, False), (128, 16, True)):
+        constexprs = {"BT": 16, "BK": BK, "BV": BV, "GATED": gated, "FLOOR": -40.0, **flags}
+        signature = {n: "constexpr" if n in constexprs else "i32" if n in ("T", "K", "V")
+                     else "fp32" if n == "scale" else "*bf16" if n in ("q", "k", "v", "o") else "*fp32"
+                     for n in names}
+        source = ASTSource(fn, signature, {(names.index(n),): v for n, v in constexprs.items()})
+        kernel = triton.compile(source, target=GPUTarget("cuda", 90, 32))
+        assert kernel.asm["cubin"], (name, BK, gated)
+        print(name, BK, BV, gated, "compiled, shared memory", kernel.metadata.shared)
+"""
 
 
 def draw(B, H, T, K, V, gated, seed=0, beta=None, g=None):
@@ -151,3 +184,13 @@ def test_bad_inputs_raise_a_named_error(change, message):
     args = {"q": x, "k": x, "v": x, "beta": torch.zeros(1, 2, 5), **change}
     with pytest.raises(ValueError, match=message):
         chunked_delta_recurrence(**args)
+
+
+@pytest.mark.skipif("nvidia" not in backends, reason="this triton build has no CUDA backend")
+def test_every_kernel_compiles_for_a_hopper_gpu(tmp_path):
+    env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_CACHE_DIR": str(tmp_path), "TRITON_DEFAULT_FP_FUSION": "1",
+           "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-c", COMPILE_FOR_HOPPER], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.count("compiled") == 10
