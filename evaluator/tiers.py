@@ -4,7 +4,8 @@ A result is comparable only with results of the same tier and version; change a 
 bump that tier's version, also when only the rounding changes, since training amplifies it (v2:
 short convolutions as shifted products instead of conv1d, about 1.4x faster for the delta family;
 v3 of the training tiers: the backbone's RMSNorm as one fused op, q/k L2 normalization and the delta
-rule's chunk recursion with written-out backwards). Settings
+rule's chunk recursion with written-out backwards; smoke trains 360 steps instead of 400, so that the
+slowest baseline, Gated DeltaNet at 46 s, fits the tier's 45 s budget). Settings
 follow the measurements in EVALUATION.md, sized so one design costs about the tier's budget on
 one CPU thread.
 """
@@ -52,7 +53,7 @@ CHECK = Tier(
 SMOKE = Tier(
     name="smoke", version=3, description="checks + a small MQAR run (~30 s on one CPU thread)",
     checks=_CHECKS,
-    tasks=(MQAR(MQARSpec(vocab=256, seq_len=64, n_pairs=16), ModelShape(64, 2, 2), Optim(steps=400, batch=64)),),
+    tasks=(MQAR(MQARSpec(vocab=256, seq_len=64, n_pairs=16), ModelShape(64, 2, 2), Optim(steps=360, batch=64)),),
     score_weights={"mqar_acc": 1.0}, chance={"mqar_acc": 1 / 128},
     wall_s=240.0,
 )
