@@ -112,6 +112,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         with Live(view, console=console, refresh_per_second=4, transient=False):
             summary = run(config, resume=args.resume, listener=view.on_event)
+        if not console.is_terminal:
+            console.line()  # into a file or a pipe the last frame ends without a newline
     except KeyboardInterrupt:
         err.print("[yellow]interrupted: finished evaluations are saved; continue with --resume[/yellow]")
         return 130
