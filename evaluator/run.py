@@ -60,10 +60,12 @@ def job_for(code: str, tier: str = DEFAULT_TIER, seed: int = 0, wall_s: float | 
                        payload={"code": code, "tier": spec.name, "seed": seed}, limits=limits)
 
 
-def result_from(process: sandbox.ProcessResult, code: str, tier: str, seed: int) -> EvalResult:
-    """Turn what the sandbox saw into a named outcome."""
+def result_from(process: sandbox.ProcessResult, code: str, tier: str, seed: int,
+                described: tuple[str | None, str | None] | None = None) -> EvalResult:
+    """Turn what the sandbox saw into a named outcome; ``described``: the design's (name, motivation)
+    when the caller has parsed it already."""
     spec = get_tier(tier)
-    name, motivation = describe_safely(code)
+    name, motivation = described if described is not None else describe_safely(code)
     base = {"tier": spec.name, "tier_version": spec.version, "seed": seed, "name": name, "motivation": motivation}
     isolation = {"isolation": process.isolation, "ready_s": process.ready_s}
     if process.outcome == "returned" and process.value is not None:
@@ -135,10 +137,14 @@ def submit(executor: sandbox.Executor, code: str, tier: str = DEFAULT_TIER, seed
         return out
     sandbox.configure(preload=PRELOAD)
     started = time.perf_counter()
+    # Parsed here, not in the callback: done() runs on the executor's thread, and CPython 3.11's ast
+    # module is not safe to use from two threads at once (a parse racing the loop's own parses fails
+    # with "AST constructor recursion depth mismatch").
+    described = describe_safely(code)
 
     def done(process_future: Future) -> None:
         try:
-            result = result_from(process_future.result(), code, tier, seed)
+            result = result_from(process_future.result(), code, tier, seed, described)
         except BaseException as exc:  # surfaced to whoever waits on the future
             out.set_exception(exc)
             return

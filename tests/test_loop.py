@@ -134,3 +134,39 @@ def test_sigkill_mid_evaluation_then_resume_loses_and_repeats_nothing(tmp_path):
         per_design[design_id] = per_design.get(design_id, 0) + 1
     assert max(per_design.values()) == 1  # nothing finished was repeated
     assert sum(1 for r in rows if r[1] == "interrupted") == 1
+
+
+def test_results_are_described_on_the_submitting_thread(monkeypatch):
+    """The executor's callback thread must not parse code: CPython 3.11's ast module fails ("AST
+    constructor recursion depth mismatch") when two threads parse at once, and the loop parses too."""
+    import threading
+    from concurrent.futures import Future
+
+    import evaluator.run as run_module
+    from sandbox import ProcessResult
+
+    parsed_on = []
+    real = run_module.describe_safely
+
+    def recording(code):
+        parsed_on.append(threading.current_thread())
+        return real(code)
+
+    class ThreadedExecutor:
+        """Completes every job on a thread of its own, after the caller has added its callback."""
+
+        def submit(self, job):
+            future = Future()
+
+            def finish():
+                time.sleep(0.2)
+                future.set_result(ProcessResult("returned", value={"status": "ok", "reason": "", "metrics": {}}))
+
+            threading.Thread(target=finish).start()
+            return future
+
+    monkeypatch.setattr(run_module, "describe_safely", recording)
+    code = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
+    result = run_module.submit(ThreadedExecutor(), code, "check").result(timeout=30)
+    assert result.status == "ok" and result.name
+    assert parsed_on and all(t is threading.main_thread() for t in parsed_on)
