@@ -1,15 +1,11 @@
 """The chunked Triton kernels (kernels/triton_chunk.py) match the naive loops, forward and every gradient, at
 ragged lengths, odd head sizes and any decay, and pass the kernel harness (CPU: Triton's interpreter)."""
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from triton.backends import backends
 
 from kernels.gla.naive import naive_recurrent_gla
 from kernels.harness import CheckConfig, check_kernel
@@ -19,6 +15,7 @@ from kernels.simple_gla.naive import naive_recurrent_simple_gla
 from kernels.spec import recurrence_spec
 from kernels.triton_chunk import _block_sizes, chunked_recurrence
 from kernels.utils import rel_rms_error
+from tests.gpu_compile import HAS_CUDA_BACKEND, compile_in_child
 
 NAIVE = {"linear_attn": naive_recurrent_linear_attn, "simple_gla": naive_recurrent_simple_gla,
          "gla": naive_recurrent_gla}
@@ -151,16 +148,9 @@ def test_the_harness_catches_a_kernel_that_drops_the_initial_state():
     assert report.status == "mismatch" and "relative" in report.reason
 
 
-@pytest.mark.skipif("nvidia" not in backends, reason="this triton build has no CUDA backend")
+@pytest.mark.skipif(not HAS_CUDA_BACKEND, reason="this triton build has no CUDA backend")
 def test_every_kernel_compiles_for_a_hopper_gpu(tmp_path):
-    # The interpreter runs what a GPU would reject (tl.dot operands under 16, float64 ...); the compiler
-    # does not, and with an explicit target it needs no GPU.
-    env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_CACHE_DIR": str(tmp_path), "TRITON_DEFAULT_FP_FUSION": "1",
-           "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-c", COMPILE_FOR_HOPPER], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("compiled") == 12
+    assert compile_in_child(COMPILE_FOR_HOPPER, tmp_path).count("compiled") == 12
 
 
 def test_host_code_passes_the_static_scan():

@@ -3,15 +3,10 @@ forward and every gradient, on ragged lengths, odd head sizes, strong decay and 
 pass the kernel harness (CPU: Triton's interpreter)."""
 
 import inspect
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.nn.functional as F
-from triton.backends import backends
 
 import kernels.triton_chunk_delta as chunk_delta
 from kernels.delta_rule.naive import naive_recurrent_delta_rule
@@ -19,8 +14,8 @@ from kernels.gated_delta_rule.naive import naive_recurrent_gated_delta_rule
 from kernels.harness.scan import scan_kernel
 from kernels.triton_chunk_delta import chunked_delta_recurrence
 from kernels.utils import rel_rms_error
+from tests.gpu_compile import HAS_CUDA_BACKEND, compile_in_child
 
-ROOT = Path(__file__).parents[1]
 # Every kernel of kernels/triton_chunk_delta.py, ungated at head size 32 and gated at 128 (value blocks
 # 32 and 16, as _block_sizes picks on a GPU), compiled for sm_90 through ptxas: no GPU needed, and what the
 # interpreter would let through (tl.dot under 16 wide, float64, a dtype mismatch) fails here.
@@ -186,11 +181,6 @@ def test_bad_inputs_raise_a_named_error(change, message):
         chunked_delta_recurrence(**args)
 
 
-@pytest.mark.skipif("nvidia" not in backends, reason="this triton build has no CUDA backend")
+@pytest.mark.skipif(not HAS_CUDA_BACKEND, reason="this triton build has no CUDA backend")
 def test_every_kernel_compiles_for_a_hopper_gpu(tmp_path):
-    env = {**os.environ, "TRITON_INTERPRET": "0", "TRITON_CACHE_DIR": str(tmp_path), "TRITON_DEFAULT_FP_FUSION": "1",
-           "PYTHONPATH": str(ROOT)}
-    run = subprocess.run([sys.executable, "-c", COMPILE_FOR_HOPPER], env=env, cwd=ROOT, capture_output=True,
-                         text=True, timeout=300)
-    assert run.returncode == 0, run.stderr[-3000:]
-    assert run.stdout.count("compiled") == 10
+    assert compile_in_child(COMPILE_FOR_HOPPER, tmp_path).count("compiled") == 10
