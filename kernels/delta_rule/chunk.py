@@ -118,20 +118,16 @@ class _DeltaChunkScan(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, d_new_v, d_states, d_final):
+        # autograd materializes the gradients of unused outputs as zeros, so none of the three is None
         w, k_to_end, decay, new_v, states = ctx.saved_tensors
-        BH, N, C, V = new_v.shape
-        G = d_final if d_final is not None else states.new_zeros(states[:, 0].shape)
+        G = d_final
         grad_after = states.new_empty(states.shape)  # dL/dS_{n+1} for each chunk n
         dnv = new_v.new_empty(new_v.shape)
-        for n in reversed(range(N)):
+        for n in reversed(range(new_v.shape[1])):
             grad_after[:, n] = G
-            dnv_n = torch.baddbmm(d_new_v[:, n], k_to_end[:, n].transpose(-1, -2), G) if d_new_v is not None \
-                else k_to_end[:, n].transpose(-1, -2) @ G
-            dnv[:, n] = dnv_n
+            dnv[:, n] = dnv_n = torch.baddbmm(d_new_v[:, n], k_to_end[:, n].transpose(-1, -2), G)
             G = torch.baddbmm(G if decay is None else decay[:, n, None, None] * G, w[:, n].transpose(-1, -2), dnv_n,
-                              alpha=-1)
-            if d_states is not None:
-                G = G + d_states[:, n]
+                              alpha=-1) + d_states[:, n]
         dw = -(dnv @ states.transpose(-1, -2))
         dk_to_end = grad_after @ new_v.transpose(-1, -2)
         ddecay = None if decay is None else (grad_after * states).sum((-1, -2))
