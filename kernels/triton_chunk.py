@@ -39,7 +39,7 @@ import torch
 from torch import Tensor
 
 from kernels.runtime import use_interpreter_without_gpu
-from kernels.utils import LOG_DECAY_FLOOR
+from kernels.utils import LOG_DECAY_FLOOR, check_qkv, check_shape
 
 use_interpreter_without_gpu()
 
@@ -389,17 +389,13 @@ def chunked_recurrence(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None = None,
     Returns (o: (B, H, T, V) in q's dtype, final state (B, H, K, V) in float32 or None), the same
     contract as the ``naive_recurrent_*`` ops and ``fused_recurrence`` without the delta rule.
     """
-    if q.dim() != 4 or k.shape != q.shape or v.dim() != 4 or v.shape[:3] != q.shape[:3]:
-        raise ValueError("expected q, k: (B, H, T, K) and v: (B, H, T, V) with matching B, H, T; "
-                         f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
-    B, H, T, K = q.shape
-    V = v.shape[-1]
+    B, H, T, K, V = check_qkv(q, k, v)
     if T < 1 or K < 1 or V < 1:
         raise ValueError(f"T, K and V must be at least 1, got T={T}, K={K}, V={V}")
     if g is not None and tuple(g.shape) not in {(B, H, T), (B, H, T, K)}:
         raise ValueError(f"g must be (B, H, T) or (B, H, T, K) = {(B, H, T, K)}, got {tuple(g.shape)}")
-    if initial_state is not None and tuple(initial_state.shape) != (B, H, K, V):
-        raise ValueError(f"initial_state must be {(B, H, K, V)}, got {tuple(initial_state.shape)}")
+    if initial_state is not None:
+        check_shape("initial_state", initial_state, (B, H, K, V))
     if chunk_size < 16 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two >= 16 (tl.dot's smallest block), got {chunk_size}")
     scale = K**-0.5 if scale is None else float(scale)

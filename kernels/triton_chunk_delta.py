@@ -37,7 +37,7 @@ import torch
 from torch import Tensor
 
 from kernels.runtime import use_interpreter_without_gpu
-from kernels.utils import LOG_DECAY_FLOOR
+from kernels.utils import LOG_DECAY_FLOOR, check_qkv, check_shape
 
 use_interpreter_without_gpu()
 
@@ -374,17 +374,12 @@ def chunked_delta_recurrence(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: T
     final state (B, H, K, V) in float32 or None): the contract of ``naive_recurrent_delta_rule`` and
     ``naive_recurrent_gated_delta_rule``, and of ``fused_recurrence``.
     """
-    if q.dim() != 4 or k.shape != q.shape or v.dim() != 4 or v.shape[:3] != q.shape[:3]:
-        raise ValueError("expected q, k: (B, H, T, K) and v: (B, H, T, V) with matching B, H, T; "
-                         f"got q {tuple(q.shape)}, k {tuple(k.shape)}, v {tuple(v.shape)}")
-    B, H, T, K = q.shape
-    V = v.shape[-1]
-    if tuple(beta.shape) != (B, H, T):
-        raise ValueError(f"beta must be {(B, H, T)}, got {tuple(beta.shape)}")
+    B, H, T, K, V = check_qkv(q, k, v)
+    check_shape("beta", beta, (B, H, T))
     if g is not None and tuple(g.shape) != (B, H, T):
         raise ValueError(f"g must be (B, H, T) = {(B, H, T)} (one decay per head), got {tuple(g.shape)}")
-    if initial_state is not None and tuple(initial_state.shape) != (B, H, K, V):
-        raise ValueError(f"initial_state must be {(B, H, K, V)}, got {tuple(initial_state.shape)}")
+    if initial_state is not None:
+        check_shape("initial_state", initial_state, (B, H, K, V))
     if chunk_size < 16 or chunk_size & (chunk_size - 1):
         raise ValueError(f"chunk_size must be a power of two >= 16, got {chunk_size}")
     if T == 0 or K == 0 or V == 0:
