@@ -5,7 +5,7 @@
 For each fork-server preload (nothing; torch) and each target (a trivial one; one that imports
 torch and multiplies two small matrices), one warm-up job and then ``--runs`` jobs, one at a
 time. "ready" is spawn request -> child isolated, about to import the target (budget: 3 s);
-"round trip" is ``sandbox.run`` from call to return, result parsed and temp dir removed.
+"round trip" is ``Sandbox.run`` from call to return, result parsed and temp dir removed.
 """
 
 from __future__ import annotations
@@ -30,11 +30,11 @@ def torch_matmul(payload: dict) -> dict:
     return {"sum": float((x @ x).sum()), "threads": torch.get_num_threads()}
 
 
-def measure(target: str, runs: int) -> tuple[list[float], list[float]]:
+def measure(box: sandbox.Sandbox, target: str, runs: int) -> tuple[list[float], list[float]]:
     ready, total = [], []
     for i in range(runs + 1):
         started = time.perf_counter()
-        result = sandbox.run(sandbox.Job(target, {"i": i}, sandbox.Limits(wall_s=60)))
+        result = box.run(sandbox.Job(target, {"i": i}, sandbox.Limits(wall_s=60)))
         elapsed = time.perf_counter() - started
         if result.outcome != "returned":
             raise RuntimeError(f"{target}: {result.outcome}: {result.error}\n{result.stderr}")
@@ -57,12 +57,12 @@ def main() -> None:
           f"{'round trip s median':>19} {'min':>7} {'max':>7}")
     for preload in ((), ("torch",)):
         started = time.perf_counter()
-        sandbox.configure(preload=preload)
-        server_s = time.perf_counter() - started
-        for name, target in TARGETS.items():
-            ready, total = measure(target, args.runs)
-            print(f"{'+'.join(preload) or 'none':<8} {name:<13} | {spread(ready, 14)} | {spread(total, 19)}",
-                  flush=True)
+        with sandbox.Sandbox(preload) as box:
+            server_s = time.perf_counter() - started
+            for name, target in TARGETS.items():
+                ready, total = measure(box, target, args.runs)
+                print(f"{'+'.join(preload) or 'none':<8} {name:<13} | {spread(ready, 14)} | {spread(total, 19)}",
+                      flush=True)
         print(f"{'':<8} (fork server with preload {list(preload)} started in {server_s:.2f} s)")
 
 

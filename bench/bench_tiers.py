@@ -26,13 +26,12 @@ from evaluator.run import (  # noqa: E402
 from memory.baselines import BASELINES  # noqa: E402
 
 
-def startup(samples: int = 5) -> tuple[list[float], list[float]]:
+def startup(box: sandbox.Sandbox, samples: int = 5) -> tuple[list[float], list[float]]:
     """Seconds from spawn to 'isolated' and to 'harness imported' for a trivial evaluation target."""
     ready, imported = [], []
-    sandbox.configure(preload=PRELOAD)  # as evaluator.run does
-    sandbox.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))  # start the server
+    box.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))  # a warm-up
     for _ in range(samples):
-        process = sandbox.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))
+        process = box.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))
         ready.append(process.ready_s)
         imported.append(process.imported_s)
     return ready, imported
@@ -45,7 +44,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
-    ready, imported = startup()
+    with sandbox.Sandbox(PRELOAD) as box:  # preloaded as an evaluation executor's is
+        measure_tiers(box, args)
+
+
+def measure_tiers(box: sandbox.Sandbox, args: argparse.Namespace) -> None:
+    ready, imported = startup(box)
     print(f"sandbox start-up over {len(ready)} runs: spawn->isolated median {statistics.median(ready):.3f}s, "
           f"spawn->harness imported median {statistics.median(imported):.3f}s (max {max(imported):.3f}s)")
     for tier in args.tiers:
@@ -55,7 +59,7 @@ def main() -> None:
         for name in args.only:
             code = BASELINES[name].read_text()
             started = time.perf_counter()
-            result = result_from(sandbox.run(job_for(code, tier, args.seed)), code, tier, args.seed)
+            result = result_from(box.run(job_for(code, tier, args.seed)), code, tier, args.seed)
             wall = time.perf_counter() - started
             walls.append(wall)
             m = result.metrics

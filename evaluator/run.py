@@ -3,6 +3,9 @@
 The static scan runs here first (it executes nothing); everything else runs in a sandboxed
 child through ``evaluator.harness.evaluate_in_child``. Whatever happens in the child comes back
 as an ``EvalResult`` with a named status; the caller's process is never at risk.
+
+Many evaluations: ``submit`` them to an executor from ``make_executor``, whose fork server has
+``PRELOAD`` imported once. One: ``evaluate``, which starts a sandbox of its own.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ from evaluator.design import check_static, describe
 from evaluator.status import EvalFailure
 from evaluator.tiers import DEFAULT_TIER, get_tier
 
-PRELOAD = ("torch", "evaluator.harness")
+PRELOAD = ("torch", "evaluator.harness")  # what every evaluation imports: each job then costs a fork
 
 
 @dataclass(frozen=True)
@@ -128,14 +131,21 @@ def _timed(result: EvalResult, started: float) -> EvalResult:
     return EvalResult(**{**result.to_dict(), "duration_s": round(time.perf_counter() - started, 3)})
 
 
+def make_executor(name: str = "local", *, workers: int | None = None, **options) -> sandbox.Executor:
+    """A sandbox executor for evaluations (``sandbox.make_executor``), its fork servers preloaded with ``PRELOAD``."""
+    return sandbox.make_executor(name, workers=workers, preload=PRELOAD, **options)
+
+
 def submit(executor: sandbox.Executor, code: str, tier: str = DEFAULT_TIER, seed: int = 0) -> Future:
-    """Start one evaluation on ``executor``; the future resolves to an EvalResult."""
+    """Start one evaluation on ``executor``; the future resolves to an EvalResult.
+
+    Any sandbox executor works; one from ``make_executor`` has the harness imported already, so the
+    evaluation's start-up costs a fork."""
     out: Future = Future()
     failed = static_failure(code, tier, seed)
     if failed is not None:
         out.set_result(failed)
         return out
-    sandbox.configure(preload=PRELOAD)
     started = time.perf_counter()
     # Parsed here, not in the callback: done() runs on the executor's thread, and CPython 3.11's ast
     # module is not safe to use from two threads at once (a parse racing the loop's own parses fails
@@ -160,8 +170,8 @@ def evaluate(code: str, tier: str = DEFAULT_TIER, seed: int = 0, wall_s: float |
     failed = static_failure(code, tier, seed)
     if failed is not None:
         return failed
-    sandbox.configure(preload=PRELOAD)
-    return _timed(result_from(sandbox.run(job_for(code, tier, seed, wall_s)), code, tier, seed), started)
+    process = sandbox.run(job_for(code, tier, seed, wall_s), preload=PRELOAD)
+    return _timed(result_from(process, code, tier, seed), started)
 
 
 def evaluate_file(path: str | Path, tier: str = DEFAULT_TIER, seed: int = 0) -> EvalResult:

@@ -14,7 +14,7 @@ OUTCOMES: dict[str, str] = {
     "cpu-limit": "the CPU-time limit passed (SIGXCPU, then SIGKILL)",
     "killed": "the child died from a signal (``signal`` names it; SIGKILL may be the kernel's OOM killer)",
     "exited": "the child exited (``returncode``) without returning a value",
-    "cancelled": "the caller killed the job (``kill_all``)",
+    "cancelled": "the caller killed the job (``cancel_all``)",
     "sandbox-error": "the sandbox itself failed (isolation could not be applied, supervisor lost)",
 }
 

@@ -1,17 +1,17 @@
 """The Ray executor: each job is a Ray task that runs the same sandbox on the node Ray picks.
 
-On the worker the task calls ``sandbox.run`` exactly as the local executor does: the worker's own
-fork server forks a supervisor and an isolated child, so a job is confined the same way wherever it
-runs; Ray only decides where. A task reserves ``job.limits.threads`` CPUs and, when the executor was
-made for a GPU tier and the cluster has GPUs, one GPU, so a node never runs more jobs than it has
-room for.
+On the worker the task runs the job in a ``Sandbox`` exactly as the local executor does: the
+worker's own fork server forks a supervisor and an isolated child, so a job is confined the same
+way wherever it runs; Ray only decides where. A task reserves ``job.limits.threads`` CPUs and,
+when the executor was made for a GPU tier and the cluster has GPUs, one GPU, so a node never runs
+more jobs than it has room for.
 
 ``address`` names a running cluster (``"auto"``, ``"HOST:PORT"`` or ``"ray://HOST:10001"``); None
 starts a private local one with ``workers`` CPUs, which is shut down again with the executor. The
 project must be importable on every node of a remote cluster (installed there, as on the driver).
 
 Every ending is a ``ProcessResult``, as with the local executor: a task Ray cancelled reads
-``cancelled``, a worker or node that died under a task ``sandbox-error``. ``kill_all`` and
+``cancelled``, a worker or node that died under a task ``sandbox-error``. ``cancel_all`` and
 ``shutdown`` cancel every task still outstanding, first politely (the task ends its job and
 removes its working directory), then by killing the worker, so nothing runs on after the run.
 """
@@ -19,14 +19,16 @@ removes its working directory), then by killing the worker, so nothing runs on a
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import threading
+from collections.abc import Iterable
 from concurrent.futures import Future
 from concurrent.futures import wait as wait_futures
 
-from sandbox import runner
 from sandbox.limits import Job, ProcessResult
+from sandbox.runner import Sandbox
 from sandbox.zygote import ForkServerError
 
 INSTALL_HINT = "pip install 'discover-arch[ray]'"
@@ -46,22 +48,22 @@ def _ray():
     return ray
 
 
-def run_on_worker(job: Job) -> ProcessResult:
-    """The Ray task: ``sandbox.run(job)`` in this worker's fork server, ending the job if Ray cancels the task.
+def run_on_worker(job: Job, preload: tuple[str, ...]) -> ProcessResult:
+    """The Ray task: ``job`` in this worker's sandbox, ending the job if Ray cancels the task.
 
-    The worker's fork server imports the job's target module once (as the driver's preloads it), so
+    The worker's fork server imports the executor's ``preload`` and the job's target module once, so
     a job's start-up costs a fork here too; the result's ``isolation["ray"]`` says where it ran.
     The job runs on a thread while this one waits in short steps: Ray cancels a running task by
     raising KeyboardInterrupt in it, and a wait that looks up now and then receives it, kills the
     job (its supervisor reports ``cancelled``) and lets ``run`` clean up before the task ends.
     """
-    _preload_target(job)
+    sandbox = _sandbox_for(job, preload)
     outcome: list[ProcessResult | BaseException] = []
     finished = threading.Event()
 
     def work() -> None:
         try:
-            outcome.append(runner.run(job))
+            outcome.append(sandbox.run(job))
         except BaseException as exc:  # handed to the waiting thread, which raises it
             outcome.append(exc)
         finally:
@@ -74,7 +76,7 @@ def run_on_worker(job: Job) -> ProcessResult:
             pass
     except KeyboardInterrupt:
         while not finished.wait(_POLL_S):  # again until it ends: the job may not have been running yet
-            runner.kill_all()
+            sandbox.cancel_all()  # only this task's job: a worker runs one task at a time
         raise
     result = outcome[0]
     if isinstance(result, BaseException):
@@ -83,13 +85,21 @@ def run_on_worker(job: Job) -> ProcessResult:
     return result
 
 
-def _preload_target(job: Job) -> None:
-    """Start this worker's fork server with the job's target module imported, unless that import fails:
-    then the job's child imports it and the error is the job's own (``raised``), as on the driver's machine."""
+def _sandbox_for(job: Job, preload: tuple[str, ...]) -> Sandbox:
+    """This worker's sandbox with ``preload`` and the job's target module imported, unless that import
+    fails: then the job's child imports it and the error is the job's own (``raised``), as locally."""
+    with_target = tuple(dict.fromkeys((*preload, job.target.partition(":")[0])))
     try:
-        runner.configure(preload=(job.target.partition(":")[0],))
+        return _worker_sandbox(with_target)
     except ForkServerError:
-        runner.configure(preload=())
+        return _worker_sandbox(preload)
+
+
+@functools.lru_cache(maxsize=1)
+def _worker_sandbox(preload: tuple[str, ...]) -> Sandbox:
+    """The sandbox of this worker process, kept across the tasks Ray runs in it; a task that needs other
+    preloads replaces it, and the one replaced stops its fork server once no task uses it."""
+    return Sandbox(preload)
 
 
 def where_on_cluster() -> dict:
@@ -104,16 +114,19 @@ class RayExecutor:
 
     ``gpus`` is what each job asks for (1 for a tier that trains on a GPU); it is requested only from
     a cluster that has GPUs, because a tier's device is "cuda when one is present" and a CPU cluster
-    would otherwise leave every task waiting forever.
+    would otherwise leave every task waiting forever. ``preload``: what each worker's fork server
+    imports besides the job's target module.
     """
 
-    def __init__(self, workers: int | None = None, address: str | None = None, gpus: float = 0):
+    def __init__(self, workers: int | None = None, address: str | None = None, gpus: float = 0, *,
+                 preload: Iterable[str] = ()):
         ray = _ray()
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         if gpus < 0:
             raise ValueError(f"gpus must be >= 0, got {gpus}")
         self.workers = workers or os.cpu_count() or 1
+        self.preload = tuple(preload)
         self.address = address or None
         if self.address is not None:
             _check_reachable(self.address)
@@ -124,7 +137,7 @@ class RayExecutor:
         self._task = ray.remote(max_retries=0)(run_on_worker)
         self._lock = threading.Lock()
         self._outstanding: dict[Future, object] = {}  # our future -> its task's ObjectRef
-        self._cancelled: set[Future] = set()  # outstanding futures whose tasks kill_all has cancelled
+        self._cancelled: set[Future] = set()  # outstanding futures whose tasks cancel_all has cancelled
         self._closed = False
 
     def _init(self, ray) -> None:
@@ -141,7 +154,7 @@ class RayExecutor:
         """Start ``job`` as a Ray task; the future resolves to its ProcessResult and never raises."""
         if self._closed:
             raise RuntimeError("cannot submit a job to a RayExecutor that has been shut down")
-        ref = self._task.options(num_cpus=job.limits.threads, num_gpus=self.gpus).remote(job)
+        ref = self._task.options(num_cpus=job.limits.threads, num_gpus=self.gpus).remote(job, self.preload)
         out: Future[ProcessResult] = Future()
         with self._lock:
             self._outstanding[out] = ref
@@ -155,7 +168,7 @@ class RayExecutor:
             self._cancelled.discard(out)
         out.set_result(_as_result(task, cancelled))
 
-    def kill_all(self) -> int:
+    def cancel_all(self) -> int:
         """End every outstanding task (queued ones never start); returns how many there were."""
         with self._lock:
             pending = dict(self._outstanding)
@@ -178,7 +191,7 @@ class RayExecutor:
         if self._closed:
             return
         self._closed = True
-        self.kill_all()
+        self.cancel_all()
         if self.started_cluster:
             _ray().shutdown()
 
@@ -201,7 +214,7 @@ def _check_reachable(address: str, timeout_s: float = 5.0) -> None:
 
 
 def _as_result(task: Future, cancelled: bool) -> ProcessResult:
-    """What a finished Ray task means as a job's ending; ``cancelled``: ``kill_all`` ended it (a worker
+    """What a finished Ray task means as a job's ending; ``cancelled``: ``cancel_all`` ended it (a worker
     killed by a forced cancel reads as a crashed worker to Ray)."""
     ray = _ray()
     try:

@@ -1,10 +1,11 @@
-"""The parent's side: hand a job to the fork server, collect its output and result, name the outcome.
+"""The parent's side: hand a job to a fork server, collect its output and result, name the outcome.
 
-``run(job)`` gives the job a fresh temporary directory and three pipes (stdout, stderr, result),
-passes them with a socket to the fork server (``zygote``), sends the request over that socket,
-and then reads everything until the job's supervisor reports that the child and all its
-descendants are gone. ``configure(preload=...)`` chooses what the fork server imports once, so a
-job's start-up costs a fork instead of an import of torch.
+A ``Sandbox`` owns one fork server (``zygote``), started with the modules it preloads, and the
+jobs it is running. ``Sandbox.run(job)`` gives the job a fresh temporary directory and three pipes
+(stdout, stderr, result), passes them with a socket to the fork server, sends the request over
+that socket, and then reads everything until the job's supervisor reports that the child and all
+its descendants are gone. Made once and reused, a sandbox makes a job's start-up cost a fork
+instead of an import of torch; ``run(job, preload)`` is the one-off form, with a sandbox of its own.
 
 ``run`` never raises for anything the child does; every ending is a ``ProcessResult`` whose
 ``outcome`` is one of ``limits.OUTCOMES``.
@@ -12,7 +13,6 @@ job's start-up costs a fork instead of an import of torch.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
@@ -25,7 +25,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict
 
 from sandbox.child import SECRET_WORDS
@@ -42,12 +42,6 @@ _MAX_RESULT_BYTES = 64 << 20
 _REPORT_GRACE_S = 30.0  # the supervisor reports at the deadline; past this margin it is presumed lost
 _DRAIN_S = 2.0  # after the report, how long output may still trickle in
 
-_lock = threading.Lock()
-_preload: tuple[str, ...] = ()
-_server: ForkServer | None = None
-_running: dict[int, socket.socket] = {}  # id(conn) -> the job's supervisor socket
-_cancelled: set[int] = set()  # ids in _running that kill_all has let go of
-
 
 def scrubbed_environment(environ: Mapping[str, str], home: str, threads: int) -> dict[str, str]:
     """Allow-listed variables only, never one whose name looks like a secret; HOME and TMPDIR -> ``home``."""
@@ -59,112 +53,149 @@ def scrubbed_environment(environ: Mapping[str, str], home: str, threads: int) ->
     return env
 
 
-def configure(preload: Iterable[str] = ()) -> None:
-    """Set the modules the fork server imports once, and start it now (restart if they changed).
+def run(job: Job, preload: Iterable[str] = ()) -> ProcessResult:
+    """Run ``job`` in a sandbox of its own, whose fork server imports ``preload`` and is stopped afterwards.
 
-    Cheap to call again with the same modules. Raises ``ForkServerError`` if one fails to import.
+    Raises ``ForkServerError`` if a preload module fails to import; a ``Sandbox`` kept for many jobs
+    pays that start-up once.
     """
-    global _preload
-    with _lock:
-        _preload = tuple(preload)
-        if _server is None or _server.preload != _preload or not _server.alive():
-            _restart()
+    with Sandbox(preload) as sandbox:
+        return sandbox.run(job)
 
 
-def kill_all() -> int:
-    """Kill every running job (its supervisor kills the group and reports "cancelled"); returns how many."""
-    with _lock:
-        conns = list(_running.values())
-        _cancelled.update(_running)
-    for conn in conns:
-        with contextlib.suppress(OSError):  # that job has just finished and closed it
-            conn.shutdown(socket.SHUT_WR)
-    return len(conns)
+class Sandbox:
+    """One fork server with ``preload`` imported, and the table of the jobs it is running.
 
+    The server starts here (``ForkServerError`` if a preload module fails to import) and is replaced
+    whenever it dies. ``run`` may be called from many threads at once; ``cancel_all`` ends every job
+    running now; ``close`` stops the server, after which ``run`` raises. A server never closed stops
+    when its sandbox is garbage or the interpreter exits.
+    """
 
-def run(job: Job) -> ProcessResult:
-    """Run ``job`` in a fresh isolated child and say how it ended."""
-    limits = job.limits
-    started = time.monotonic()
-    payload = pickle.dumps(job.payload)  # an unpicklable payload is the caller's mistake: raise here
-    workdir = tempfile.mkdtemp(prefix="sandbox-")
-    try:
-        request = {"target": job.target, "payload": payload, "cwd": workdir, "sys_path": _sys_path(),
-                   "env": scrubbed_environment(os.environ, workdir, limits.threads),
-                   "limits": {**asdict(limits), "cpu_limit_s": limits.cpu_limit_s}}
-        for _ in range(2):
-            result = _run(request, job, started)
-            if result is not None:
-                return result
-        return ProcessResult("sandbox-error", error="the fork server died twice before the job could start")
-    finally:
-        # Every process of the job is dead by now; a leftover could only come from a lost supervisor.
-        shutil.rmtree(workdir, ignore_errors=True)
+    def __init__(self, preload: Iterable[str] = ()):
+        self.preload = tuple(preload)
+        self._lock = threading.Lock()
+        self._running: dict[int, socket.socket] = {}  # id(conn) -> the job's supervisor socket
+        self._cancelled: set[int] = set()  # ids in _running that cancel_all has let go of
+        self._server: ForkServer | None = _start(self.preload)
 
+    @property
+    def pid(self) -> int | None:
+        """The fork server's process id; None once the sandbox is closed."""
+        server = self._server
+        return None if server is None else server.pid
 
-def _run(request: dict, job: Job, started: float) -> ProcessResult | None:
-    """One attempt; None when the fork server died before the job started (it is then replaced)."""
-    with _lock:
-        if _server is None or not _server.alive():
-            _restart()
-        server = _server
-    (out_r, out_w), (err_r, err_w), (res_r, res_w) = os.pipe(), os.pipe(), os.pipe()
-    conn, theirs = socket.socketpair()
-    try:
-        server.spawn(theirs, out_w, err_w, res_w)
-        spawned = True
-    except OSError:  # the fork server's socket is broken: it died
-        spawned = False
-    finally:
-        for fd in (out_w, err_w, res_w):
-            os.close(fd)
-        theirs.close()
-    seen, cancelled = None, False
-    if spawned:
-        with _lock:
-            _running[id(conn)] = conn
+    def run(self, job: Job, wanted: Callable[[], bool] = lambda: True) -> ProcessResult:
+        """Run ``job`` in a fresh isolated child forked by this sandbox's server and say how it ended.
+
+        ``wanted()`` is asked under the lock ``cancel_all`` takes, just before the job is listed as
+        running: a caller that withdrew the job in between (an executor's ``cancel_all`` while the job
+        waited for a thread) gets "cancelled" and nothing starts."""
+        limits = job.limits
+        started = time.monotonic()
+        payload = pickle.dumps(job.payload)  # an unpicklable payload is the caller's mistake: raise here
+        workdir = tempfile.mkdtemp(prefix="sandbox-")
         try:
-            with contextlib.suppress(OSError):  # a dead server or supervisor shows up as a missing report
-                send_request(conn, request)
-            seen = _collect(conn, out_r, err_r, res_r, job.limits)
+            request = {"target": job.target, "payload": payload, "cwd": workdir, "sys_path": _sys_path(),
+                       "env": scrubbed_environment(os.environ, workdir, limits.threads),
+                       "limits": {**asdict(limits), "cpu_limit_s": limits.cpu_limit_s}}
+            for _ in range(2):
+                result = self._attempt(request, job, started, wanted)
+                if result is not None:
+                    return result
+            return ProcessResult("sandbox-error", error="the fork server died twice before the job could start")
         finally:
-            with _lock:
-                _running.pop(id(conn), None)
-                cancelled = id(conn) in _cancelled
-                _cancelled.discard(id(conn))
-    else:
-        for fd in (out_r, err_r, res_r):
-            os.close(fd)
-    conn.close()
-    if seen is not None and "pid" in seen.reports:
-        return _result(job, started, seen)
-    if cancelled:
-        return ProcessResult("cancelled", error="killed at the caller's request before it started")
-    if server.exited(within_s=2.0):
-        with _lock:
-            if _server is server:
-                _restart()
-        return None
-    return ProcessResult("sandbox-error", error=seen.lost if seen else "the fork server refused the job")
+            # Every process of the job is dead by now; a leftover could only come from a lost supervisor.
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    def cancel_all(self) -> int:
+        """Kill every running job (its supervisor kills the group and reports "cancelled"); returns how many."""
+        with self._lock:
+            conns = list(self._running.values())
+            self._cancelled.update(self._running)
+        for conn in conns:
+            with contextlib.suppress(OSError):  # that job has just finished and closed it
+                conn.shutdown(socket.SHUT_WR)
+        return len(conns)
+
+    def close(self) -> None:
+        """Stop the fork server and reap it; jobs already running are not touched (``cancel_all`` ends them)."""
+        with self._lock:
+            server, self._server = self._server, None
+        if server is not None:
+            server.close()
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.close()
+
+    def _attempt(self, request: dict, job: Job, started: float,
+                 wanted: Callable[[], bool]) -> ProcessResult | None:
+        """One try; None when the fork server died before the job started (it is then replaced)."""
+        server = self._live_server()
+        # Listed before the spawn, so that a cancel_all during the spawn still reaches the job: a
+        # supervisor whose socket is let go of before the request reads none and exits, and the job
+        # reads "cancelled" below.
+        with self._lock:
+            if not wanted():
+                return ProcessResult("cancelled", error="withdrawn at the caller's request before it started")
+            conn, theirs = socket.socketpair()
+            self._running[id(conn)] = conn
+        (out_r, out_w), (err_r, err_w), (res_r, res_w) = os.pipe(), os.pipe(), os.pipe()
+        seen = None
+        try:
+            try:
+                server.spawn(theirs, out_w, err_w, res_w)
+                spawned = True
+            except OSError:  # the fork server's socket is broken: it died
+                spawned = False
+            finally:
+                for fd in (out_w, err_w, res_w):
+                    os.close(fd)
+                theirs.close()
+            if spawned:
+                with contextlib.suppress(OSError):  # a dead server or supervisor shows up as a missing report
+                    send_request(conn, request)
+                seen = _collect(conn, out_r, err_r, res_r, job.limits)
+            else:
+                for fd in (out_r, err_r, res_r):
+                    os.close(fd)
+        finally:
+            with self._lock:
+                self._running.pop(id(conn), None)
+                cancelled = id(conn) in self._cancelled
+                self._cancelled.discard(id(conn))
+            conn.close()  # on an exception too: the supervisor then kills the job at once
+        if seen is not None and "pid" in seen.reports:
+            return _result(job, started, seen, self.preload)
+        if cancelled:
+            return ProcessResult("cancelled", error="killed at the caller's request before it started")
+        if server.exited(within_s=2.0):
+            self._replace(server)
+            return None
+        return ProcessResult("sandbox-error", error=seen.lost if seen else "the fork server refused the job")
+
+    def _live_server(self) -> ForkServer:
+        with self._lock:
+            if self._server is None:
+                raise RuntimeError("cannot run a job in a sandbox that has been closed")
+            if not self._server.alive():
+                self._server.close()
+                self._server = _start(self.preload)
+            return self._server
+
+    def _replace(self, dead: ForkServer) -> None:
+        with self._lock:
+            if self._server is dead:  # not closed meanwhile, nor replaced by another job's thread
+                dead.close()
+                self._server = _start(self.preload)
 
 
-def _restart() -> None:
-    """Replace the fork server; call with ``_lock`` held."""
-    global _server
-    if _server is not None:
-        _server.close()
-        _server = None
+def _start(preload: tuple[str, ...]) -> ForkServer:
     env = scrubbed_environment(os.environ, tempfile.gettempdir(), threads=1)
-    _server = ForkServer(_preload, env, _sys_path())
-
-
-@atexit.register
-def _shutdown() -> None:
-    global _server
-    with _lock:
-        if _server is not None:
-            _server.close()
-            _server = None
+    return ForkServer(preload, env, _sys_path())
 
 
 def _sys_path() -> list[str]:
@@ -281,7 +312,7 @@ def _frames(raw: bytes) -> tuple[dict, list[str]]:
     return frames, garbled
 
 
-def _result(job: Job, started: float, seen: _Seen) -> ProcessResult:
+def _result(job: Job, started: float, seen: _Seen, preload: tuple[str, ...]) -> ProcessResult:
     frames, garbled = _frames(bytes(seen.result))
     report = seen.reports
     result = ProcessResult(
@@ -292,7 +323,7 @@ def _result(job: Job, started: float, seen: _Seen) -> ProcessResult:
         ready_s=round(frames["ready"] - started, 4) if "ready" in frames else None,
         imported_s=round(frames["imported"] - started, 4) if "imported" in frames else None,
         isolation={**frames.get("isolation", {}), "start_method": "zygote (preforked fork server)",
-                   "preload": list(_preload)},
+                   "preload": list(preload)},
     )
     if "status" in report:
         status = report["status"]

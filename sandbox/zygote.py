@@ -1,9 +1,10 @@
 """The fork server: a clean process with the heavy modules imported once, forking one job at a time.
 
 Importing torch costs about 2 s; forking a process that has already imported it costs a few
-milliseconds. So the parent starts one fork server (``ForkServer``), with an environment that is
-already scrubbed and ``sys.path`` taken from the parent, which imports the preload modules and
-then waits. Per job it forks a supervisor, and the supervisor forks the job's child::
+milliseconds. So each ``runner.Sandbox`` starts one fork server (``ForkServer``), with an
+environment that is already scrubbed and ``sys.path`` taken from the parent, which imports the
+preload modules and then waits. Per job it forks a supervisor, and the supervisor forks the job's
+child::
 
     parent ──fds over a unix socket──▶ fork server ──fork──▶ supervisor ──fork──▶ child (sandbox.child)
 
@@ -15,7 +16,7 @@ The supervisor owns the job's lifetime. It is a child subreaper, so every orphan
 is re-parented to it; it enforces the wall clock, reaps the child with ``wait4`` (status and
 rusage), then kills the child's process group and every remaining descendant, and only then
 reports. So when the parent reads the report, no process of the job is left. If the parent
-closes its end (it was killed, or ``kill_all``), the supervisor kills the job at once.
+closes its end (it was killed, or ``Sandbox.cancel_all``), the supervisor kills the job at once.
 
 Requires Linux >= 5.3 (pidfd). The fork server must stay single-threaded: it is started with one
 thread for OpenMP/BLAS so that importing numpy or torch starts no thread pool before a fork.
@@ -38,6 +39,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from typing import NoReturn
 
 from sandbox import child
@@ -67,6 +69,8 @@ class ForkServer:
             pass_fds=(theirs.fileno(),), start_new_session=True,  # a terminal's Ctrl-C is the parent's to handle
         )
         theirs.close()
+        # Stopped by close(), or when this handle is garbage or the interpreter exits, whichever comes first.
+        self._stop = weakref.finalize(self, _stop, self._sock, self._process, self._log)
         self._sock.settimeout(start_timeout_s)
         try:
             ready = self._sock.recv(1)
@@ -105,14 +109,18 @@ class ForkServer:
         return self._log.read().decode(errors="replace")
 
     def close(self) -> None:
-        """Stop the server (it exits when its socket closes); running jobs' supervisors are not touched."""
-        self._sock.close()
-        try:
-            self._process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            self._process.kill()
-            self._process.wait()
-        self._log.close()
+        """Stop the server (it exits when its socket closes) and reap it; running jobs' supervisors are not touched."""
+        self._stop()
+
+
+def _stop(sock: socket.socket, process: subprocess.Popen, log) -> None:
+    sock.close()
+    try:
+        process.wait(timeout=5)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+    log.close()
 
 
 def send_request(conn: socket.socket, request: dict) -> None:

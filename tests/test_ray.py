@@ -32,10 +32,10 @@ def test_the_loop_spends_its_budget_exactly_on_ray_tasks_in_the_sandbox(tmp_path
     assert not ray.is_initialized(), "the executor stops the local cluster it started"
     assert summary.status == "finished" and summary.spent == 3 and summary.budget == 3
     db = ExperienceDB(tmp_path / "ws" / "experience.db")
-    searched = [e for d in db.designs() if d.origin == "offline" for e in db.evaluations(d.id)]
-    references = [e for d in db.designs() if d.origin == "baseline" for e in db.evaluations(d.id)]
+    searched = [e for d in db.records.designs() if d.origin == "offline" for e in db.records.evaluations(d.id)]
+    references = [e for d in db.records.designs() if d.origin == "baseline" for e in db.records.evaluations(d.id)]
     assert len(searched) == 3 and all(e.status not in ("running", "interrupted") for e in searched)
-    assert sorted(d.name for d in db.designs() if d.origin == "baseline") == sorted(REFS)
+    assert sorted(d.name for d in db.records.designs() if d.origin == "baseline") == sorted(REFS)
     assert [e.status for e in references] == ["ok", "ok"]
     for evaluation in searched + references:
         isolation = evaluation.environment["isolation"]
@@ -51,7 +51,7 @@ def cluster():
     ray.shutdown()
 
 
-def test_kill_all_ends_running_and_queued_tasks_and_the_workers_stay_usable(cluster):
+def test_cancel_all_ends_running_and_queued_tasks_and_the_workers_stay_usable(cluster):
     with RayExecutor(workers=2) as executor:
         assert not executor.started_cluster, "a cluster that was already up is used, not replaced"
         warm = executor.submit(Job("tests.sandbox_targets:echo", {"n": 1}, Limits(wall_s=60))).result(timeout=120)
@@ -60,7 +60,7 @@ def test_kill_all_ends_running_and_queued_tasks_and_the_workers_stay_usable(clus
         hung = [executor.submit(Job("tests.sandbox_targets:sleepers_then_hang", {}, Limits(wall_s=300)))
                 for _ in range(3)]  # two run, the third waits for a CPU
         time.sleep(3)
-        assert executor.kill_all() == 3
+        assert executor.cancel_all() == 3
         assert [f.result(timeout=30).outcome for f in hung] == ["cancelled"] * 3
         after = executor.submit(Job("tests.sandbox_targets:echo", {"n": 2}, Limits(wall_s=60))).result(timeout=120)
         assert after.outcome == "returned" and after.value["payload"] == {"n": 2}
@@ -123,6 +123,6 @@ def test_the_cli_names_an_unreachable_cluster_before_recording_a_run(tmp_path, c
     code = main(["run", "--executor", "ray", "--address", address, "--budget", "1", "--tier", TIER,
                  "--workspace", str(workspace)])
     assert code == 2 and f"no Ray cluster answers at {address}" in capsys.readouterr().err.replace("\n", " ")
-    assert ExperienceDB(workspace / "experience.db").latest_run() is None
+    assert ExperienceDB(workspace / "experience.db").records.latest_run() is None
     assert main(["run", "--address", "auto", "--workspace", str(workspace)]) == 2
     assert "ray_address is read only when executor = 'ray'" in capsys.readouterr().err.replace("\n", " ")

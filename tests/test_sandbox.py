@@ -1,32 +1,42 @@
 """The sandbox runs a named function in an isolated child and names every way that child can end."""
 
+import contextlib
 import os
 import socket
+import sys
 import tempfile
 import time
 
 import pytest
 
 import sandbox
-from sandbox import Job, Limits, LocalExecutor
+from sandbox import Job, Limits, LocalExecutor, Sandbox
 
 SECRET = "sk-test-not-for-children"
 TARGETS = "tests.sandbox_targets:"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def fork_server():
-    # The secret is in the parent's environment when the fork server starts, as it would be in a real run;
-    # preloading the targets module makes this preload set unique, so the server really starts here.
+@pytest.fixture(scope="module")
+def box():
+    # The secret is in the parent's environment when the fork server starts, as it would be in a real run.
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("OPENAI_API_KEY", SECRET)
         patch.setenv("MY_SERVICE_TOKEN", SECRET)
-        sandbox.configure(preload=("torch", "tests.sandbox_targets"))
-        yield
+        with Sandbox(preload=("torch", "tests.sandbox_targets")) as started:
+            yield started
 
 
-def run(name, payload=None, **limits):
-    return sandbox.run(Job(TARGETS + name, payload or {}, Limits(**{"wall_s": 10, **limits})))
+@pytest.fixture
+def run(box):
+    def run(name, payload=None, **limits):
+        return box.run(Job(TARGETS + name, payload or {}, Limits(**{"wall_s": 10, **limits})))
+
+    return run
+
+
+def preloaded(payload):
+    """A target: which of ``payload["modules"]`` the child had imported before its target module ran."""
+    return {name: name in sys.modules for name in payload["modules"]}
 
 
 def gone(pid: int) -> bool:
@@ -37,7 +47,23 @@ def gone(pid: int) -> bool:
     return False
 
 
-def test_returns_the_value_and_the_isolation_facts():
+def children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid``, found by reading every /proc/<pid>/stat."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            with contextlib.suppress(OSError):  # it ended meanwhile
+                with open(f"/proc/{entry}/stat") as handle:
+                    if int(handle.read().rsplit(")", 1)[1].split()[1]) == pid:
+                        found.append(int(entry))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    return [grandchild for child in children(pid) for grandchild in (child, *descendants(child))]
+
+
+def test_returns_the_value_and_the_isolation_facts(run):
     result = run("echo", {"a": [1, 2]})
     assert result.outcome == "returned", result.error
     assert result.value["payload"] == {"a": [1, 2]}
@@ -50,7 +76,7 @@ def test_returns_the_value_and_the_isolation_facts():
     assert result.ready_s is not None and result.imported_s >= result.ready_s
 
 
-def test_exception_comes_back_with_its_traceback():
+def test_exception_comes_back_with_its_traceback(run):
     result = run("raises")
     assert result.outcome == "raised"
     assert result.error == "ValueError: no good"
@@ -63,7 +89,7 @@ def test_unknown_target_is_reported_by_the_child():
     assert result.error.startswith("ModuleNotFoundError")
 
 
-def test_secrets_never_reach_the_child():
+def test_secrets_never_reach_the_child(run):
     result = run("environment")
     assert result.outcome == "returned", result.error
     environ = result.value["environ"]
@@ -84,12 +110,12 @@ def test_scrubbed_environment_keeps_only_the_allow_list():
 
 
 @pytest.mark.parametrize("threads", [1, 2])
-def test_compute_threads_follow_the_limit(threads):
+def test_compute_threads_follow_the_limit(threads, run):
     result = run("threads", threads=threads)
     assert result.value == {"torch": threads, "omp": str(threads)}
 
 
-def test_working_directory_is_private_and_removed_afterwards():
+def test_working_directory_is_private_and_removed_afterwards(run):
     result = run("write_file")
     assert result.outcome == "returned", result.error
     cwd = result.value["cwd"]
@@ -98,40 +124,40 @@ def test_working_directory_is_private_and_removed_afterwards():
     assert not os.path.exists(cwd)
 
 
-def test_spin_loop_is_killed_at_the_wall_clock_limit():
+def test_spin_loop_is_killed_at_the_wall_clock_limit(run):
     result = run("spin", wall_s=1)
     assert result.outcome == "timeout"
     assert result.signal == "SIGKILL"
     assert result.wall_s < 1 + 2
 
 
-def test_timeout_kills_grandchildren_even_in_their_own_session():
+def test_timeout_kills_grandchildren_even_in_their_own_session(run):
     result = run("sleepers_then_hang", wall_s=2)
     assert result.outcome == "timeout"
     pids = [int(pid) for pid in result.stdout.split()]
     assert len(pids) == 2 and all(gone(pid) for pid in pids)
 
 
-def test_children_left_behind_die_when_the_target_returns():
+def test_children_left_behind_die_when_the_target_returns(run):
     result = run("sleepers_then_return")
     assert result.outcome == "returned", result.error
     assert all(gone(pid) for pid in result.value["pids"])
 
 
 @pytest.mark.parametrize("target", ["allocate_torch", "allocate_bytes"])
-def test_fifty_gigabytes_hit_the_memory_limit(target):
+def test_fifty_gigabytes_hit_the_memory_limit(target, run):
     result = run(target)
     assert result.outcome == "memory", (result.outcome, result.error)
     assert "allocate" in result.error or "MemoryError" in result.error
 
 
-def test_cpu_time_limit_stops_a_spin_loop():
+def test_cpu_time_limit_stops_a_spin_loop(run):
     result = run("spin", wall_s=20, cpu_s=1)
     assert result.outcome == "cpu-limit", (result.outcome, result.error)
     assert result.signal == "SIGXCPU"
 
 
-def test_network_is_unreachable_unless_allowed():
+def test_network_is_unreachable_unless_allowed(run):
     with socket.create_server(("127.0.0.1", 0)) as server:
         port = server.getsockname()[1]
         closed = run("connect", {"port": port})
@@ -142,7 +168,7 @@ def test_network_is_unreachable_unless_allowed():
     assert opened.value["connected"] is True and opened.isolation["network"] == "allowed"
 
 
-def test_huge_output_is_truncated_and_the_value_survives():
+def test_huge_output_is_truncated_and_the_value_survives(run):
     result = run("shout", {"megabytes": 100}, output_bytes=64 << 10)
     assert result.outcome == "returned" and result.value == {"done": True}
     assert result.truncated
@@ -150,14 +176,14 @@ def test_huge_output_is_truncated_and_the_value_survives():
     assert "bytes cut" in result.stdout and result.stderr == "last words\n"
 
 
-def test_garbage_on_stdout_cannot_forge_the_value():
+def test_garbage_on_stdout_cannot_forge_the_value(run):
     result = run("scribble")
     assert result.outcome == "returned", result.error
     assert result.value == {"genuine": True}
     assert "garbage on stdout" in result.stdout and "binary on stderr" in result.stderr
 
 
-def test_exit_code_and_signal_are_named():
+def test_exit_code_and_signal_are_named(run):
     exited = run("exit3")
     assert exited.outcome == "exited" and exited.returncode == 3 and "code 3" in exited.error
     crashed = run("segfault")
@@ -166,11 +192,11 @@ def test_exit_code_and_signal_are_named():
 
 
 @pytest.mark.parametrize("target", ["not_a_dict", "unserializable"])
-def test_a_value_that_is_not_a_json_dict_is_named(target):
+def test_a_value_that_is_not_a_json_dict_is_named(target, run):
     assert run(target).outcome == "invalid-value"
 
 
-def test_the_child_cannot_raise_its_own_limits():
+def test_the_child_cannot_raise_its_own_limits(run):
     result = run("raise_limits")
     assert result.value["raised"] is False, result.value
 
@@ -188,16 +214,72 @@ def test_local_executor_runs_four_jobs_on_two_workers():
     assert len({r.value["pid"] for r in results}) == 4
 
 
-def test_kill_all_cancels_running_jobs():
-    with sandbox.make_executor("local", workers=1) as executor:
-        future = executor.submit(Job(TARGETS + "spin", {}, Limits(wall_s=30)))
-        while sandbox.kill_all() == 0:
+def test_cancel_all_kills_the_running_job_and_the_executor_runs_the_next():
+    with sandbox.make_executor("local", workers=1, preload=("tests.sandbox_targets",)) as executor:
+        future = executor.submit(Job(TARGETS + "sleepers_then_hang", {}, Limits(wall_s=60)))
+        deadline = time.monotonic() + 30
+        job = []
+        while len(job) < 3 and time.monotonic() < deadline:  # the child and its two sleepers, under the supervisor
+            job = [pid for supervisor in children(executor.sandbox.pid) for pid in descendants(supervisor)]
             time.sleep(0.05)
-        result = future.result(timeout=10)
-    assert result.outcome == "cancelled"
+        assert executor.cancel_all() == 1
+        cancelled = future.result(timeout=10)
+        after = executor.submit(Job(TARGETS + "echo", {"n": 2}, Limits(wall_s=10))).result(timeout=30)
+    assert cancelled.outcome == "cancelled" and cancelled.error == "killed at the caller's request"
+    assert len(job) == 3 and all(gone(pid) for pid in job), "the whole job is killed"
+    assert after.outcome == "returned" and after.value["payload"] == {"n": 2}
+
+
+def test_cancel_all_drops_queued_jobs():
+    with LocalExecutor(workers=1, preload=("tests.sandbox_targets",)) as executor:
+        running = executor.submit(Job(TARGETS + "spin", {}, Limits(wall_s=30)))
+        queued = executor.submit(Job(TARGETS + "echo", {}, Limits(wall_s=10)))
+        while not children(executor.sandbox.pid):  # the running job's supervisor
+            time.sleep(0.01)
+        assert executor.cancel_all() == 2
+        assert queued.cancelled() and running.result(timeout=10).outcome == "cancelled"
+
+
+def test_a_job_withdrawn_before_it_is_listed_never_starts(box):
+    # An executor's cancel_all can come after a pool thread took the job and before the sandbox lists it
+    # as running: the sandbox asks the caller once more, under the lock cancel_all takes.
+    before = children(box.pid)
+    result = box.run(Job(TARGETS + "spin", {}, Limits(wall_s=30)), wanted=lambda: False)
+    assert result.outcome == "cancelled" and "withdrawn" in result.error
+    assert children(box.pid) == before
+
+
+def test_executors_with_different_preloads_coexist_and_each_job_sees_its_own():
+    job = Job("tests.test_sandbox:preloaded", {"modules": ["colorsys", "graphlib"]}, Limits(wall_s=30))
+    with LocalExecutor(workers=1, preload=("colorsys",)) as first, \
+            LocalExecutor(workers=1, preload=("graphlib",)) as second:
+        assert first.sandbox.pid != second.sandbox.pid
+        seen = [executor.submit(job).result(timeout=60) for executor in (first, second, first)]
+    assert [result.value for result in seen] == [{"colorsys": True, "graphlib": False},
+                                                {"colorsys": False, "graphlib": True},
+                                                {"colorsys": True, "graphlib": False}]
+    assert [result.isolation["preload"] for result in seen] == [["colorsys"], ["graphlib"], ["colorsys"]]
+
+
+def test_shutdown_leaves_no_fork_server_behind():
+    executor = LocalExecutor(workers=1)
+    pid = executor.sandbox.pid
+    assert executor.submit(Job(TARGETS + "echo", {}, Limits(wall_s=10))).result(timeout=30).outcome == "returned"
+    executor.shutdown()
+    assert gone(pid) and executor.sandbox.pid is None
+    with pytest.raises(RuntimeError):
+        executor.submit(Job(TARGETS + "echo", {}, Limits(wall_s=10)))
+
+
+def test_a_one_off_run_stops_its_fork_server():
+    before = set(children(os.getpid()))
+    assert sandbox.run(Job(TARGETS + "echo", {}, Limits(wall_s=10)), preload=("colorsys",)).outcome == "returned"
+    assert set(children(os.getpid())) <= before
 
 
 @pytest.mark.slow  # the replacement imports torch again
-def test_a_dead_fork_server_is_replaced():
-    os.kill(sandbox.runner._server.pid, 9)
+def test_a_dead_fork_server_is_replaced(box, run):
+    dead = box.pid
+    os.kill(dead, 9)
     assert run("echo").outcome == "returned"
+    assert box.pid != dead and gone(dead)
