@@ -3,6 +3,7 @@
 ``make_roles("offline", seed=...)`` gives the embedded roles that need no LLM.
 """
 
+from agents.backends import make_roles
 from agents.base import (
     Analysis,
     Analyst,
@@ -14,7 +15,6 @@ from agents.base import (
     Proposal,
     Researcher,
     Roles,
-    make_roles,
 )
 
 __all__ = ["Analysis", "Analyst", "Coder", "Context", "DesignSummary", "Draft", "Outcome", "Proposal",

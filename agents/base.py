@@ -7,6 +7,7 @@ are frozen dataclasses so a proposal or an outcome cannot change after it was ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -27,6 +28,11 @@ class DesignSummary:
     analysis: str | None = None
 
 
+def nothing_known(code: str) -> bool:
+    """The memory of a search that has recorded no design yet."""
+    return False
+
+
 @dataclass(frozen=True)
 class Context:
     """Built by the loop from memory; everything a role may know about the search so far."""
@@ -39,7 +45,9 @@ class Context:
     recent: tuple[DesignSummary, ...]  # latest evaluated designs, failures included
     # {choice: {str(value): {"n": int, "mean_score": float | None, "fails": int}}}
     choice_stats: dict
-    known_hashes: frozenset[str] = frozenset()  # code hashes already in memory
+    # Whether memory already holds a design file, as dedup's first layer would find it. The producer
+    # passes a value (equal for equal memories), so that two contexts of the same memory compare equal.
+    is_known: Callable[[str], bool] = nothing_known
 
     def designs(self) -> tuple[DesignSummary, ...]:
         """Every design the context mentions, each once, in the order top, baselines, recent."""
@@ -134,24 +142,3 @@ class Roles:
     analyst: Analyst
     name: str  # the backend's name; the loop records it as the designs' origin
     judge: Judge | None = None  # optional
-
-
-BACKENDS = ("offline", "llm")
-
-
-def make_roles(backend: str = "offline", *, seed: int = 0, **options) -> Roles:
-    """The three roles of ``backend``, seeded.
-
-    offline options: ``researcher`` ("search", the default, or "random"), ``explore`` (see
-    ``OfflineResearcher``). llm options: ``settings`` and ``journal`` (see ``agents.llm.llm_roles``).
-    An unknown backend or option is an error.
-    """
-    if backend == "offline":
-        from agents.offline import offline_roles
-
-        return offline_roles(seed=seed, **options)
-    if backend == "llm":
-        from agents.llm import llm_roles
-
-        return llm_roles(seed=seed, **options)
-    raise ValueError(f"unknown agent backend {backend!r}; expected one of {', '.join(BACKENDS)}")

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from evaluator.status import EvalFailure
 
-IGNORE = -100
+IGNORE = -100  # a label that neither the loss nor accuracy counts: tasks put it where there is nothing to predict
 
 
 @dataclass(frozen=True)

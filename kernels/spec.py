@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from kernels.recurrences import RECURRENCES
+
 Shape = Mapping[str, int]
 
 
@@ -69,16 +71,6 @@ class KernelSpec:
     flops: Callable[[Shape], int] | None = None
     bytes: Callable[[Shape], int] | None = None
     cuda: CudaSource | None = None
-
-
-# op -> (gate arguments after v, g per key channel)
-RECURRENCES: dict[str, tuple[tuple[str, ...], bool]] = {
-    "linear_attn": ((), False),
-    "simple_gla": (("g",), False),
-    "gla": (("g",), True),
-    "delta_rule": (("beta",), False),
-    "gated_delta_rule": (("g", "beta"), False),
-}
 
 
 def _reference(op: str) -> Callable:

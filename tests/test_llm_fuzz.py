@@ -12,6 +12,7 @@ import pytest
 from agents.base import AgentFailure, Context, DesignSummary, Outcome, Proposal
 from agents.llm import ClientSettings, InMemoryJournal, LLMAnalyst, LLMClient, LLMCoder, LLMJudge, LLMResearcher
 from agents.llm.parsing import parse_design
+from evaluator.design import check_static
 from tests.llm_server import Fault, Raw, hostile_reply
 
 GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
@@ -54,7 +55,8 @@ def test_hundreds_of_hostile_replies_become_named_recorded_failures():
     rng = random.Random(20240611)
     transport, journal = ScriptedTransport(), InMemoryJournal()
     client = LLMClient(ClientSettings(retries=1, backoff_s=0.0), journal, completion=transport)
-    researcher, coder = LLMResearcher(client, MODEL, seed=3), LLMCoder(client, MODEL, max_attempts=2)
+    researcher = LLMResearcher(client, MODEL, seed=3)
+    coder = LLMCoder(client, MODEL, max_attempts=2, static_check=check_static)
     analyst, judge = LLMAnalyst(client, MODEL), LLMJudge(client, MODEL)
     proposal = Proposal("p", "m", "plan", (1,))
     outcome = Outcome(2, proposal, "ok", "", {"mqar_acc": 0.4}, 0.8)
@@ -87,7 +89,7 @@ def test_hundreds_of_hostile_replies_become_named_recorded_failures():
     assert all(NAMED.match(status) for status in statuses), statuses
     for call in journal.calls:
         if call.role == "coder" and call.status == "ok":
-            parse_design(call.reply)  # a design that reached "ok" passed the pre-check
+            parse_design(call.reply, check_static)  # a design that reached "ok" passed the pre-check
         assert (call.status == "ok") == (call.error is None)
     failures = {s for s in statuses if s != "ok"}
     assert {"empty", "malformed", "no-code", "syntax", "unsafe", "contract"} <= failures

@@ -5,7 +5,17 @@ from pathlib import Path
 import pytest
 
 from agents.llm import ParseError
-from agents.llm.parsing import extract_code, parse_analysis, parse_design, parse_judgement, parse_proposal
+from agents.llm.parsing import (
+    REQUIRED_INIT_PARAMS,
+    extract_code,
+    parse_analysis,
+    parse_design,
+    parse_judgement,
+    parse_proposal,
+)
+from evaluator.design import REQUIRED_INIT_PARAMS as EVALUATOR_INIT_PARAMS
+from evaluator.design import check_static
+from evaluator.status import EvalFailure
 from tests.llm_server import code_reply, proposal_reply
 
 GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
@@ -40,7 +50,7 @@ def test_unusable_proposals_are_named_failures(reply):
 def test_the_code_block_defining_mixer_is_taken_from_a_chatty_reply():
     reply = "First a helper:\n```python\nx = 1\n```\nThen the file:\n" + code_reply(GOOD) + "\nDone."
     assert extract_code(reply) == GOOD.strip() + "\n"
-    assert parse_design(reply).startswith('"""Tiny linear attention')
+    assert parse_design(reply, check_static).startswith('"""Tiny linear attention')
 
 
 @pytest.mark.parametrize("reply, status", [
@@ -58,7 +68,26 @@ def test_the_code_block_defining_mixer_is_taken_from_a_chatty_reply():
     ("```python\n" + GOOD[: GOOD.index("nn.Linear(") + 10], "syntax"),  # a reply cut off mid-file
 ])
 def test_a_design_file_is_prechecked_without_running_it(reply, status):
-    assert status_of(parse_design, reply) == status
+    assert status_of(parse_design, reply, check_static) == status
+
+
+def test_without_the_evaluators_check_only_syntax_and_the_contract_are_prechecked():
+    assert parse_design(code_reply("import os\n" + GOOD)).startswith("import os")
+    assert status_of(parse_design, code_reply("class Mixer(:\n    pass")) == "syntax"
+    assert status_of(parse_design, code_reply(GOOD.replace("class Mixer", "class Mixture"))) == "contract"
+
+
+def test_the_unsafe_feedback_is_the_evaluators_reason_word_for_word():
+    reply = code_reply("import os\n" + GOOD)
+    with pytest.raises(EvalFailure) as failure:
+        check_static("import os\n" + GOOD)
+    with pytest.raises(ParseError) as error:
+        parse_design(reply, check_static)
+    assert (error.value.status, error.value.reason) == (failure.value.status, failure.value.reason)
+
+
+def test_the_contract_check_asks_for_the_constructor_the_evaluator_requires():
+    assert REQUIRED_INIT_PARAMS == EVALUATOR_INIT_PARAMS
 
 
 def test_analysis_and_judgement_replies():

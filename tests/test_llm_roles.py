@@ -6,6 +6,7 @@ import pytest
 
 from agents.base import AgentFailure, Context, DesignSummary, Draft, Outcome, Proposal
 from agents.llm import ClientSettings, InMemoryJournal, LLMSettings, llm_roles
+from evaluator.design import check_static
 from tests.llm_server import Fault, LLMServer, Reply, Script, code_reply, proposal_reply
 
 GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
@@ -32,7 +33,7 @@ def context():
 
 def roles(server, journal, **settings):
     client = ClientSettings(api_base=server.url, retries=1, backoff_s=0.0, timeout_s=5.0)
-    return llm_roles(LLMSettings(model=MODEL, client=client, **settings), journal, seed=1)
+    return llm_roles(LLMSettings(model=MODEL, client=client, **settings), journal, seed=1, static_check=check_static)
 
 
 def user_prompt(request):

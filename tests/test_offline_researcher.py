@@ -3,7 +3,8 @@
 from agents.base import Context, DesignSummary
 from agents.offline.render import render_point
 from agents.offline.researcher import OfflineResearcher, RandomResearcher, ValueStats
-from agents.offline.space import BASELINE_POINTS, canonical, diff, is_valid
+from agents.offline.space import canonical, diff, is_valid
+from memory.baselines import BASELINE_POINTS
 from memory.dedup import code_hash
 
 SCORES = {"softmax_attention": 1.0, "deltanet": 0.8, "gated_deltanet": 0.85, "gla": 0.5}
@@ -17,8 +18,9 @@ def baselines() -> tuple[DesignSummary, ...]:
 def context(designs=None, stats=None, known=frozenset()) -> Context:
     designs = baselines() if designs is None else designs
     top = tuple(sorted((d for d in designs if d.score is not None), key=lambda d: -d.score))
+    known = frozenset(known)
     return Context(tier="quick", iteration=0, seed=0, top=top, baselines=designs, recent=(),
-                   choice_stats=stats or {}, known_hashes=frozenset(known))
+                   choice_stats=stats or {}, is_known=lambda code: code_hash(code) in known)
 
 
 def stat(n: int, mean: float | None, fails: int = 0) -> dict:

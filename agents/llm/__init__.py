@@ -1,9 +1,11 @@
 """The LLM backend: the researcher, coder, analyst and judge over litellm.
 
-``llm_roles(settings, journal)`` builds the roles around one ``LLMClient``; ``journal`` is where the
-calls are recorded and cached replies found (the loop backs it with the experience database, since
-agents never touch it). Any litellm model string works per role: ``openai/...``,
-``anthropic/...``, ``ollama/...``, or any OpenAI-compatible server through ``api_base``.
+``llm_roles(settings, journal, static_check=...)`` builds the roles around one ``LLMClient``.
+``journal`` is where the calls are recorded and cached replies found (the loop backs it with the
+experience database, since agents never touch it); ``static_check`` is how the coder pre-checks a
+file (the loop passes the evaluator's ``check_static``, which agents do not import). Any litellm
+model string works per role: ``openai/...``, ``anthropic/...``, ``ollama/...``, or any
+OpenAI-compatible server through ``api_base``.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from agents.llm.client import (
     ReplayMiss,
     Usage,
 )
+from agents.llm.parsing import StaticCheck, parse_syntax
 from agents.llm.roles import LLMAnalyst, LLMCoder, LLMJudge, LLMResearcher
 
 ROLE_NAMES = ("researcher", "coder", "analyst", "judge")
@@ -53,14 +56,17 @@ class LLMSettings:
         return getattr(self, f"{role}_model") or self.model
 
 
-def llm_roles(settings: LLMSettings, journal: Journal, seed: int = 0) -> Roles:
+def llm_roles(settings: LLMSettings, journal: Journal, seed: int = 0,
+              static_check: StaticCheck = parse_syntax) -> Roles:
+    """The LLM roles; the coder pre-checks each file with ``static_check`` (Python's parser alone
+    unless the caller passes the evaluator's ``check_static``)."""
     client = LLMClient(settings.client, journal)
     judge = LLMJudge(client, settings.judge_model, settings.fewshot) if settings.judge_model else None
     return Roles(researcher=LLMResearcher(client, settings.model_for("researcher"), seed, settings.fewshot),
-                 coder=LLMCoder(client, settings.model_for("coder"), settings.max_attempts),
+                 coder=LLMCoder(client, settings.model_for("coder"), settings.max_attempts, static_check),
                  analyst=LLMAnalyst(client, settings.model_for("analyst")), name="llm", judge=judge)
 
 
 __all__ = ["CACHE_MODES", "CapReached", "ClientSettings", "InMemoryJournal", "Journal", "LLMAnalyst", "LLMCall",
-           "LLMClient", "LLMCoder", "LLMJudge", "LLMResearcher", "LLMSettings", "ParseError", "ReplayMiss", "Usage",
-           "llm_roles"]
+           "LLMClient", "LLMCoder", "LLMJudge", "LLMResearcher", "LLMSettings", "ParseError", "ReplayMiss",
+           "StaticCheck", "Usage", "llm_roles"]

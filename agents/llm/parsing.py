@@ -3,8 +3,9 @@
 Each parser returns a clean value or raises ``ParseError`` with a named status, which becomes the
 recorded status of the call: ``empty``, ``malformed`` (not the JSON object asked for), ``no-code``
 (no Python code block), and for a design file the static pre-check's ``syntax``, ``unsafe`` and
-``contract``. The pre-check runs the evaluator's parse and safety scan and checks the contract's
-shape on the syntax tree; no candidate code is executed here.
+``contract``. The pre-check runs the static check it is given (the evaluator's parse and safety
+scan, which the loop passes in; Python's parser alone by default) and checks the contract's shape
+on the syntax tree; no candidate code is executed here.
 """
 
 from __future__ import annotations
@@ -13,10 +14,9 @@ import ast
 import json
 import math
 import re
+from typing import Protocol
 
 from agents.llm.client import ParseError
-from evaluator.design import REQUIRED_INIT_PARAMS, check_static
-from evaluator.status import EvalFailure
 
 PARSE_STATUSES = ("empty", "malformed", "no-code", "syntax", "unsafe", "contract")
 MAX_REPLY_CHARS = 200_000  # longer replies are refused before any parsing
@@ -26,6 +26,26 @@ MAX_PARENTS = 2
 
 FENCE = re.compile(r"```[ \t]*([\w+.-]*)[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 PYTHON_TAGS = ("python", "py", "python3", "")
+# The contract's constructor parameters, as the evaluator requires them when it loads a design.
+REQUIRED_INIT_PARAMS = ("d_model", "n_heads", "layer_idx", "n_layers")
+
+
+class StaticCheck(Protocol):
+    """Checks a design file without running it (the evaluator's ``check_static``).
+
+    Returns the file's syntax tree. A rejected file raises an exception whose ``status`` names the
+    failure (``syntax`` or ``unsafe``) and whose ``reason`` says what and where.
+    """
+
+    def __call__(self, code: str) -> ast.Module: ...
+
+
+def parse_syntax(code: str) -> ast.Module:
+    """The static check when none is given: Python's parser alone, no safety scan."""
+    try:
+        return ast.parse(code, filename="design.py")
+    except SyntaxError as exc:
+        raise ParseError("syntax", f"line {exc.lineno}: {exc.msg}") from None
 
 
 def _text(reply: str) -> str:
@@ -122,21 +142,25 @@ def check_contract(tree: ast.Module) -> None:
         raise ParseError("contract", "a recurrent form needs both init_state(batch) and step(x_t, state)")
 
 
-def precheck(code: str) -> None:
-    """What the sandbox would reject before running anything: syntax, the safety scan, the contract's shape."""
+def precheck(code: str, static_check: StaticCheck = parse_syntax) -> None:
+    """What the sandbox would reject before running anything: what ``static_check`` rejects (with the
+    evaluator's check: syntax and the safety scan), then the contract's shape."""
     try:
-        tree = check_static(code)
-    except EvalFailure as failure:
-        raise ParseError(failure.status, failure.reason) from None
+        tree = static_check(code)
     except (RecursionError, MemoryError, ValueError) as exc:  # e.g. absurd nesting or a NUL byte
         raise ParseError("syntax", f"the file cannot be parsed: {type(exc).__name__}: {str(exc)[:200]}") from None
+    except Exception as failure:
+        status = getattr(failure, "status", None)
+        if status not in PARSE_STATUSES:  # not a rejection the check names: a fault in the check itself
+            raise
+        raise ParseError(status, failure.reason) from None
     check_contract(tree)
 
 
-def parse_design(reply: str) -> str:
-    """The design file in a coder reply, pre-checked."""
+def parse_design(reply: str, static_check: StaticCheck = parse_syntax) -> str:
+    """The design file in a coder reply, pre-checked with ``static_check``."""
     code = extract_code(reply)
-    precheck(code)
+    precheck(code, static_check)
     return code
 
 

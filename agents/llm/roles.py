@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from functools import partial
 
 from agents.base import AgentFailure, Analysis, Context, DesignSummary, Draft, Outcome, Proposal
 from agents.llm import views
 from agents.llm.client import LLMClient, ParseError
-from agents.llm.parsing import parse_analysis, parse_design, parse_judgement, parse_proposal
+from agents.llm.parsing import (
+    StaticCheck,
+    parse_analysis,
+    parse_design,
+    parse_judgement,
+    parse_proposal,
+    parse_syntax,
+)
 from agents.llm.templates import knowledge, render, render_text
 
 PARENT_POOL = 6  # the researcher picks its parent among the best few designs, better ones more often
@@ -77,10 +85,16 @@ class _Attempts:
 
 class LLMCoder:
     """Writes the whole design file; a failed pre-check or evaluation goes back as an error to fix, until
-    ``max_attempts`` attempts per proposal are spent. ``Draft.attempt`` counts them."""
+    ``max_attempts`` attempts per proposal are spent. ``Draft.attempt`` counts them.
 
-    def __init__(self, client: LLMClient, model: str, max_attempts: int = 3):
+    ``static_check`` is the pre-check's static part (see ``parsing.precheck``): the evaluator's
+    ``check_static`` rejects an unsafe file before it costs an evaluation.
+    """
+
+    def __init__(self, client: LLMClient, model: str, max_attempts: int = 3,
+                 static_check: StaticCheck = parse_syntax):
         self.client, self.model, self.max_attempts = client, model, max_attempts
+        self.parse = partial(parse_design, static_check=static_check)
         self.attempts: dict[tuple, _Attempts] = {}
 
     @staticmethod
@@ -110,7 +124,7 @@ class LLMCoder:
         error: ParseError | None = None
         while attempt <= self.max_attempts:
             try:
-                result = self.client.complete("coder", self.model, messages, parse_design)
+                result = self.client.complete("coder", self.model, messages, self.parse)
             except AgentFailure as failure:
                 raise AgentFailure(failure.status, failure.reason, (*calls, *failure.calls)) from None
             except ParseError as unusable:

@@ -27,7 +27,6 @@ from agents.offline.space import (
     relevant,
     repair,
 )
-from memory.dedup import code_hash
 
 
 def _key(point: Mapping) -> str:
@@ -39,14 +38,18 @@ def _fmt(score: float | None) -> str:
 
 
 class _Novelty:
-    """What the researcher must not propose again: points and code hashes in memory or proposed before."""
+    """What the researcher must not propose again: points in memory, and design files in memory or
+    proposed before."""
 
     def __init__(self, context: Context, proposed: set[str]):
-        self.hashes = context.known_hashes | proposed
+        self.is_known, self.proposed = context.is_known, proposed
         self.points = {_key(d.spec) for d in context.designs() if d.spec is not None and is_valid(d.spec)}
 
     def is_new(self, point: Mapping) -> bool:
-        return _key(point) not in self.points and code_hash(render_point(point)) not in self.hashes
+        if _key(point) in self.points:
+            return False
+        code = render_point(point)
+        return code not in self.proposed and not self.is_known(code)
 
 
 class ValueStats:
@@ -102,7 +105,7 @@ class OfflineResearcher:
         self.rng = random.Random(seed)
         self.explore, self.crossover, self.fail_penalty = explore, crossover, fail_penalty
         self.max_tries = max_tries
-        self.proposed: set[str] = set()  # code hashes this researcher proposed, evaluated or not yet
+        self.proposed: set[str] = set()  # design files this researcher proposed, evaluated or not yet
 
     def propose(self, context: Context) -> Proposal:
         stats = ValueStats(context.choice_stats, self.explore, self.fail_penalty)
@@ -129,7 +132,7 @@ class OfflineResearcher:
         return self._remember(proposal or fallback)
 
     def _remember(self, proposal: Proposal) -> Proposal:
-        self.proposed.add(code_hash(render_point(proposal.spec)))
+        self.proposed.add(render_point(proposal.spec))
         return proposal
 
     def _pick_parent(self, pool: list[DesignSummary], exclude: int | None = None) -> DesignSummary:
@@ -240,6 +243,6 @@ class RandomResearcher:
             point = random_point(self.rng)
             if novelty.is_new(point):
                 break
-        self.proposed.add(code_hash(render_point(point)))
+        self.proposed.add(render_point(point))
         motivation = "A uniformly random valid point of the design space (random search)."
         return Proposal(point_name(point), motivation, "random point of the design space", (), point)

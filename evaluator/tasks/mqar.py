@@ -13,9 +13,7 @@ from dataclasses import dataclass
 import torch
 
 from evaluator.tasks.common import ModelShape, build_model, seed_for, to_device
-from evaluator.train import Optim, accuracy, train
-
-IGNORE = -100
+from evaluator.train import IGNORE, Optim, accuracy, train
 
 
 @dataclass(frozen=True)

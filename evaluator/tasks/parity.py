@@ -13,9 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from evaluator.tasks.common import ModelShape, build_model, seed_for, to_device
-from evaluator.train import Optim, accuracy, train
+from evaluator.train import IGNORE, Optim, accuracy, train
 
-IGNORE = -100
 BOS = 2
 
 

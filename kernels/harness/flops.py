@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from kernels.spec import RECURRENCES
+from kernels.recurrences import RECURRENCES
 
 
 def _dims(shape: Mapping[str, int]) -> tuple[int, int, int, int, int]:
