@@ -90,7 +90,7 @@ def main() -> None:
         with ExperienceDB(workspace / "experience.db", readonly=True) as db:
             designs = db.conn.execute("SELECT count(*) FROM designs").fetchone()[0]
             start = time.perf_counter()
-            db.leaderboard_page(TIER, TIER_VERSION, limit=PAGE)
+            db.views.leaderboard_page(TIER, TIER_VERSION, limit=PAGE)
             query = time.perf_counter() - start
         print(f"workspace: {designs} designs")
         print(f"leaderboard query, first page of {PAGE}: {query * 1e3:.1f} ms")

@@ -80,8 +80,8 @@ def torture(workspace: Path, *, kills: int, budget: int, tier: str, workers: int
         return done, [f"the final resume exited with {final.returncode}: {final.stderr[-2000:]}"]
     with ExperienceDB(db_path, readonly=True) as db, DesignArchive(workspace / "archive") as archive:
         problems = audit(db, archive)
-        run = db.latest_run()
-        spent = db.spent(run.id)
+        run = db.records.latest_run()
+        spent = db.records.spent(run.id)
         if spent != budget:
             problems.append(f"run {run.id} spent {spent} evaluations, budget {budget}")
     return done, problems

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,9 @@ from rich.tree import Tree
 from discover.live import describe_event
 from discover.report import fmt
 from discover.workspace import Workspace
+from evaluator.metrics import display_order
 from memory import Evaluation, ExperienceDB, RecordNotFound
 
-# Metrics shown first, in this order; the rest follow alphabetically.
-METRICS_FIRST = ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "tokens_per_s", "state_size", "params",
-                 "flops_per_token", "time_exponent", "memory_exponent", "peak_rss_mb")
 LINEAGE_DEPTH = 3  # levels of descendants `lineage` follows by default
 LINEAGE_MAX_NODES = 500
 
@@ -42,11 +40,6 @@ def open_db(workspace: str | Path) -> ExperienceDB:
     if not path.exists():
         raise InspectError(f"no experience database in {workspace}; run `discover run` or `discover seed` first")
     return ExperienceDB(path, readonly=True)
-
-
-def metric_order(names: Iterable[str]) -> list[str]:
-    names = set(names)
-    return [m for m in METRICS_FIRST if m in names] + sorted(names - set(METRICS_FIRST))
 
 
 def representative(evaluations: Sequence[Evaluation], tier: tuple[str, int] | None = None) -> Evaluation | None:
@@ -75,7 +68,7 @@ def evaluation_dict(evaluation: Evaluation, with_log: bool = True) -> dict[str, 
 
 def _design(db: ExperienceDB, design_id: int):
     try:
-        return db.design(design_id)
+        return db.records.design(design_id)
     except RecordNotFound:
         raise InspectError(f"no design with id {design_id}") from None
 
@@ -85,19 +78,19 @@ def show(db: ExperienceDB, design_id: int, tier: tuple[str, int] | None = None) 
     the baselines', the analyses, the LLM transcript and the verification verdict (None when not verified).
     `tier` (name, version) chooses which of its evaluations stands for it (see `representative`)."""
     design = _design(db, design_id)
-    evaluations = db.evaluations(design_id)
+    evaluations = db.records.evaluations(design_id)
     best = representative(evaluations, tier)
     return {
         "id": design.id, "name": design.name, "origin": design.origin, "motivation": design.motivation,
-        "parents": list(design.parents), "children": db.child_ids(design_id), "run_id": design.run_id,
+        "parents": list(design.parents), "children": db.views.child_ids(design_id), "run_id": design.run_id,
         "created_at": design.created_at, "archive_commit": design.archive_commit, "spec": design.spec,
         "code": design.code,
         "best": evaluation_dict(best, with_log=False) if best else None,
         "evaluations": [evaluation_dict(e) for e in evaluations],
         "comparison": comparison(db, design, best),
         "analyses": [{k: a[k] for k in ("id", "author", "text", "data", "evaluation_id", "created_at")}
-                     for a in db.analyses(design_id)],
-        "llm_calls": db.design_llm_calls(design_id),
+                     for a in db.records.analyses(design_id)],
+        "llm_calls": db.journal.design_llm_calls(design_id),
         "verification": verification(db, design_id),
     }
 
@@ -109,13 +102,13 @@ def comparison(db: ExperienceDB, design, best: Evaluation | None) -> dict[str, A
         return None
     parent = None
     if design.parents:
-        at_tier = [e for e in db.evaluations(design.parents[0])
+        at_tier = [e for e in db.records.evaluations(design.parents[0])
                    if (e.tier, e.tier_version) == (best.tier, best.tier_version)]
         chosen = representative(at_tier)
-        parent = {"id": design.parents[0], "name": db.design(design.parents[0]).name,
+        parent = {"id": design.parents[0], "name": db.records.design(design.parents[0]).name,
                   "status": chosen.status if chosen else None, "score": chosen.score if chosen else None,
                   "metrics": chosen.metrics or {} if chosen else {}}
-    rows, _ = db.leaderboard_page(best.tier, best.tier_version, origin="baseline", limit=100)
+    rows, _ = db.views.leaderboard_page(best.tier, best.tier_version, origin="baseline", limit=100)
     baselines = [{"id": r["id"], "name": r["name"], "status": r["status"], "score": r["score"],
                   "metrics": r["metrics"]} for r in rows]
     return {"tier": best.tier, "tier_version": best.tier_version, "status": best.status,
@@ -124,7 +117,7 @@ def comparison(db: ExperienceDB, design, best: Evaluation | None) -> dict[str, A
 
 def verification(db: ExperienceDB, design_id: int) -> Any:
     """The design's latest verification (see ExperienceDB.latest_verdict), or None when it was never verified."""
-    return db.latest_verdict(design_id)
+    return db.provenance.latest_verdict(design_id)
 
 
 def node(summary: dict[str, Any]) -> dict[str, Any]:
@@ -140,10 +133,10 @@ def lineage(db: ExperienceDB, design_id: int, depth: int = LINEAGE_DEPTH,
     are followed.
     """
     design = _design(db, design_id)
-    ancestor_ids = [d.id for d in db.lineage(design.id)]
+    ancestor_ids = [d.id for d in db.records.lineage(design.id)]
     tree, frontier, seen = {design_id: []}, [design_id], {design_id}
     for _ in range(max(depth, 0)):
-        next_frontier, children = [], db.children_of(frontier)  # one pass over the designs per level
+        next_frontier, children = [], db.views.children_of(frontier)  # one pass over the designs per level
         for parent in frontier:
             for child in children.get(parent, []):
                 if child not in seen and len(seen) < LINEAGE_MAX_NODES:
@@ -152,7 +145,7 @@ def lineage(db: ExperienceDB, design_id: int, depth: int = LINEAGE_DEPTH,
                     tree[child] = []
                     next_frontier.append(child)
         frontier = next_frontier
-    summaries = db.design_summaries([*ancestor_ids, *seen], *(tier or (None, None)))
+    summaries = db.views.design_summaries([*ancestor_ids, *seen], *(tier or (None, None)))
 
     def nested(i: int) -> dict[str, Any]:
         return {**node(summaries[i]), "children": [nested(c) for c in tree[i]]}
@@ -169,8 +162,8 @@ def diff(db: ExperienceDB, a: int, b: int) -> dict[str, Any]:
     with `git diff refs/designs/A refs/designs/B`.
     """
     design_a, design_b = _design(db, a), _design(db, b)
-    best_a = representative(db.evaluations(a))
-    best_b = representative(db.evaluations(b), (best_a.tier, best_a.tier_version) if best_a else None)
+    best_a = representative(db.records.evaluations(a))
+    best_b = representative(db.records.evaluations(b), (best_a.tier, best_a.tier_version) if best_a else None)
     text = "".join(difflib.unified_diff(design_a.code.splitlines(keepends=True),
                                         design_b.code.splitlines(keepends=True),
                                         fromfile=f"#{a} {design_a.name}", tofile=f"#{b} {design_b.name}"))
@@ -179,12 +172,12 @@ def diff(db: ExperienceDB, a: int, b: int) -> dict[str, Any]:
                   and (best_a.tier, best_a.tier_version) == (best_b.tier, best_b.tier_version))
     if comparable:
         ma, mb = best_a.metrics or {}, best_b.metrics or {}
-        for name in metric_order({*ma, *mb, "score"} - {"score"}):
+        for name in display_order({*ma, *mb, "score"} - {"score"}):
             metrics.append({"metric": name, "a": ma.get(name), "b": mb.get(name), "delta": _delta(ma.get(name),
                                                                                                   mb.get(name))})
         metrics.insert(0, {"metric": "score", "a": best_a.score, "b": best_b.score,
                            "delta": _delta(best_a.score, best_b.score)})
-    summaries = db.design_summaries([a, b])
+    summaries = db.views.design_summaries([a, b])
     return {"a": node(summaries[a]), "b": node(summaries[b]), "diff": text,
             "tier": f"{best_a.tier}@v{best_a.tier_version}" if comparable else None, "metrics": metrics}
 
@@ -197,18 +190,18 @@ def _delta(a: Any, b: Any) -> float | None:
 def run_log(db: ExperienceDB, run_id: int | None = None, after_id: int = 0) -> dict[str, Any]:
     """A run (the latest by default) and its events after `after_id`, each with the line the live display shows."""
     if run_id is None:
-        latest = db.latest_run()
+        latest = db.records.latest_run()
         if latest is None:
             raise InspectError("the workspace has no runs yet")
         run_id = latest.id
     try:
-        run = db.run(run_id)
+        run = db.records.run(run_id)
     except RecordNotFound:
         raise InspectError(f"no run with id {run_id}") from None
     events = [{"id": e.id, "ts": e.ts, "kind": e.kind, "data": e.data, "text": describe_event(e.kind, e.data)}
-              for e in db.events(run_id, after_id)]
+              for e in db.records.events(run_id, after_id)]
     return {"run": {"id": run.id, "status": run.status, "tier": run.tier, "budget": run.budget,
-                    "started_at": run.started_at, "ended_at": run.ended_at, "spent": db.spent(run.id)},
+                    "started_at": run.started_at, "ended_at": run.ended_at, "spent": db.records.spent(run.id)},
             "events": events}
 
 
@@ -260,7 +253,7 @@ def comparison_table(info: dict[str, Any], max_baselines: int | None = None) -> 
         table.add_column(f"parent #{parent['id']}", justify="right")
     for b in baselines:
         table.add_column(b["name"][:18], justify="right", style="dim")
-    names = metric_order({*comp["metrics"], *(parent or {}).get("metrics", {})})
+    names = display_order({*comp["metrics"], *(parent or {}).get("metrics", {})})
     def score(result: dict) -> str:
         return fmt(result["score"]) if result.get("status") in ("ok", None) else result["status"]
 

@@ -25,13 +25,13 @@ class DBJournal:
             self.cache_db = ExperienceDB(cache_from, readonly=True)
 
     def record(self, call: LLMCall) -> int:
-        return self.db.add_llm_transcript(self.run_id, asdict(call))
+        return self.db.journal.add_llm_transcript(self.run_id, asdict(call))
 
     def cached(self, key: str) -> dict | None:
-        return self.cache_db.cached_reply(key)
+        return self.cache_db.journal.cached_reply(key)
 
     def usage(self) -> Usage:
-        return Usage(**self.db.llm_usage(self.run_id))
+        return Usage(**self.db.journal.llm_usage(self.run_id))
 
     def close(self) -> None:
         if self.cache_db is not self.db:

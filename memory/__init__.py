@@ -1,6 +1,7 @@
-"""Memory: the experience database, the design archive (git) and duplicate detection.
+"""Memory: the experience database and its stores, the design archive (git) and duplicate detection.
 
     from memory import ExperienceDB, DesignArchive, code_hash, structural_hash
+    from memory import Records, Journal, Provenance, Views   # the stores' interfaces, for type hints
 
 The names load their module on first use, so `import memory.dedup` does not pay for sqlite-utils
 and gitpython.
@@ -11,14 +12,21 @@ from typing import TYPE_CHECKING
 
 _EXPORTS = {
     "ExperienceDB": "memory.db",
-    "Run": "memory.db",
-    "Design": "memory.db",
-    "Evaluation": "memory.db",
-    "Event": "memory.db",
-    "ChoiceStat": "memory.db",
-    "DuplicateDesignError": "memory.db",
-    "RecordNotFound": "memory.db",
-    "SchemaError": "memory.db",
+    "Run": "memory.records",
+    "Design": "memory.records",
+    "Evaluation": "memory.records",
+    "Event": "memory.records",
+    "DuplicateDesignError": "memory.records",
+    "RecordNotFound": "memory.records",
+    "RecordStore": "memory.records",
+    "JournalStore": "memory.journal",
+    "ProvenanceStore": "memory.provenance",
+    "ReadModels": "memory.views",
+    "Records": "memory.protocols",
+    "Journal": "memory.protocols",
+    "Provenance": "memory.protocols",
+    "Views": "memory.protocols",
+    "SchemaError": "memory.schema",
     "DesignArchive": "memory.archive",
     "ArchiveConflict": "memory.archive",
     "code_hash": "memory.dedup",
@@ -28,16 +36,23 @@ _EXPORTS = {
 
 __all__ = [
     "ArchiveConflict",
-    "ChoiceStat",
     "Design",
     "DesignArchive",
     "DuplicateDesignError",
     "Evaluation",
     "Event",
     "ExperienceDB",
+    "Journal",
+    "JournalStore",
+    "Provenance",
+    "ProvenanceStore",
+    "ReadModels",
     "RecordNotFound",
+    "RecordStore",
+    "Records",
     "Run",
     "SchemaError",
+    "Views",
     "code_hash",
     "normalize_whitespace",
     "structural_hash",
@@ -45,18 +60,14 @@ __all__ = [
 
 if TYPE_CHECKING:
     from memory.archive import ArchiveConflict, DesignArchive
-    from memory.db import (
-        ChoiceStat,
-        Design,
-        DuplicateDesignError,
-        Evaluation,
-        Event,
-        ExperienceDB,
-        RecordNotFound,
-        Run,
-        SchemaError,
-    )
+    from memory.db import ExperienceDB
     from memory.dedup import code_hash, normalize_whitespace, structural_hash
+    from memory.journal import JournalStore
+    from memory.protocols import Journal, Provenance, Records, Views
+    from memory.provenance import ProvenanceStore
+    from memory.records import Design, DuplicateDesignError, Evaluation, Event, RecordNotFound, RecordStore, Run
+    from memory.schema import SchemaError
+    from memory.views import ReadModels
 
 
 def __getattr__(name: str):

@@ -28,11 +28,11 @@ def audit(db: ExperienceDB, archive: DesignArchive) -> list[str]:
     if not any(run.status == "running" for run in runs.values()):
         running = db.conn.execute("SELECT id FROM evaluations WHERE status = 'running'").fetchall()
         problems += [f"evaluation {row[0]} is still running, but no run is" for row in running]
-    designs = {design.id: design for design in db.designs()}
+    designs = {design.id: design for design in db.records.designs()}
     searched: Counter = Counter()
     spent: Counter = Counter()
     for design_id in designs:
-        for evaluation in db.evaluations(design_id):
+        for evaluation in db.records.evaluations(design_id):
             if evaluation.purpose == "search" and evaluation.status not in UNFINISHED:
                 searched[(design_id, evaluation.tier, evaluation.tier_version, evaluation.seed)] += 1
                 spent[evaluation.run_id] += 1
@@ -44,7 +44,7 @@ def audit(db: ExperienceDB, archive: DesignArchive) -> list[str]:
             problems.append(f"run {run_id} spent {n} evaluations of a budget of {budget}")
     for design in designs.values():
         problems += _archive_problems(design, designs, archive)
-    for duplicate in db.duplicates():
+    for duplicate in db.records.duplicates():
         if duplicate["original_id"] not in designs:
             problems.append(f"duplicate {duplicate['id']} points at missing design {duplicate['original_id']}")
     return problems
@@ -52,7 +52,7 @@ def audit(db: ExperienceDB, archive: DesignArchive) -> list[str]:
 
 def _runs(db: ExperienceDB) -> list:
     ids = [row[0] for row in db.conn.execute("SELECT id FROM runs ORDER BY id")]
-    return [db.run(run_id) for run_id in ids]
+    return [db.records.run(run_id) for run_id in ids]
 
 
 def _archive_problems(design, designs: dict, archive: DesignArchive) -> list[str]:

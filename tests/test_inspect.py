@@ -20,9 +20,9 @@ def code(name: str, body: str = "return x") -> str:
 
 
 def evaluate(db, design_id, run_id, status="ok", score=None, metrics=None, tier=TIER, purpose="search", log="ran"):
-    eval_id = db.begin_evaluation(design_id, run_id, purpose, tier, VERSION, 0)
+    eval_id = db.records.begin_evaluation(design_id, run_id, purpose, tier, VERSION, 0)
     if status != "running":
-        db.finish_evaluation(eval_id, status, reason=None if status == "ok" else f"{status} happened",
+        db.records.finish_evaluation(eval_id, status, reason=None if status == "ok" else f"{status} happened",
                              metrics=metrics, score=score, log=log, duration_s=1.5)
     return eval_id
 
@@ -31,27 +31,27 @@ def evaluate(db, design_id, run_id, status="ok", score=None, metrics=None, tier=
 def ws(tmp_path):
     """Baselines A and B; C from A; D a crossover of C and B; E from C failed; F from D still running."""
     db = ExperienceDB(tmp_path / "experience.db")
-    run = db.start_run(4, TIER, {}, str(tmp_path))
+    run = db.records.start_run(4, TIER, {}, str(tmp_path))
     ids = {}
-    ids["A"] = db.add_design("base-a", "baseline a", code("base-a"), origin="baseline")
-    ids["B"] = db.add_design("base-b", "baseline b", code("base-b", "return 2 * x"), origin="baseline")
+    ids["A"] = db.records.add_design("base-a", "baseline a", code("base-a"), origin="baseline")
+    ids["B"] = db.records.add_design("base-b", "baseline b", code("base-b", "return 2 * x"), origin="baseline")
     evaluate(db, ids["A"], run, score=1.0, metrics={"mqar_acc": 0.5, "lm_bpb": 2.0}, purpose="seed")
     evaluate(db, ids["B"], run, score=0.8, metrics={"mqar_acc": 0.4, "lm_bpb": 2.1}, purpose="seed")
-    ids["C"] = db.add_design("c", "from a", code("c", "return x + 1"), origin="offline", parents=[ids["A"]],
+    ids["C"] = db.records.add_design("c", "from a", code("c", "return x + 1"), origin="offline", parents=[ids["A"]],
                              run_id=run)
     evaluate(db, ids["C"], run, score=0.9, metrics={"mqar_acc": 0.45, "lm_bpb": 2.3})
     evaluate(db, ids["C"], run, "nan")  # a later failure does not hide the ok result
-    ids["D"] = db.add_design("d", "crossover", code("d", "return x - 1"), origin="llm",
+    ids["D"] = db.records.add_design("d", "crossover", code("d", "return x - 1"), origin="llm",
                              parents=[ids["C"], ids["B"]], run_id=run)
     evaluate(db, ids["D"], run, score=1.2, metrics={"mqar_acc": 0.7}, log="checks passed\nmqar done")
-    ids["E"] = db.add_design("e", "fails", code("e", "return x * x"), origin="offline", parents=[ids["C"]],
+    ids["E"] = db.records.add_design("e", "fails", code("e", "return x * x"), origin="offline", parents=[ids["C"]],
                              run_id=run)
     evaluate(db, ids["E"], run, "causality")
-    ids["F"] = db.add_design("f", "in flight", code("f", "return -x"), origin="offline", parents=[ids["D"]],
+    ids["F"] = db.records.add_design("f", "in flight", code("f", "return -x"), origin="offline", parents=[ids["D"]],
                              run_id=run)
     evaluate(db, ids["F"], run, "running")
-    db.add_analysis(ids["D"], "offline-analyst", "d beats its parent", {"delta": 0.3})
-    db.add_llm_call(run, "coder", "openai/test", prompt_tokens=10, completion_tokens=5, cost=None,
+    db.records.add_analysis(ids["D"], "offline-analyst", "d beats its parent", {"delta": 0.3})
+    db.journal.add_llm_call(run, "coder", "openai/test", prompt_tokens=10, completion_tokens=5, cost=None,
                     request=[{"role": "user", "content": "write d"}], reply="```python\n...\n```",
                     design_id=ids["D"])
     for kind, data in [("run-start", {"budget": 4, "tier": "quick@v2", "spent": 0, "resume": False}),
@@ -60,7 +60,7 @@ def ws(tmp_path):
                                           "score": 1.2, "metrics": {"mqar_acc": 0.7}}),
                        ("evaluate-done", {"design_id": ids["E"], "name": "e", "status": "causality",
                                           "reason": "causality happened", "score": None, "metrics": None})]:
-        db.log_event(run, kind, data)
+        db.records.log_event(run, kind, data)
     db.close()
     return tmp_path, ids, run
 
@@ -142,8 +142,8 @@ def test_run_log_describes_each_event_as_the_live_display_does(ws):
 def test_follow_yields_events_as_the_writer_adds_them_and_stops_at_run_end(ws):
     path, ids, run = ws
     writer = ExperienceDB(path / "experience.db")
-    script = iter([lambda: writer.log_event(run, "stage", {"stage": "proposing"}), lambda: None,
-                   lambda: (writer.finish_run(run, "finished"), writer.log_event(run, "run-end",
+    script = iter([lambda: writer.records.log_event(run, "stage", {"stage": "proposing"}), lambda: None,
+                   lambda: (writer.records.finish_run(run, "finished"), writer.records.log_event(run, "run-end",
                                                                                   {"status": "finished"}))])
 
     def sleep(_):
@@ -158,32 +158,33 @@ def test_follow_yields_events_as_the_writer_adds_them_and_stops_at_run_end(ws):
 def test_leaderboard_page_sorts_filters_and_pages_in_sql(ws):
     path, ids, _ = ws
     with ExperienceDB(path / "experience.db", readonly=True) as db:
-        rows, total = db.leaderboard_page(TIER, VERSION)
+        rows, total = db.views.leaderboard_page(TIER, VERSION)
         assert [r["id"] for r in rows] == [ids[k] for k in "DACB"] + [ids["E"], ids["F"]] and total == 6
-        rows, _ = db.leaderboard_page(TIER, VERSION, sort="lm_bpb", descending=False)
+        rows, _ = db.views.leaderboard_page(TIER, VERSION, sort="lm_bpb", descending=False)
         assert [r["id"] for r in rows][:3] == [ids["A"], ids["B"], ids["C"]]  # designs without the metric last
-        rows, total = db.leaderboard_page(TIER, VERSION, status="failed")
+        rows, total = db.views.leaderboard_page(TIER, VERSION, status="failed")
         assert [r["id"] for r in rows] == [ids["E"]] and total == 1
-        assert [r["id"] for r in db.leaderboard_page(TIER, VERSION, status="running")[0]] == [ids["F"]]
-        assert [r["id"] for r in db.leaderboard_page(TIER, VERSION, origin="baseline")[0]] == [ids["A"], ids["B"]]
-        page, total = db.leaderboard_page(TIER, VERSION, limit=2, offset=2)
+        assert [r["id"] for r in db.views.leaderboard_page(TIER, VERSION, status="running")[0]] == [ids["F"]]
+        assert [r["id"] for r in db.views.leaderboard_page(TIER, VERSION, origin="baseline")[0]] == [ids["A"], ids["B"]]
+        page, total = db.views.leaderboard_page(TIER, VERSION, limit=2, offset=2)
         assert [r["id"] for r in page] == [ids["C"], ids["B"]] and total == 6
-        assert db.leaderboard_page(TIER, VERSION, limit=2, offset=10) == ([], 6)
-        assert db.leaderboard_page("smoke", VERSION) == ([], 0)
+        assert db.views.leaderboard_page(TIER, VERSION, limit=2, offset=10) == ([], 6)
+        assert db.views.leaderboard_page("smoke", VERSION) == ([], 0)
         with pytest.raises(ValueError, match="sort must be"):
-            db.leaderboard_page(TIER, VERSION, sort="score; DROP TABLE designs")
+            db.views.leaderboard_page(TIER, VERSION, sort="score; DROP TABLE designs")
 
 
 def test_ui_read_queries(ws):
     path, ids, run = ws
     with ExperienceDB(path / "experience.db", readonly=True) as db:
-        assert db.evaluated_tiers() == [{"tier": TIER, "tier_version": VERSION, "n": 7}]
-        overview = db.runs_overview()
+        assert db.views.evaluated_tiers() == [{"tier": TIER, "tier_version": VERSION, "n": 7}]
+        overview = db.views.runs_overview()
         assert overview[0]["id"] == run and overview[0]["spent"] == 4 and overview[0]["best_score"] == 1.2
-        assert [r["score"] for r in db.score_history(TIER, VERSION)] == [0.9, None, 1.2, None]
-        assert db.children_of([ids["A"], ids["C"], ids["F"]]) == {ids["A"]: [ids["C"]], ids["C"]: [ids["D"], ids["E"]]}
-        assert db.statuses_at(TIER, VERSION) == ["causality", "nan", "ok", "running"]
-        summaries = db.design_summaries([ids["E"], ids["B"]])
+        assert [r["score"] for r in db.views.score_history(TIER, VERSION)] == [0.9, None, 1.2, None]
+        children = {ids["A"]: [ids["C"]], ids["C"]: [ids["D"], ids["E"]]}
+        assert db.views.children_of([ids["A"], ids["C"], ids["F"]]) == children
+        assert db.views.statuses_at(TIER, VERSION) == ["causality", "nan", "ok", "running"]
+        summaries = db.views.design_summaries([ids["E"], ids["B"]])
         assert summaries[ids["E"]]["status"] == "causality" and summaries[ids["B"]]["score"] == 0.8
 
 
@@ -197,7 +198,7 @@ def test_live_view_and_a_reader_of_the_database_build_the_same_state(ws):
     path, ids, run = ws
     view = LiveView(budget=4)
     with inspect.open_db(path) as db:
-        events = db.events(run)
+        events = db.records.events(run)
     state = RunState()
     for event in events:
         view.on_event(event.kind, event.data)

@@ -157,18 +157,18 @@ def test_in_a_run_faults_cost_no_evaluation_and_are_counted_once(seeded, tmp_pat
         served = len(server.requests)
     assert summary.status == "finished" and summary.spent == summary.budget == 1
     db = ExperienceDB(workspace / "experience.db")
-    evaluations = [e for d in db.designs("llm") for e in db.evaluations(d.id)]
+    evaluations = [e for d in db.records.designs("llm") for e in db.records.evaluations(d.id)]
     assert [e.status for e in evaluations] == ["ok"], "one evaluation: the faults cost none"
-    calls = db.llm_calls(summary.run_id)
+    calls = db.journal.llm_calls(summary.run_id)
     assert len(calls) == served == 10, "every attempt recorded exactly once"
     by_role = {role: [c["status"] for c in calls if c["role"] == role] for role in ("researcher", "coder", "analyst")}
     assert by_role == {"researcher": ["connection", "truncated", "bad-response", "timeout", "ok"],
                        "coder": ["bad-response", "connection", "ok"], "analyst": ["truncated", "ok"]}
-    failures = [e.data for e in db.events(summary.run_id) if e.kind == "agent-failure"]
+    failures = [e.data for e in db.records.events(summary.run_id) if e.kind == "agent-failure"]
     assert [(f["step"], f["status"]) for f in failures] == [("propose", "bad-response")]
     assert failures[0]["calls"] == [c["id"] for c in calls[:3]]
     assert all(c["cost"] == 0.0 and c["prompt_tokens"] is None for c in calls if c["status"] != "ok")
-    usage = db.llm_usage(summary.run_id)
+    usage = db.journal.llm_usage(summary.run_id)
     assert usage["calls"] == 10 and usage["prompt_tokens"] == 300 and usage["completion_tokens"] == 60
     assert usage["cost"] == pytest.approx(3 * PRICE) and usage["unknown_cost_calls"] == 0
     assert summary.llm == usage

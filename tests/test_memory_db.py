@@ -1,3 +1,4 @@
+import inspect
 import sqlite3
 import subprocess
 import sys
@@ -7,16 +8,14 @@ from pathlib import Path
 import pytest
 from sqlite_utils import Database
 
-from memory.db import (
-    SCHEMA_VERSION,
-    Design,
-    DuplicateDesignError,
-    ExperienceDB,
-    RecordNotFound,
-    SchemaError,
-    migrate,
-)
+from memory import protocols
+from memory.db import ExperienceDB
 from memory.dedup import code_hash, structural_hash
+from memory.journal import JournalStore
+from memory.provenance import ProvenanceStore
+from memory.records import Design, DuplicateDesignError, RecordNotFound, RecordStore
+from memory.schema import SCHEMA_VERSION, SchemaError, migrate
+from memory.views import ReadModels
 
 REPO = Path(__file__).resolve().parents[1]
 CODE = '"""Linear\n\nA linear mixer."""\nimport torch\n\n\nclass Mixer(torch.nn.Module):\n    scale = 1.0\n'
@@ -52,9 +51,9 @@ def test_new_file_is_migrated_to_the_current_schema_in_wal_mode(tmp_path):
 def test_reopening_keeps_the_records(tmp_path):
     path = tmp_path / "experience.db"
     with ExperienceDB(path) as first:
-        design_id = first.add_design("linear", "why", CODE, origin="baseline")
+        design_id = first.records.add_design("linear", "why", CODE, origin="baseline")
     with ExperienceDB(path) as second:
-        assert second.design(design_id).name == "linear"
+        assert second.records.design(design_id).name == "linear"
 
 
 def test_migrations_apply_in_order_and_only_once(tmp_path):
@@ -98,14 +97,14 @@ def test_a_file_from_newer_code_is_refused(tmp_path):
 
 
 def test_design_round_trip(db):
-    run_id = db.start_run(10, "quick", {"seed": 0})
-    root = db.add_design("linear", "baseline", CODE, origin="baseline", run_id=run_id)
-    child_id = db.add_design(
+    run_id = db.records.start_run(10, "quick", {"seed": 0})
+    root = db.records.add_design("linear", "baseline", CODE, origin="baseline", run_id=run_id)
+    child_id = db.records.add_design(
         "gated", "adds a gate", code(1), origin="offline", parents=[root], spec={"update": "gated", "conv": 4},
         run_id=run_id,
     )
-    db.set_archive_commit(child_id, "a" * 40)
-    child = db.design(child_id)
+    db.records.set_archive_commit(child_id, "a" * 40)
+    child = db.records.design(child_id)
     assert isinstance(child, Design)
     assert (child.name, child.motivation, child.code, child.origin) == ("gated", "adds a gate", code(1), "offline")
     assert child.parents == (root,)
@@ -113,81 +112,81 @@ def test_design_round_trip(db):
     assert child.archive_commit == "a" * 40
     assert child.code_hash == code_hash(code(1))
     assert child.struct_hash == structural_hash(code(1))
-    assert [d.id for d in db.designs(origin="baseline")] == [root]
+    assert [d.id for d in db.records.designs(origin="baseline")] == [root]
 
 
 def test_code_hash_is_unique(db):
-    first = db.add_design("linear", "why", CODE, origin="llm")
+    first = db.records.add_design("linear", "why", CODE, origin="llm")
     with pytest.raises(DuplicateDesignError) as raised:
-        db.add_design("again", "why", CODE.replace("\n", "  \r\n"), origin="llm")
+        db.records.add_design("again", "why", CODE.replace("\n", "  \r\n"), origin="llm")
     assert raised.value.original_id == first
     with pytest.raises(sqlite3.IntegrityError):
         db.db["designs"].insert({**db.db["designs"].get(first), "id": None})
 
 
 def test_find_duplicate_checks_exact_then_structural(db):
-    original = db.add_design("linear", "why", CODE, origin="llm")
-    assert db.find_duplicate(CODE + "\n\n")[0] == "exact"
-    kind, found = db.find_duplicate(CODE.replace("scale", "gain").replace('"""Linear', '"""Renamed'))
+    original = db.records.add_design("linear", "why", CODE, origin="llm")
+    assert db.records.find_duplicate(CODE + "\n\n")[0] == "exact"
+    kind, found = db.records.find_duplicate(CODE.replace("scale", "gain").replace('"""Linear', '"""Renamed'))
     assert (kind, found.id) == ("structural", original)
-    assert db.find_duplicate(code(7)) is None
-    assert db.find_by_struct_hash(None) is None
+    assert db.records.find_duplicate(code(7)) is None
+    assert db.records.find_by_struct_hash(None) is None
 
 
 def test_duplicate_is_recorded_and_costs_no_evaluation(db):
-    run_id = db.start_run(5, "quick", {})
-    original = db.add_design("linear", "why", CODE, origin="llm", run_id=run_id)
-    db.add_duplicate(run_id, CODE, "exact", original, "linear again", "llm")
-    [row] = db.duplicates(run_id)
+    run_id = db.records.start_run(5, "quick", {})
+    original = db.records.add_design("linear", "why", CODE, origin="llm", run_id=run_id)
+    db.records.add_duplicate(run_id, CODE, "exact", original, "linear again", "llm")
+    [row] = db.records.duplicates(run_id)
     assert (row["kind"], row["original_id"], row["code_hash"]) == ("exact", original, code_hash(CODE))
-    assert db.spent(run_id) == 0
+    assert db.records.spent(run_id) == 0
 
 
 def test_unknown_parent_or_choice_is_refused(db):
     with pytest.raises(ValueError, match=r"unknown ids \[42\]"):
-        db.add_design("orphan", "why", CODE, origin="llm", parents=[42])
+        db.records.add_design("orphan", "why", CODE, origin="llm", parents=[42])
     with pytest.raises(ValueError, match="origin must be one of"):
-        db.add_design("x", "why", CODE, origin="human")
+        db.records.add_design("x", "why", CODE, origin="human")
 
 
 def test_evaluation_round_trip(db):
-    run_id = db.start_run(5, "quick", {})
-    design_id = db.add_design("linear", "why", CODE, origin="llm", run_id=run_id)
-    eval_id = db.begin_evaluation(design_id, run_id, "search", "quick", 1, seed=0)
-    assert db.evaluation(eval_id).status == "running"
-    db.finish_evaluation(eval_id, "ok", metrics={"mqar": 0.9}, score=1.2, log="done", duration_s=3.5,
+    run_id = db.records.start_run(5, "quick", {})
+    design_id = db.records.add_design("linear", "why", CODE, origin="llm", run_id=run_id)
+    eval_id = db.records.begin_evaluation(design_id, run_id, "search", "quick", 1, seed=0)
+    assert db.records.evaluation(eval_id).status == "running"
+    db.records.finish_evaluation(eval_id, "ok", metrics={"mqar": 0.9}, score=1.2, log="done", duration_s=3.5,
                          environment={"torch": "2.4"})
-    [evaluation] = db.evaluations(design_id)
+    [evaluation] = db.records.evaluations(design_id)
     assert (evaluation.status, evaluation.metrics, evaluation.score) == ("ok", {"mqar": 0.9}, 1.2)
     assert (evaluation.tier, evaluation.tier_version, evaluation.seed) == ("quick", 1, 0)
     assert evaluation.environment == {"torch": "2.4"} and evaluation.finished_at is not None
     with pytest.raises(ValueError, match="must be 'running' to finish; it is 'ok'"):
-        db.finish_evaluation(eval_id, "nan")
+        db.records.finish_evaluation(eval_id, "nan")
 
 
 def test_a_failure_carries_no_score(db):
-    design_id = db.add_design("linear", "why", CODE, origin="llm")
-    eval_id = db.begin_evaluation(design_id, None, "search", "quick", 1, 0)
+    design_id = db.records.add_design("linear", "why", CODE, origin="llm")
+    eval_id = db.records.begin_evaluation(design_id, None, "search", "quick", 1, 0)
     with pytest.raises(ValueError, match="only given for status 'ok'"):
-        db.finish_evaluation(eval_id, "nan", score=0.0)
-    db.finish_evaluation(eval_id, "nan", reason="loss is nan at step 12")
-    assert db.evaluation(eval_id).score is None
+        db.records.finish_evaluation(eval_id, "nan", score=0.0)
+    db.records.finish_evaluation(eval_id, "nan", reason="loss is nan at step 12")
+    assert db.records.evaluation(eval_id).score is None
 
 
 def test_abandon_inflight_and_spent_give_exact_budget(db):
-    run_id = db.start_run(4, "quick", {})
-    design_id = db.add_design("linear", "why", CODE, origin="llm", run_id=run_id)
-    ok = db.begin_evaluation(design_id, run_id, "search", "quick", 1, 0)
-    failed = db.begin_evaluation(design_id, run_id, "search", "quick", 1, 1)
-    db.begin_evaluation(design_id, run_id, "search", "quick", 1, 2)  # in flight when the process dies
-    seeded = db.begin_evaluation(design_id, run_id, "seed", "quick", 1, 0)
-    db.finish_evaluation(ok, "ok", score=1.0)
-    db.finish_evaluation(failed, "timeout", reason="over 120 s")
-    db.finish_evaluation(seeded, "ok", score=1.0)
-    assert db.abandon_inflight(run_id) == 1
-    assert db.abandon_inflight(run_id) == 0
-    assert db.spent(run_id) == 2
-    assert db.spent(run_id, purpose="seed") == 1
+    run_id = db.records.start_run(4, "quick", {})
+    design_id = db.records.add_design("linear", "why", CODE, origin="llm", run_id=run_id)
+    ok = db.records.begin_evaluation(design_id, run_id, "search", "quick", 1, 0)
+    failed = db.records.begin_evaluation(design_id, run_id, "search", "quick", 1, 1)
+    db.records.begin_evaluation(design_id, run_id, "search", "quick", 1, 2)  # in flight when the process dies
+    seeded = db.records.begin_evaluation(design_id, run_id, "seed", "quick", 1, 0)
+    db.records.finish_evaluation(ok, "ok", score=1.0)
+    db.records.finish_evaluation(failed, "timeout", reason="over 120 s")
+    db.records.finish_evaluation(seeded, "ok", score=1.0)
+    assert db.records.abandon_inflight(run_id) == 1
+    assert db.records.abandon_inflight(run_id) == 0
+    assert db.records.spent(run_id) == 2
+    assert db.records.spent(run_id, purpose="seed") == 1
 
 
 def test_kill_9_mid_transaction_loses_only_the_evaluation_in_flight(tmp_path):
@@ -196,31 +195,31 @@ def test_kill_9_mid_transaction_loses_only_the_evaluation_in_flight(tmp_path):
         import os, signal
         from memory.db import ExperienceDB
         db = ExperienceDB({str(path)!r})
-        run = db.start_run(3, "quick", {{}})
-        design = db.add_design("linear", "why", "x = 1", origin="llm", run_id=run)
-        db.finish_evaluation(db.begin_evaluation(design, run, "search", "quick", 1, 0), "ok", score=1.0)
-        db.begin_evaluation(design, run, "search", "quick", 1, 1)
+        run = db.records.start_run(3, "quick", {{}})
+        design = db.records.add_design("linear", "why", "x = 1", origin="llm", run_id=run)
+        db.records.finish_evaluation(db.records.begin_evaluation(design, run, "search", "quick", 1, 0), "ok", score=1.0)
+        db.records.begin_evaluation(design, run, "search", "quick", 1, 1)
         db.conn.execute("BEGIN IMMEDIATE")
         db.conn.execute("INSERT INTO events (run_id, ts, kind) VALUES (?, 'now', 'half-written')", [run])
         os.kill(os.getpid(), signal.SIGKILL)
     """)
     assert done.returncode == -9, done.stderr
     with ExperienceDB(path) as db:
-        run = db.latest_run()
+        run = db.records.latest_run()
         assert run.status == "running"
-        assert db.events(run.id) == []
-        assert db.abandon_inflight(run.id) == 1
-        assert db.spent(run.id) == 1
-        assert db.resume_run(run.id).status == "running"
+        assert db.records.events(run.id) == []
+        assert db.records.abandon_inflight(run.id) == 1
+        assert db.records.spent(run.id) == 1
+        assert db.records.resume_run(run.id).status == "running"
 
 
 def test_reader_process_is_not_blocked_by_an_open_write(tmp_path):
     path = tmp_path / "experience.db"
     with ExperienceDB(path) as db:
-        run_id = db.start_run(1, "quick", {})
-        db.log_event(run_id, "started")
+        run_id = db.records.start_run(1, "quick", {})
+        db.records.log_event(run_id, "started")
         with db.transaction():
-            db.log_event(run_id, "uncommitted")
+            db.records.log_event(run_id, "uncommitted")
             read = run_python(f"""
                 import sqlite3
                 conn = sqlite3.connect("file:{path}?mode=ro", uri=True, timeout=0)
@@ -229,34 +228,35 @@ def test_reader_process_is_not_blocked_by_an_open_write(tmp_path):
             """)
         assert read.stdout.strip() == "started"
         assert "attempt to write a readonly database" in read.stderr
-        assert [e.kind for e in db.events(run_id)] == ["started", "uncommitted"]
+        assert [e.kind for e in db.records.events(run_id)] == ["started", "uncommitted"]
 
 
 def test_readonly_handle_reads_while_the_writer_writes(tmp_path):
     path = tmp_path / "experience.db"
     with ExperienceDB(path) as writer, writer.transaction():
-        design_id = writer.add_design("linear", "why", CODE, origin="baseline")
+        design_id = writer.records.add_design("linear", "why", CODE, origin="baseline")
         with ExperienceDB(path, readonly=True) as reader:
-            assert reader.designs() == []
+            assert reader.records.designs() == []
             with pytest.raises(RecordNotFound, match=f"no design with id {design_id}"):
-                reader.design(design_id)
+                reader.records.design(design_id)
             with pytest.raises(sqlite3.OperationalError, match="readonly"):
-                reader.log_event(None, "x")
+                reader.records.log_event(None, "x")
 
 
 def test_transaction_rolls_back_every_change_together(db):
-    run_id = db.start_run(1, "quick", {})
+    run_id = db.records.start_run(1, "quick", {})
     with pytest.raises(RuntimeError), db.transaction():
-        db.log_event(run_id, "first")
-        db.add_design("linear", "why", CODE, origin="llm")
+        db.records.log_event(run_id, "first")
+        db.records.add_design("linear", "why", CODE, origin="llm")
         raise RuntimeError("crash between records")
-    assert db.events(run_id) == [] and db.designs() == []
+    assert db.records.events(run_id) == [] and db.records.designs() == []
 
 
 def add_scored(db, name, score, *, tier="quick", version=1, origin="llm", status="ok", spec=None, parents=()):
-    design_id = db.add_design(name, "why", f"{CODE}NAME = {name!r}\n", origin=origin, spec=spec, parents=parents)
-    eval_id = db.begin_evaluation(design_id, None, "search", tier, version, 0)
-    db.finish_evaluation(eval_id, status, score=score if status == "ok" else None, metrics={"score": score})
+    design_id = db.records.add_design(name, "why", f"{CODE}NAME = {name!r}\n", origin=origin, spec=spec,
+                                      parents=parents)
+    eval_id = db.records.begin_evaluation(design_id, None, "search", tier, version, 0)
+    db.records.finish_evaluation(eval_id, status, score=score if status == "ok" else None, metrics={"score": score})
     return design_id
 
 
@@ -267,76 +267,101 @@ def test_top_ranks_each_designs_best_ok_evaluation(db):
     add_scored(db, "failed", None, status="nan")
     add_scored(db, "other tier", 5.0, tier="smoke")
     add_scored(db, "old version", 5.0, version=0)
-    again = db.begin_evaluation(a, None, "verify", "quick", 1, 1)
-    db.finish_evaluation(again, "ok", score=0.95)
-    top = db.top("quick", k=3, tier_version=1)
+    again = db.records.begin_evaluation(a, None, "verify", "quick", 1, 1)
+    db.records.finish_evaluation(again, "ok", score=0.95)
+    top = db.records.top("quick", k=3, tier_version=1)
     assert [(d.id, e.score) for d, e in top] == [(a, 0.95), (b, 0.9), (c, 0.9)]
-    assert [d.name for d, _ in db.top("quick", k=1)] == ["old version"]
+    assert [d.name for d, _ in db.records.top("quick", k=1)] == ["old version"]
 
 
 def test_references_collect_baseline_metrics(db):
     add_scored(db, "softmax", 1.0, origin="baseline")
     add_scored(db, "linear", 0.4, origin="baseline", version=2)
     add_scored(db, "candidate", 2.0)
-    assert db.references("quick", 1) == {"softmax": [{"score": 1.0}]}
+    assert db.records.references("quick", 1) == {"softmax": [{"score": 1.0}]}
 
 
 def test_lineage_children_and_siblings(db):
-    root = db.add_design("root", "why", code(1), origin="baseline")
-    other = db.add_design("other root", "why", code(2), origin="baseline")
-    child = db.add_design("child", "why", code(3), origin="offline", parents=[root])
-    sibling = db.add_design("sibling", "why", code(4), origin="offline", parents=[root])
-    cross = db.add_design("cross", "why", code(5), origin="offline", parents=[child, other])
-    assert [d.id for d in db.lineage(cross)] == [child, root]
-    assert db.lineage(root) == []
-    assert [d.id for d in db.children(root)] == [child, sibling]
-    assert [d.id for d in db.siblings(child)] == [sibling]
-    assert db.siblings(root) == []
-
-
-def test_choice_stats_count_and_average_best_scores(db):
-    add_scored(db, "a", 1.0, spec={"update": "delta", "conv": True})
-    add_scored(db, "b", 3.0, spec={"update": "delta", "conv": False})
-    add_scored(db, "c", None, status="nan", spec={"update": "gated", "conv": True})
-    add_scored(db, "no spec", 9.0)
-    stats = {(s.choice, s.value): (s.n, s.n_ok, s.mean_score) for s in db.choice_stats("quick")}
-    assert stats == {
-        ("conv", False): (1, 1, 3.0),
-        ("conv", True): (2, 1, 1.0),
-        ("update", "delta"): (2, 2, 2.0),
-        ("update", "gated"): (1, 0, None),
-    }
+    root = db.records.add_design("root", "why", code(1), origin="baseline")
+    other = db.records.add_design("other root", "why", code(2), origin="baseline")
+    child = db.records.add_design("child", "why", code(3), origin="offline", parents=[root])
+    sibling = db.records.add_design("sibling", "why", code(4), origin="offline", parents=[root])
+    cross = db.records.add_design("cross", "why", code(5), origin="offline", parents=[child, other])
+    assert [d.id for d in db.records.lineage(cross)] == [child, root]
+    assert db.records.lineage(root) == []
+    assert [d.id for d in db.records.children(root)] == [child, sibling]
+    assert [d.id for d in db.records.siblings(child)] == [sibling]
+    assert db.records.siblings(root) == []
 
 
 def test_events_poll_after_the_last_id(db):
-    run_id = db.start_run(1, "quick", {})
-    first = db.log_event(run_id, "proposal", {"name": "x"})
-    db.log_event(run_id, "evaluated", {"status": "ok"})
-    events = db.events(run_id)
+    run_id = db.records.start_run(1, "quick", {})
+    first = db.records.log_event(run_id, "proposal", {"name": "x"})
+    db.records.log_event(run_id, "evaluated", {"status": "ok"})
+    events = db.records.events(run_id)
     assert [(e.kind, e.data) for e in events] == [("proposal", {"name": "x"}), ("evaluated", {"status": "ok"})]
-    assert [e.kind for e in db.events(run_id, after_id=first)] == ["evaluated"]
+    assert [e.kind for e in db.records.events(run_id, after_id=first)] == ["evaluated"]
 
 
 def test_llm_calls_and_analyses_are_recorded(db):
-    run_id = db.start_run(1, "quick", {})
-    design_id = db.add_design("linear", "why", CODE, origin="llm", run_id=run_id)
-    db.add_llm_call(run_id, "coder", "openai/gpt-x", prompt_tokens=100, completion_tokens=20, cost=0.01,
+    run_id = db.records.start_run(1, "quick", {})
+    design_id = db.records.add_design("linear", "why", CODE, origin="llm", run_id=run_id)
+    db.journal.add_llm_call(run_id, "coder", "openai/gpt-x", prompt_tokens=100, completion_tokens=20, cost=0.01,
                     latency_s=1.5, request={"messages": []}, reply="code", design_id=design_id)
-    db.add_llm_call(run_id, "researcher", "ollama/local", prompt_tokens=50, completion_tokens=5)
-    assert db.llm_usage(run_id) == {
+    db.journal.add_llm_call(run_id, "researcher", "ollama/local", prompt_tokens=50, completion_tokens=5)
+    assert db.journal.llm_usage(run_id) == {
         "calls": 2, "prompt_tokens": 150, "completion_tokens": 25, "cost": 0.01, "unknown_cost_calls": 1,
     }
-    db.add_analysis(design_id, "offline-analyst", "the gate helped", {"delta": 0.1})
-    [analysis] = db.analyses(design_id)
+    db.records.add_analysis(design_id, "offline-analyst", "the gate helped", {"delta": 0.1})
+    [analysis] = db.records.analyses(design_id)
     assert (analysis["author"], analysis["text"], analysis["data"]) == ("offline-analyst", "the gate helped",
                                                                          {"delta": 0.1})
 
 
 def test_runs_start_and_finish(db):
-    run_id = db.start_run(20, "smoke", {"model": "offline"}, workspace="runs")
-    db.finish_run(run_id, "stopped")
-    run = db.run(run_id)
+    run_id = db.records.start_run(20, "smoke", {"model": "offline"}, workspace="runs")
+    db.records.finish_run(run_id, "stopped")
+    run = db.records.run(run_id)
     assert (run.budget, run.tier, run.config, run.status) == (20, "smoke", {"model": "offline"}, "stopped")
     assert run.ended_at is not None
     with pytest.raises(ValueError, match="run status must be one of"):
-        db.finish_run(run_id, "done")
+        db.records.finish_run(run_id, "done")
+
+
+STORES = [("records", RecordStore, protocols.Records), ("journal", JournalStore, protocols.Journal),
+          ("provenance", ProvenanceStore, protocols.Provenance), ("views", ReadModels, protocols.Views)]
+
+
+def test_the_database_exposes_its_four_stores_over_its_one_connection(db):
+    for attribute, store, _ in STORES:
+        assert isinstance(getattr(db, attribute), store)
+        assert getattr(db, attribute).conn is db.conn
+    with pytest.raises(RuntimeError), db.transaction():
+        db.records.start_run(1, "quick", {})
+        db.journal.add_llm_call(None, "coder", "openai/gpt-x")
+        raise RuntimeError("crash between stores")
+    assert db.records.latest_run() is None and db.journal.llm_calls() == []
+
+
+@pytest.mark.parametrize("store, protocol", [(store, protocol) for _, store, protocol in STORES],
+                         ids=[attribute for attribute, _, _ in STORES])
+def test_each_store_has_every_method_of_its_protocol_with_the_same_signature(store, protocol):
+    methods = [name for name, member in vars(protocol).items() if inspect.isfunction(member) and name[0] != "_"]
+    assert methods
+    for name in methods:
+        assert hasattr(store, name), f"{store.__name__} lacks {protocol.__name__}.{name}"
+        expected = inspect.signature(getattr(protocol, name), eval_str=True)
+        assert inspect.signature(getattr(store, name), eval_str=True) == expected, f"{store.__name__}.{name}"
+
+
+def test_views_read_only_the_rows_after_the_last_id_seen(db):
+    first = add_scored(db, "a", 0.5)
+    second = add_scored(db, "b", 0.7, version=2)
+    earlier = db.records.add_analysis(first, "offline-analyst", "fine", {"delta": 0.1})
+    later = db.records.add_analysis(second, "offline-analyst", "better")
+    assert [d.id for d in db.views.designs_after(first)] == [second]
+    [at_v1] = db.views.evaluations_after(0, "quick", 1)
+    assert at_v1.design_id == first and db.views.evaluations_after(at_v1.id, "quick", 1) == []
+    assert [e.design_id for e in db.views.evaluations_by_id([at_v1.id + 1, at_v1.id, 99])] == [first, second]
+    assert [(a["id"], a["data"]) for a in db.views.analyses_after(0)] == [(earlier, {"delta": 0.1}), (later, None)]
+    assert [a["text"] for a in db.views.analyses_after(earlier)] == ["better"]

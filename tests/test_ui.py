@@ -26,8 +26,8 @@ def demo(tmp_path_factory) -> Path:
     build_demo_workspace(root, designs=120, seed=1)
     with ExperienceDB(root / "experience.db") as db:
         for design_id in (11, 12, 13):
-            eval_id = db.begin_evaluation(design_id, None, "search", "smoke", 2, 0)
-            db.finish_evaluation(eval_id, "ok", metrics={"mqar_acc": 0.5}, score=0.5, log="smoke run")
+            eval_id = db.records.begin_evaluation(design_id, None, "search", "smoke", 2, 0)
+            db.records.finish_evaluation(eval_id, "ok", metrics={"mqar_acc": 0.5}, score=0.5, log="smoke run")
     return root
 
 
@@ -62,7 +62,7 @@ def test_first_screen_is_the_leaderboard_best_first(demo):
     scores = [r["score"] for r in rows if r["score"] is not None]
     assert scores == sorted(scores, reverse=True) and len(rows) == PAGE
     with reader(demo) as db:
-        assert total == db.leaderboard_page(TIER, TIER_VERSION)[1] == 130
+        assert total == db.views.leaderboard_page(TIER, TIER_VERSION)[1] == 130
     assert f"{TIER}@v{TIER_VERSION}" in filters and "1–50 of 130" in filters
 
 
@@ -113,7 +113,7 @@ def test_filters_by_status_origin_and_tier(demo):
     failed, n_failed = seen["failed"]
     assert failed and failed.isdisjoint({"ok", "running"})
     with reader(demo) as db:
-        assert n_failed == db.leaderboard_page(TIER, TIER_VERSION, status="failed")[1]
+        assert n_failed == db.views.leaderboard_page(TIER, TIER_VERSION, status="failed")[1]
     visited = [status for status, _ in seen["cycle"]]
     assert visited[0] == "running" and visited[-1] is None and "causality" in visited
     assert all(shown <= {status} for status, shown in seen["cycle"][:-1])
@@ -139,8 +139,9 @@ def test_pages_forward_and_back(demo):
 
 def test_open_a_design_and_see_its_code_diff_log_and_transcript(demo):
     with reader(demo) as db:
-        design = next(d for d in db.designs("llm") if d.parents and db.evaluations(d.id)[0].status == "ok")
-        parent = db.design(design.parents[0])
+        design = next(d for d in db.records.designs("llm")
+                      if d.parents and db.records.evaluations(d.id)[0].status == "ok")
+        parent = db.records.design(design.parents[0])
 
     async def script(app, pilot):
         board = app.screen
@@ -177,9 +178,9 @@ def test_open_a_design_and_see_its_code_diff_log_and_transcript(demo):
 
 def test_follow_lineage_to_the_parent_and_show_an_ancestors_other_children(demo):
     with reader(demo) as db:
-        design = next(d for d in reversed(db.designs("offline"))
-                      if d.parents and db.child_ids(d.id) and len(db.child_ids(d.parents[0])) > 1)
-        children, siblings = db.child_ids(design.id), db.child_ids(design.parents[0])
+        design = next(d for d in reversed(db.records.designs("offline"))
+                      if d.parents and db.views.child_ids(d.id) and len(db.views.child_ids(d.parents[0])) > 1)
+        children, siblings = db.views.child_ids(design.id), db.views.child_ids(design.parents[0])
 
     async def script(app, pilot):
         app.push_screen(DesignScreen(design.id))
@@ -221,12 +222,12 @@ def test_live_view_follows_a_run_as_the_writer_records_it(tmp_path):
         assert isinstance(live, LiveScreen) and live.run_id == 2
         before = (live.state.spent, live.state.status)
         # The loop goes on in another connection while the UI holds its own open.
-        flight = next(e for e in writer.evaluations_at(TIER, TIER_VERSION, "running"))
-        writer.finish_evaluation(flight.id, "ok", metrics={"mqar_acc": 0.99}, score=9.5)
-        writer.log_event(2, "evaluate-done", {"design_id": flight.design_id, "name": "last", "status": "ok",
-                                              "reason": None, "score": 9.5, "metrics": {"mqar_acc": 0.99}})
-        writer.finish_run(2, "finished")
-        writer.log_event(2, "run-end", {"status": "finished", "spent": writer.spent(2)})
+        flight = next(e for e in writer.records.evaluations_at(TIER, TIER_VERSION, "running"))
+        writer.records.finish_evaluation(flight.id, "ok", metrics={"mqar_acc": 0.99}, score=9.5)
+        writer.records.log_event(2, "evaluate-done", {"design_id": flight.design_id, "name": "last", "status": "ok",
+                                                      "reason": None, "score": 9.5, "metrics": {"mqar_acc": 0.99}})
+        writer.records.finish_run(2, "finished")
+        writer.records.log_event(2, "run-end", {"status": "finished", "spent": writer.records.spent(2)})
         app.poll()
         await pilot.pause()
         lines = [strip.text for strip in live.query_one(RichLog).lines]
@@ -243,18 +244,18 @@ def test_live_view_follows_a_run_as_the_writer_records_it(tmp_path):
 def test_a_design_on_screen_updates_when_its_evaluation_finishes(tmp_path):
     build_demo_workspace(tmp_path, designs=20, seed=3)
     writer = ExperienceDB(tmp_path / "experience.db")
-    flight = writer.evaluations_at(TIER, TIER_VERSION, "running")[0]
+    flight = writer.records.evaluations_at(TIER, TIER_VERSION, "running")[0]
 
     async def script(app, pilot):
         app.push_screen(DesignScreen(flight.design_id))
         await pilot.pause()
         screen = app.screen
         before, drawn = screen.query_one("#design-head").content.plain, screen.info
-        writer.log_event(2, "stage", {"stage": "proposing"})  # another write: nothing to redraw
+        writer.records.log_event(2, "stage", {"stage": "proposing"})  # another write: nothing to redraw
         app.poll()
         await pilot.pause()
         unchanged = screen.info is drawn
-        writer.finish_evaluation(flight.id, "nan", reason="loss became nan at step 3", log="nan at step 3")
+        writer.records.finish_evaluation(flight.id, "nan", reason="loss became nan at step 3", log="nan at step 3")
         app.poll()
         await pilot.pause()
         return before, unchanged, screen.query_one("#design-head").content.plain, screen.query_one(
@@ -293,8 +294,8 @@ def test_plot_shows_the_best_score_against_evaluations(demo):
 
     all_runs, drawing, run_id, run_2 = drive(demo, script)
     with reader(demo) as db:
-        assert all_runs == len(db.score_history(TIER, TIER_VERSION)) > 100
-        assert run_2 == len(db.score_history(TIER, TIER_VERSION, run_id=2))
+        assert all_runs == len(db.views.score_history(TIER, TIER_VERSION)) > 100
+        assert run_2 == len(db.views.score_history(TIER, TIER_VERSION, run_id=2))
     assert run_id == 2 and any(0x2800 < ord(c) <= 0x28FF for c in drawing) and "evaluations" in drawing
 
 
@@ -345,5 +346,5 @@ def test_over_a_real_run_the_ui_shows_what_the_live_display_showed(tmp_path):
     assert list(state.lines) == list(view.state.lines) and state.best() == view.state.best()
     assert state.spent == view.state.spent == 2 and state.status == "finished"
     with reader(tmp_path) as db:
-        assert set(ids) == {d.id for d in db.designs()}
+        assert set(ids) == {d.id for d in db.records.designs()}
     assert "checks passed" in log

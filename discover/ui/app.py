@@ -1,4 +1,8 @@
-"""The Textual application: opens the database read-only, starts on the leaderboard, polls for changes."""
+"""The Textual application: opens the database read-only, starts on the leaderboard, polls for changes.
+
+Screens open a design or a lineage through the app (``open_design``, ``open_lineage``), so no screen
+imports another: the app is the one place that knows every screen.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +13,10 @@ from textual.app import App
 from textual.binding import Binding
 
 from discover.inspect import open_db
+from discover.ui.design import DesignScreen
 from discover.ui.help import HelpScreen
 from discover.ui.leaderboard import LeaderboardScreen
+from discover.ui.lineage import LineageScreen
 from discover.ui.plot import PlotScreen
 from discover.ui.runs import RunsScreen
 
@@ -64,9 +70,15 @@ class DiscoverApp(App[None]):
             self.screen.refresh_data()
 
     def _describe_latest_run(self) -> None:
-        run = self.db.latest_run()
+        run = self.db.records.latest_run()
         self.sub_title = "no runs yet" if run is None else (
-            f"run {run.id} {run.status} {self.db.spent(run.id)}/{run.budget}")
+            f"run {run.id} {run.status} {self.db.records.spent(run.id)}/{run.budget}")
+
+    def open_design(self, design_id: int) -> None:
+        self.push_screen(DesignScreen(design_id))
+
+    def open_lineage(self, design_id: int) -> None:
+        self.push_screen(LineageScreen(design_id))
 
     def action_help(self) -> None:
         if not isinstance(self.screen, HelpScreen):

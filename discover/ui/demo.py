@@ -2,8 +2,8 @@
 
 The UI's benchmark, its screenshots and its tests need a database the size of a long search
 (10,000 designs) or one with every kind of record (failures, crossovers, LLM transcripts, a run in
-progress). Real evaluations take seconds each, so this writes records through the ordinary
-``ExperienceDB`` methods with made-up but well-formed code, metrics, logs and events.
+progress). Real evaluations take seconds each, so this writes records through the database's
+ordinary stores with made-up but well-formed code, metrics, logs and events.
 
     python -m discover.ui.demo DIR [--designs N]
 """
@@ -17,6 +17,7 @@ from pathlib import Path
 from discover.workspace import Workspace
 from memory import ExperienceDB
 from memory.baselines import BASELINES
+from memory.protocols import Journal, Records
 
 TIER, TIER_VERSION = "quick", 2
 FAILURES = ("nan", "causality", "timeout", "syntax", "recurrent-mismatch", "lm-gate", "oom")
@@ -89,39 +90,41 @@ def build_demo_workspace(root: str | Path, designs: int = 200, seed: int = 0, li
     ws = Workspace.open(root)
     second = max(1, designs // 10)
     with ExperienceDB(ws.db_path) as db, db.transaction():
+        records = db.records
         ids, quality, index = [], {}, 0
         for count, running in ((designs - second, False), (second, live)):
             budget = count + 2 if running else count
-            run_id = db.start_run(budget, TIER, {"tier": TIER}, str(root))
-            db.log_event(run_id, "run-start", {"budget": budget, "tier": f"{TIER}@v{TIER_VERSION}", "spent": 0,
-                                               "resume": False})
+            run_id = records.start_run(budget, TIER, {"tier": TIER}, str(root))
+            records.log_event(run_id, "run-start", {"budget": budget, "tier": f"{TIER}@v{TIER_VERSION}", "spent": 0,
+                                                    "resume": False})
             if not ids:
-                ids += _baselines(db, rng, run_id)
+                ids += _baselines(records, rng, run_id)
             for n in range(count):
-                ids.append(_searched(db, rng, run_id, index, ids, quality, in_flight=running and n == count - 1))
+                ids.append(_searched(records, db.journal, rng, run_id, index, ids, quality,
+                                     in_flight=running and n == count - 1))
                 index += 1
             if not running:
-                db.finish_run(run_id, "finished")
-                db.log_event(run_id, "run-end", {"status": "finished", "spent": db.spent(run_id)})
+                records.finish_run(run_id, "finished")
+                records.log_event(run_id, "run-end", {"status": "finished", "spent": records.spent(run_id)})
     return ws.db_path
 
 
-def _baselines(db: ExperienceDB, rng: random.Random, run_id: int) -> list[int]:
+def _baselines(records: Records, rng: random.Random, run_id: int) -> list[int]:
     """The baselines, each evaluated once as a reference."""
     ids = []
     for name, path in BASELINES.items():
-        design_id = db.add_design(name, f"the {name.replace('_', ' ')} baseline", path.read_text(encoding="utf-8"),
-                                  origin="baseline")
+        design_id = records.add_design(name, f"the {name.replace('_', ' ')} baseline",
+                                       path.read_text(encoding="utf-8"), origin="baseline")
         metrics = _metrics(rng, rng.uniform(0.1, 0.5))
-        eval_id = db.begin_evaluation(design_id, run_id, "seed", TIER, TIER_VERSION, 0)
-        db.finish_evaluation(eval_id, "ok", metrics=metrics, score=_score(metrics), log=_log("ok", 120.0),
-                             duration_s=120.0)
-        db.log_event(run_id, "reference", {"name": name, "seed": 0, "status": "ok", "metrics": metrics})
+        eval_id = records.begin_evaluation(design_id, run_id, "seed", TIER, TIER_VERSION, 0)
+        records.finish_evaluation(eval_id, "ok", metrics=metrics, score=_score(metrics), log=_log("ok", 120.0),
+                                  duration_s=120.0)
+        records.log_event(run_id, "reference", {"name": name, "seed": 0, "status": "ok", "metrics": metrics})
         ids.append(design_id)
     return ids
 
 
-def _searched(db: ExperienceDB, rng: random.Random, run_id: int, index: int, ids: list[int],
+def _searched(records: Records, journal: Journal, rng: random.Random, run_id: int, index: int, ids: list[int],
               quality: dict[int, float], in_flight: bool) -> int:
     """One searched design: proposal, evaluation, analysis and their events."""
     parents = [rng.choice(ids[-50:] if rng.random() < 0.7 else ids)]
@@ -131,18 +134,18 @@ def _searched(db: ExperienceDB, rng: random.Random, run_id: int, index: int, ids
     origin = "llm" if index % 5 == 0 else "offline"
     feature, update, conv = rng.choice(FEATURE_MAPS), rng.choice(UPDATES), rng.choice((2, 3, 4))
     name = f"{feature}-{update}-c{conv}-{index}"
-    design_id = db.add_design(name, f"Mutate #{parents[0]}: the {update} state update over {feature} features.",
-                              _code(rng, name, feature, update, conv, index), origin=origin, parents=parents,
-                              run_id=run_id, spec={"feature_map": feature, "update": update, "conv": conv})
-    db.log_event(run_id, "design", {"design_id": design_id, "name": name, "parents": parents})
+    design_id = records.add_design(name, f"Mutate #{parents[0]}: the {update} state update over {feature} features.",
+                                   _code(rng, name, feature, update, conv, index), origin=origin, parents=parents,
+                                   run_id=run_id, spec={"feature_map": feature, "update": update, "conv": conv})
+    records.log_event(run_id, "design", {"design_id": design_id, "name": name, "parents": parents})
     if origin == "llm":
-        db.add_llm_call(run_id, "researcher", "openai/gpt-4o-mini", prompt_tokens=1800, completion_tokens=240,
-                        cost=0.0004, latency_s=2.1, design_id=design_id,
-                        request=[{"role": "system", "content": "You propose sequence-mixer designs."},
-                                 {"role": "user", "content": f"Improve design #{parents[0]}."}],
-                        reply=f'{{"name": "{name}", "motivation": "the {update} update"}}')
-    eval_id = db.begin_evaluation(design_id, run_id, "search", TIER, TIER_VERSION, 0)
-    db.log_event(run_id, "evaluate-start", {"design_id": design_id, "name": name, "attempt": 1})
+        journal.add_llm_call(run_id, "researcher", "openai/gpt-4o-mini", prompt_tokens=1800, completion_tokens=240,
+                             cost=0.0004, latency_s=2.1, design_id=design_id,
+                             request=[{"role": "system", "content": "You propose sequence-mixer designs."},
+                                      {"role": "user", "content": f"Improve design #{parents[0]}."}],
+                             reply=f'{{"name": "{name}", "motivation": "the {update} update"}}')
+    eval_id = records.begin_evaluation(design_id, run_id, "search", TIER, TIER_VERSION, 0)
+    records.log_event(run_id, "evaluate-start", {"design_id": design_id, "name": name, "attempt": 1})
     if in_flight:
         return design_id
     base = max((quality.get(p, 0.3) for p in parents), default=0.3)
@@ -152,14 +155,15 @@ def _searched(db: ExperienceDB, rng: random.Random, run_id: int, index: int, ids
     score = _score(metrics) if status == "ok" else None
     reason = None if status == "ok" else f"{status} detected by the harness"
     seconds = round(rng.uniform(80, 140), 1)
-    db.finish_evaluation(eval_id, status, reason=reason, metrics=metrics, score=score, log=_log(status, seconds),
-                         duration_s=seconds)
-    db.log_event(run_id, "evaluate-done", {"design_id": design_id, "name": name, "status": status, "reason": reason,
-                                           "score": score, "metrics": metrics, "duration_s": seconds})
+    records.finish_evaluation(eval_id, status, reason=reason, metrics=metrics, score=score,
+                              log=_log(status, seconds), duration_s=seconds)
+    records.log_event(run_id, "evaluate-done", {"design_id": design_id, "name": name, "status": status,
+                                                "reason": reason, "score": score, "metrics": metrics,
+                                                "duration_s": seconds})
     text = (f"{name} scored {score:.3f} against parent #{parents[0]}." if score is not None
             else f"{name} failed with {status}; the parent #{parents[0]} did not.")
-    db.add_analysis(design_id, f"{origin}-analyst", text, {"status": status}, eval_id)
-    db.log_event(run_id, "analysis", {"design_id": design_id, "text": text})
+    records.add_analysis(design_id, f"{origin}-analyst", text, {"status": status}, eval_id)
+    records.log_event(run_id, "analysis", {"design_id": design_id, "text": text})
     return design_id
 
 

@@ -16,6 +16,7 @@ from textual.widgets import DataTable, Footer, Header, Static, TabbedContent, Ta
 
 from discover import inspect
 from discover.report import fmt
+from evaluator.metrics import display_order
 
 WIDE = 150  # columns from which the overview shows the code beside it
 TABS = (("overview", "overview"), ("metrics", "metrics"), ("code", "code"), ("diff", "diff"), ("log", "log"),
@@ -76,8 +77,8 @@ class DesignScreen(Screen):
         """Read the design again when its records changed (its evaluation may finish while it is on screen);
         other writes, such as a running loop's next design, leave the screen and its scroll positions alone."""
         db = self.app.db
-        seen = (tuple((e.id, e.status, e.score) for e in db.evaluations(self.design_id)),
-                len(db.analyses(self.design_id)), inspect.verification(db, self.design_id) is not None)
+        seen = (tuple((e.id, e.status, e.score) for e in db.records.evaluations(self.design_id)),
+                len(db.records.analyses(self.design_id)), inspect.verification(db, self.design_id) is not None)
         if seen == self.seen:
             return
         self.seen = seen
@@ -142,7 +143,7 @@ class DesignScreen(Screen):
             table.add_column(f"parent #{parent['id']}", key="parent")
         for b in baselines:
             table.add_column(b["name"], key=f"baseline-{b['id']}")
-        names = inspect.metric_order({*comp["metrics"], *(parent or {}).get("metrics", {})})
+        names = display_order({*comp["metrics"], *(parent or {}).get("metrics", {})})
         for name in ["score", *names]:
             def value(result: dict, metric: str = name):
                 if metric == "score":
@@ -202,13 +203,11 @@ class DesignScreen(Screen):
         self.query_one(TabbedContent).active = pane
 
     def action_lineage(self) -> None:
-        from discover.ui.lineage import LineageScreen
-
-        self.app.push_screen(LineageScreen(self.design_id))
+        self.app.open_lineage(self.design_id)
 
     def action_parent(self) -> None:
         if self.info.get("parents"):
-            self.app.push_screen(DesignScreen(self.info["parents"][0]))
+            self.app.open_design(self.info["parents"][0])
 
 
 def _messages(request) -> list[dict]:

@@ -15,19 +15,18 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from discover.report import fmt
-from discover.ui.design import DesignScreen
-from discover.ui.lineage import LineageScreen
+from evaluator.metrics import BROWSER, METRICS, metric
+from memory import ExperienceDB
 
 PAGE = 50  # rows read at a time: more than a tall terminal shows, few enough to draw at once
 ORIGINS = (None, "baseline", "llm", "offline", "user")
 BASE_STATUSES = (None, "ok", "failed", "running")
 # (row key, header); metric columns appear only when some row on the page has the metric.
 FIXED_COLUMNS = (("id", "id"), ("name", "design"), ("origin", "origin"), ("status", "status"), ("score", "score"))
-METRIC_COLUMNS = (("mqar_acc", "mqar"), ("parity_acc", "parity"), ("lm_bpb", "bits/B"), ("state_size", "state"),
-                  ("tokens_per_s", "tok/s"), ("params", "params"), ("parity_long_acc", "parity long"),
-                  ("time_exponent", "time exp"), ("peak_rss_mb", "rss MB"))
-ASCENDING_FIRST = frozenset({"id", "name", "origin", "status", "lm_bpb", "state_size", "params", "time_exponent",
-                             "peak_rss_mb", "duration"})
+METRIC_COLUMNS = tuple((name, metric(name).label) for name in BROWSER)
+# Sorting by these starts ascending: the names, and every metric for which lower is better.
+ASCENDING_FIRST = frozenset({"id", "name", "origin", "status", "duration",
+                             *(name for name in METRICS if not metric(name).higher_is_better)})
 STATUS_STYLES = {"ok": "green", "running": "yellow", "interrupted": "yellow"}
 
 
@@ -50,10 +49,10 @@ class BoardQuery:
                 f"origin [b]{self.origin or 'all'}[/b] · sort [b]{self.sort} {arrow}[/b] · {rows}")
 
 
-def default_tier(db) -> tuple[str, int] | None:
+def default_tier(db: ExperienceDB) -> tuple[str, int] | None:
     """The latest run's tier (its newest version with results), else the tier used most recently."""
-    tiers = [(t["tier"], t["tier_version"]) for t in db.evaluated_tiers()]
-    run = db.latest_run()
+    tiers = [(t["tier"], t["tier_version"]) for t in db.views.evaluated_tiers()]
+    run = db.records.latest_run()
     for tier in tiers:
         if run is not None and tier[0] == run.tier:
             return tier
@@ -114,7 +113,7 @@ class LeaderboardScreen(Screen):
             self.query_state = BoardQuery(*tier)
         q = self.query_state
         self.app.tier = (q.tier, q.tier_version)
-        self.rows, self.total = self.app.db.leaderboard_page(
+        self.rows, self.total = self.app.db.views.leaderboard_page(
             q.tier, q.tier_version, status=q.status, origin=q.origin, sort=q.sort, descending=q.descending,
             limit=PAGE, offset=q.offset)
         self.query_one("#filters", Static).update(q.describe(self.total, len(self.rows)))
@@ -184,7 +183,7 @@ class LeaderboardScreen(Screen):
 
     def action_status(self) -> None:
         if self.query_state:
-            present = self.app.db.statuses_at(self.query_state.tier, self.query_state.tier_version)
+            present = self.app.db.views.statuses_at(self.query_state.tier, self.query_state.tier_version)
             options = list(BASE_STATUSES) + [s for s in present if s not in BASE_STATUSES]
             self._set(status=cycle(options, self.query_state.status), offset=0)
 
@@ -194,7 +193,7 @@ class LeaderboardScreen(Screen):
 
     def action_tier(self) -> None:
         if self.query_state:
-            tiers = [(t["tier"], t["tier_version"]) for t in self.app.db.evaluated_tiers()]
+            tiers = [(t["tier"], t["tier_version"]) for t in self.app.db.views.evaluated_tiers()]
             tier, version = cycle(tiers, (self.query_state.tier, self.query_state.tier_version))
             self._set(tier=tier, tier_version=version, offset=0)
 
@@ -208,12 +207,12 @@ class LeaderboardScreen(Screen):
         self.sort_by(str(event.column_key.value))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.app.push_screen(DesignScreen(int(event.row_key.value)))
+        self.app.open_design(int(event.row_key.value))
 
     def action_open(self) -> None:
         if (design_id := self.selected_id()) is not None:
-            self.app.push_screen(DesignScreen(design_id))
+            self.app.open_design(design_id)
 
     def action_lineage(self) -> None:
         if (design_id := self.selected_id()) is not None:
-            self.app.push_screen(LineageScreen(design_id))
+            self.app.open_lineage(design_id)

@@ -16,7 +16,6 @@ from textual.widgets import Footer, Header, Static, Tree
 from textual.widgets.tree import TreeNode
 
 from discover import inspect
-from discover.ui.design import DesignScreen
 
 MAX_CHILDREN = 200  # per node; the rest are summarized in one line
 
@@ -58,8 +57,8 @@ class LineageScreen(Screen):
 
     def on_mount(self) -> None:
         db = self.app.db
-        chain = [*reversed([d.id for d in db.lineage(self.design_id)]), self.design_id]
-        summaries, children = db.design_summaries(chain, *self.tier), db.children_of(chain)
+        chain = [*reversed([d.id for d in db.records.lineage(self.design_id)]), self.design_id]
+        summaries, children = db.views.design_summaries(chain, *self.tier), db.views.children_of(chain)
         tree = self.query_one(Tree)
         node, parent_id = tree.root, None
         for design_id in chain:
@@ -90,11 +89,11 @@ class LineageScreen(Screen):
         if not isinstance(design_id, int) or design_id in self.loaded:
             return
         self.loaded.add(design_id)
-        db = self.app.db
+        views = self.app.db.views
         shown = {child.data for child in node.children}
-        new = [i for i in db.child_ids(design_id) if i not in shown]
+        new = [i for i in views.child_ids(design_id) if i not in shown]
         ids = new[:MAX_CHILDREN]
-        summaries, grandchildren = db.design_summaries(ids, *self.tier), db.children_of(ids)
+        summaries, grandchildren = views.design_summaries(ids, *self.tier), views.children_of(ids)
         for child_id in ids:
             self._add(node, summaries[child_id], has_children=child_id in grandchildren)
         if len(new) > len(ids):
@@ -112,7 +111,7 @@ class LineageScreen(Screen):
             self.deferred.discard(data.parent_id)
             self._load_children(parent)
         elif isinstance(data, int):
-            self.app.push_screen(DesignScreen(data))
+            self.app.open_design(data)
 
     def action_toggle(self) -> None:
         tree = self.query_one(Tree)

@@ -135,7 +135,7 @@ class PlotScreen(Screen):
         self.refresh_data()
 
     def refresh_data(self) -> None:
-        history = self.app.db.score_history(self.tier, self.tier_version, self.run_id)
+        history = self.app.db.views.score_history(self.tier, self.tier_version, self.run_id)
         scores = tuple(row["score"] for row in history)
         best = running_best(scores)
         scope = "all runs" if self.run_id is None else f"run {self.run_id}"
@@ -146,6 +146,6 @@ class PlotScreen(Screen):
 
     def action_run(self) -> None:
         """Cycle through all runs together and each run on its own."""
-        runs = [None, *sorted(run["id"] for run in self.app.db.runs_overview())]
+        runs = [None, *sorted(run["id"] for run in self.app.db.views.runs_overview())]
         self.run_id = runs[(runs.index(self.run_id) + 1) % len(runs)] if self.run_id in runs else None
         self.refresh_data()

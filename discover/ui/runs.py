@@ -15,7 +15,7 @@ from textual.widgets import DataTable, Footer, Header, ProgressBar, RichLog, Sta
 
 from discover.live import RunState, describe_event
 from discover.report import fmt
-from discover.ui.design import DesignScreen
+from evaluator.metrics import LIVE, metric
 
 LOG_LINES = 1000
 
@@ -49,7 +49,7 @@ class RunsScreen(Screen):
         table = self.query_one(DataTable)
         cursor = table.cursor_row
         table.clear()
-        runs = self.app.db.runs_overview()
+        runs = self.app.db.views.runs_overview()
         self.run_ids = [run["id"] for run in runs]
         for run in runs:
             style = "yellow" if run["status"] == "running" else "green" if run["status"] == "finished" else "red"
@@ -85,7 +85,7 @@ class LiveScreen(Screen):
 
     def on_mount(self) -> None:
         table = self.query_one("#live-best", DataTable)
-        for label in ("design", "score", "mqar", "parity"):
+        for label in ("design", "score", *(metric(name).label for name in LIVE)):
             table.add_column(label, key=label)
         self.refresh_data()
 
@@ -94,7 +94,7 @@ class LiveScreen(Screen):
 
     def refresh_data(self) -> None:
         """Apply the events written since the last look."""
-        events = self.app.db.events(self.run_id, self.last_event)
+        events = self.app.db.records.events(self.run_id, self.last_event)
         log = self.query_one(RichLog)
         for event in events[-LOG_LINES:]:
             log.write(Text(f"{event.ts[11:19]} {describe_event(event.kind, event.data)}"))
@@ -105,7 +105,7 @@ class LiveScreen(Screen):
         self._show_state()
 
     def _show_state(self) -> None:
-        run = self.app.db.run(self.run_id)
+        run = self.app.db.records.run(self.run_id)
         state = self.state
         self.query_one("#live-head", Static).update(
             f"run [b]{run.id}[/b] · {state.status if state.status != 'running' else run.status} · "
@@ -116,8 +116,8 @@ class LiveScreen(Screen):
         table = self.query_one("#live-best", DataTable)
         table.clear()
         for entry in state.best():
-            table.add_row(f"#{entry.design_id} {entry.name}", fmt(entry.score), fmt(entry.metrics.get("mqar_acc")),
-                          fmt(entry.metrics.get("parity_acc")), key=str(entry.design_id))
+            table.add_row(f"#{entry.design_id} {entry.name}", fmt(entry.score),
+                          *(fmt(entry.metrics.get(name)) for name in LIVE), key=str(entry.design_id))
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
-        self.app.push_screen(DesignScreen(int(event.row_key.value)))
+        self.app.open_design(int(event.row_key.value))
