@@ -19,19 +19,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import sandbox  # noqa: E402
 from agents import make_roles  # noqa: E402
-from agents.offline.space import BASELINE_POINTS  # noqa: E402
 from discover.config import RunConfig  # noqa: E402
 from discover.loop import run  # noqa: E402
-from discover.seed import ensure_references  # noqa: E402
-from evaluator import get_tier  # noqa: E402
+from evaluator import get_tier, make_executor  # noqa: E402
 from memory import DesignArchive, ExperienceDB  # noqa: E402
+from memory.recorder import Recorder  # noqa: E402
+from memory.references import ensure_references  # noqa: E402
 
 
 def best_so_far(db: ExperienceDB, run_id: int, tier: str, version: int) -> list[float]:
     curve, best = [], float("-inf")
-    evaluations = [e for e in db.evaluations_at(tier, version) if e.run_id == run_id and e.purpose == "search"
+    evaluations = [e for e in db.records.evaluations_at(tier, version) if e.run_id == run_id and e.purpose == "search"
                    and e.status not in ("running", "interrupted")]
     for evaluation in evaluations:
         if evaluation.score is not None:
@@ -53,11 +52,11 @@ def main() -> None:
 
     base = out / "references"
     base.mkdir(parents=True, exist_ok=True)
-    executor = sandbox.make_executor("local", workers=args.workers)
-    ensure_references(ExperienceDB(base / "experience.db"), DesignArchive(base / "archive"), executor, tier.name,
-                      specs=BASELINE_POINTS)
+    executor = make_executor("local", workers=args.workers)
+    recorder = Recorder(ExperienceDB(base / "experience.db").records, DesignArchive(base / "archive"))
+    ensure_references(recorder, executor, tier.name)
     executor.shutdown()
-    references = ExperienceDB(base / "experience.db")
+    references = ExperienceDB(base / "experience.db").records
     best_baseline = max((e.score for e in references.evaluations_at(tier.name, tier.version, "ok")
                          if e.score is not None), default=None)
     print(f"references seeded in {base}; best baseline score {best_baseline}")

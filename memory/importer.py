@@ -3,9 +3,9 @@
 The file is checked statically first (syntax and the safety scan, before anything runs), then
 deduplicated against every recorded design (exact code hash, then the structural hash that sees
 through renamed identifiers), recorded with origin "user" and archived, evaluated in the sandbox and
-finished through the loop's own ``record_design`` and ``record_result``: the same gate, the same
-score against the references, the same records. A duplicate is recorded as such and costs no
-evaluation. Imported designs belong to no run, so no run's budget counts them.
+finished through the ``Recorder`` the loop uses: the same gate, the same score against the
+references, the same records. A duplicate is recorded as such and costs no evaluation. Imported
+designs belong to no run, so no run's budget counts them.
 """
 
 from __future__ import annotations
@@ -14,11 +14,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import evaluator
-from agents import Draft, Proposal
-from discover.loop import Events, Flight, record_design, record_result
-from discover.replay import abandon
 from evaluator.run import describe_safely, static_failure
-from memory import DesignArchive, ExperienceDB
+from memory.recorder import Recorder
 
 ORIGIN = "user"
 
@@ -56,8 +53,8 @@ def read_design(path: str | Path) -> str:
         raise ImportDesignError(f"cannot read {path} as UTF-8 text: {exc}") from None
 
 
-def import_design(db: ExperienceDB, archive: DesignArchive, path: str | Path, tier: str = evaluator.DEFAULT_TIER,
-                  seed: int = 0, evaluate=evaluator.evaluate) -> ImportOutcome:
+def import_design(recorder: Recorder, path: str | Path, tier: str = evaluator.DEFAULT_TIER, seed: int = 0,
+                  evaluate=evaluator.evaluate) -> ImportOutcome:
     """Check, deduplicate, record and evaluate the design file at ``path``."""
     code = read_design(path)
     spec = evaluator.get_tier(tier)
@@ -66,29 +63,17 @@ def import_design(db: ExperienceDB, archive: DesignArchive, path: str | Path, ti
     failed = static_failure(code, spec.name, seed)
     if failed is not None:  # nothing ran; a file that does not parse or is unsafe is not worth a record
         return ImportOutcome(failed.status, failed.reason, name, None, None, None, {}, None, 0)
-    emit = Events(db, None, None)
-    draft = Draft(code, Proposal(name, motivation or "", "imported from a file", ()))
-    duplicate = db.find_duplicate(code)
-    if duplicate is None:
-        design_id = record_design(db, archive, draft, None, ORIGIN, emit)
-    elif _interrupted_import(db, duplicate[1]):
-        design_id = duplicate[1].id  # recorded, but its evaluation never finished: evaluate it now
-    else:
-        kind, original = duplicate
-        db.add_duplicate(None, code, kind, original.id, name, ORIGIN)
-        return ImportOutcome("duplicate", f"{kind} duplicate of design {original.id} ({original.name})", name,
-                             original.id, None, kind, {}, None, 0)
-    eval_id = db.begin_evaluation(design_id, None, "search", spec.name, spec.version, seed)
+    recorded = recorder.design(code, name=name, motivation=motivation or "", origin=ORIGIN)
+    if recorded.is_duplicate:
+        original = recorded.original
+        return ImportOutcome("duplicate", f"{recorded.duplicate} duplicate of design {original.id} ({original.name})",
+                             name, original.id, None, recorded.duplicate, {}, None, 0)
+    eval_id = recorder.begin(recorded.design_id, spec, seed, purpose="search")
     try:
-        result = record_result(db, Flight(eval_id, design_id, draft), evaluate(code, spec.name, seed), spec, emit)
+        finished = recorder.finish(eval_id, evaluate(code, spec.name, seed))
     except BaseException:
-        abandon(db, [eval_id])
+        recorder.abandon([eval_id])
         raise
-    return ImportOutcome(result.status, result.reason, name, design_id, eval_id, None, result.metrics,
-                         db.evaluation(eval_id).score, len(db.references(spec.name, spec.version)))
-
-
-def _interrupted_import(db: ExperienceDB, design) -> bool:
-    """An imported design whose evaluation never finished (the process was stopped): import it again."""
-    return design.origin == ORIGIN and design.run_id is None and not any(
-        e.purpose == "search" and e.status not in ("running", "interrupted") for e in db.evaluations(design.id))
+    return ImportOutcome(finished.status, finished.reason, name, recorded.design_id, eval_id, None,
+                         finished.result.metrics, finished.score,
+                         len(recorder.records.references(spec.name, spec.version)))

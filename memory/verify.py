@@ -12,7 +12,7 @@ three seeds a side that is about 4.3 standard errors, not 1.96. The verdict is "
 whole interval lies on the good side of zero, "worse" when it lies on the bad side, and
 "not-distinguishable" otherwise; "insufficient" when a side has fewer than two ok seeds. A design
 that failed at any seed is never called better: the failure is part of its record. Every verdict is
-stored (``ExperienceDB.add_verification``), so ``top``, ``show`` and the UI can show it.
+stored (the provenance store's ``add_verification``), so ``top``, ``show`` and the UI can show it.
 """
 
 from __future__ import annotations
@@ -23,18 +23,21 @@ from dataclasses import asdict, dataclass, field
 from statistics import mean, stdev
 
 import evaluator
-from agents.offline.space import BASELINE_POINTS
-from discover.replay import abandon, record_outcome
-from discover.seed import RETRYABLE, baseline_design, rescore
-from discover.stats import welch_interval
+from evaluator.metrics import GATE
+from evaluator.metrics import metric as registered
 from evaluator.run import EvalResult, submit
-from memory import DesignArchive, ExperienceDB
-from memory.baselines import BASELINES
-from memory.db import Design, Evaluation
+from evaluator.stats import welch_interval
+from memory.archive import DesignArchive
+from memory.baselines import BASELINE_POINTS, BASELINES
+from memory.db import ExperienceDB
+from memory.protocols import Records
+from memory.recorder import Recorder
+from memory.records import Design, Evaluation
+from memory.references import RETRYABLE
 
 METHOD = "welch-t two-sided"
+ABANDONED = "the verifying process stopped first"
 DEFAULT_REFERENCE = "linear_attention"  # the simplest sub-quadratic reference: beating it is the least a design must do
-LOWER_IS_BETTER = frozenset({"lm_bpb"})
 
 
 class VerifyError(ValueError):
@@ -107,18 +110,18 @@ class VerifyReport:
         return asdict(self)
 
 
-def top_designs(db: ExperienceDB, tier: evaluator.Tier, k: int) -> list[Design]:
+def top_designs(records: Records, tier: evaluator.Tier, k: int) -> list[Design]:
     """The k best non-baseline designs at the tier's current version (baselines are the references)."""
-    rows = k + len(db.designs("baseline"))  # enough to fill k after the baselines among them are skipped
-    return [design for design, _ in db.top(tier.name, rows, tier.version) if design.origin != "baseline"][:k]
+    rows = k + len(records.designs("baseline"))  # enough to fill k after the baselines among them are skipped
+    return [design for design, _ in records.top(tier.name, rows, tier.version) if design.origin != "baseline"][:k]
 
 
-def default_references(db: ExperienceDB, tier: evaluator.Tier) -> list[str]:
+def default_references(records: Records, tier: evaluator.Tier) -> list[str]:
     """The best reference at the tier (highest mean score) and linear attention."""
     means = {}
-    for design in db.designs("baseline"):
-        scores = [e.score for e in db.evaluations(design.id) if (e.tier, e.tier_version) == (tier.name, tier.version)
-                  and e.status == "ok" and e.score is not None]
+    for design in records.designs("baseline"):
+        scores = [e.score for e in records.evaluations(design.id)
+                  if (e.tier, e.tier_version) == (tier.name, tier.version) and e.status == "ok" and e.score is not None]
         if scores and design.name in BASELINES:
             means[design.name] = mean(scores)
     best = [max(means, key=lambda name: (means[name], name))] if means else []
@@ -143,34 +146,36 @@ def verify(db: ExperienceDB, archive: DesignArchive, executor, tier: str, *, top
     compare, record the verdicts and return the report. ``on_planned(n)`` says how many evaluations
     will run; ``on_done(name, seed, status)`` follows each."""
     spec = evaluator.get_tier(tier)
+    records, recorder = db.records, Recorder(db.records, archive)
     if seeds < 2:
         raise VerifyError(f"verification needs at least 2 seeds to measure a spread; got {seeds}")
     if not 0 < confidence < 1:
         raise VerifyError(f"confidence must be in (0, 1); got {confidence}")
-    designs = [db.design(i) for i in design_ids] if design_ids is not None else top_designs(db, spec, top)
+    designs = [records.design(i) for i in design_ids] if design_ids is not None else top_designs(records, spec, top)
     if not designs:
         raise VerifyError(f"no scored design at tier {spec.key} to verify; run `discover run --tier {tier}` first")
-    names = list(dict.fromkeys(references or default_references(db, spec)))
+    names = list(dict.fromkeys(references or default_references(records, spec)))
     if unknown := sorted(set(names) - set(BASELINES)):
         raise VerifyError(f"unknown reference(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
-    reference_designs = [db.design(baseline_design(db, archive, name, BASELINE_POINTS.get(name))) for name in names]
+    reference_designs = [records.design(recorder.baseline(name, BASELINE_POINTS.get(name))) for name in names]
     participants = [(d, False) for d in designs] + [(d, True) for d in reference_designs]
     seed_list = tuple(range(seeds))
     # References go first: a design's result is recorded only once every reference's is (see run_missing).
-    evaluated, reused = run_missing(db, executor, spec, reference_designs + designs, seed_list, on_planned, on_done)
-    entries = [entry(db, design, is_reference, spec, seed_list) for design, is_reference in participants]
-    metrics = ("score", *spec.score_weights, *(m for m in LOWER_IS_BETTER if any(m in e.stats for e in entries)))
+    evaluated, reused = run_missing(recorder, executor, spec, reference_designs + designs, seed_list, on_planned,
+                                    on_done)
+    entries = [entry(records, design, is_reference, spec, seed_list) for design, is_reference in participants]
+    metrics = ("score", *spec.score_weights, *(m for m in GATE if any(m in e.stats for e in entries)))
     comparisons = [compare(d, r, metric, confidence) for d in entries if not d.is_reference
                    for r in entries if r.is_reference for metric in metrics]
-    verification_id = db.add_verification(spec.name, spec.version, seed_list, confidence, METHOD,
-                                          [c.row() for c in comparisons])
+    verification_id = db.provenance.add_verification(spec.name, spec.version, seed_list, confidence, METHOD,
+                                                     [c.row() for c in comparisons])
     notes = tuple(f"{e.name} failed at seed(s) {', '.join(map(str, e.failures))}: "
                   f"{', '.join(sorted(set(e.failures.values())))}" for e in entries if e.failures)
     return VerifyReport(verification_id, spec.name, spec.version, seed_list, confidence, METHOD, metrics,
                         tuple(entries), tuple(comparisons), evaluated, reused, notes)
 
 
-def run_missing(db: ExperienceDB, executor, tier: evaluator.Tier, designs: list[Design], seeds: tuple[int, ...],
+def run_missing(recorder: Recorder, executor, tier: evaluator.Tier, designs: list[Design], seeds: tuple[int, ...],
                 on_planned=None, on_done=None) -> tuple[int, int]:
     """Evaluate every (design, seed) without a recorded evaluation, in parallel; (evaluated, reused).
 
@@ -178,14 +183,15 @@ def run_missing(db: ExperienceDB, executor, tier: evaluator.Tier, designs: list[
     threads), references first: a design's result waits until no reference is in flight, so its LM
     gate sees every reference, as in the loop, which seeds references before it searches. Scores are
     recomputed at the end, since new reference seeds move the yardstick."""
-    missing = [(d, s) for d in designs for s in seeds if seed_evaluation(db.evaluations(d.id), tier, s) is None]
+    missing = [(d, s) for d in designs for s in seeds
+               if seed_evaluation(recorder.records.evaluations(d.id), tier, s) is None]
     if on_planned:
         on_planned(len(missing))
     pending: dict[Future, tuple[Design, int, int]] = {}
     held: list[tuple[Design, int, EvalResult]] = []
     try:
         for design, seed in missing:
-            eval_id = db.begin_evaluation(design.id, None, "verify", tier.name, tier.version, seed)
+            eval_id = recorder.begin(design.id, tier, seed, purpose="verify")
             pending[submit(executor, design.code, tier.name, seed)] = (design, seed, eval_id)
         for future in as_completed(list(pending)):
             design, seed, eval_id = pending.pop(future)
@@ -195,22 +201,23 @@ def run_missing(db: ExperienceDB, executor, tier: evaluator.Tier, designs: list[
             references_running = any(d.origin == "baseline" for d, _, _ in pending.values())
             for item in sorted(held, key=lambda h: h[0].origin != "baseline"):
                 if item[0].origin == "baseline" or not references_running:
-                    record_outcome(db, item[1], item[0], item[2], tier)
+                    recorder.finish(item[1], item[2])
                     held.remove(item)
     finally:
-        abandon(db, [eval_id for _, _, eval_id in pending.values()] + [eval_id for _, eval_id, _ in held])
+        recorder.abandon([eval_id for _, _, eval_id in pending.values()] + [eval_id for _, eval_id, _ in held],
+                         reason=ABANDONED)
     if missing:
-        rescore(db, tier.name)
+        recorder.rescore(tier.name)
     return len(missing), len(designs) * len(seeds) - len(missing)
 
 
-def entry(db: ExperienceDB, design: Design, is_reference: bool, tier: evaluator.Tier, seeds: tuple[int, ...]) -> Entry:
-    chosen = {s: e for s in seeds if (e := seed_evaluation(db.evaluations(design.id), tier, s)) is not None}
+def entry(records: Records, design: Design, is_reference: bool, tier: evaluator.Tier, seeds: tuple[int, ...]) -> Entry:
+    chosen = {s: e for s in seeds if (e := seed_evaluation(records.evaluations(design.id), tier, s)) is not None}
     ok = [e for e in chosen.values() if e.status == "ok"]
     values: dict[str, list[float]] = {"score": [e.score for e in ok if e.score is not None]}
     for e in ok:
         for metric, value in (e.metrics or {}).items():
-            if metric in tier.score_weights or metric in LOWER_IS_BETTER:
+            if metric in tier.score_weights or metric in GATE:
                 values.setdefault(metric, []).append(value)
     stats = {m: Stats(len(v), mean(v) if v else None, stdev(v) if len(v) > 1 else None, tuple(v))
              for m, v in values.items()}
@@ -219,7 +226,7 @@ def entry(db: ExperienceDB, design: Design, is_reference: bool, tier: evaluator.
 
 
 def compare(design: Entry, reference: Entry, metric: str, confidence: float) -> Comparison:
-    higher = metric not in LOWER_IS_BETTER
+    higher = metric == "score" or registered(metric).higher_is_better
     empty = Stats(0, None, None, ())
     x, y = design.stats.get(metric, empty), reference.stats.get(metric, empty)
     diff = low = high = None

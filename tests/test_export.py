@@ -13,11 +13,10 @@ import einops
 import pytest
 import torch
 
-from discover import einops_lite
 from discover.cli import main
-from discover.export import ExportError, standalone
 from memory import DesignArchive, ExperienceDB
 from memory.baselines import BASELINES
+from memory.export import ExportError, einops_lite, standalone
 
 GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
 STDLIB_OR_TORCH = set(sys.stdlib_module_names) | {"torch"}
@@ -187,10 +186,10 @@ def test_export_writes_a_card_and_import_records_a_user_design_once(tmp_path, ca
     imported = json.loads(capsys.readouterr().out)
     assert imported["status"] == "ok" and imported["name"] == "Tiny linear attention"
     with ExperienceDB(Path(ws) / "experience.db") as db:
-        design = db.design(imported["design_id"])
+        design = db.records.design(imported["design_id"])
         assert (design.origin, design.run_id) == ("user", None)
         assert DesignArchive(Path(ws) / "archive").code(design.archive_commit) == GOOD
-        [evaluation] = db.evaluations(design.id)
+        [evaluation] = db.records.evaluations(design.id)
         assert (evaluation.tier, evaluation.status, evaluation.id) == ("check", "ok", imported["evaluation_id"])
     renamed = tmp_path / "renamed.py"
     renamed.write_text(GOOD.replace("self.qkv", "self.in_proj").replace('"""Tiny', '"""Renamed tiny'))
@@ -203,7 +202,7 @@ def test_export_writes_a_card_and_import_records_a_user_design_once(tmp_path, ca
     assert main(["import", str(unsafe), "--tier", "check", "--workspace", ws]) == 1
     assert main(["import", str(tmp_path / "missing.py"), "--workspace", ws]) == 2
     with ExperienceDB(Path(ws) / "experience.db") as db:
-        assert len(db.designs()) == 1 and len(db.duplicates()) == 2
+        assert len(db.records.designs()) == 1 and len(db.records.duplicates()) == 2
 
     out = tmp_path / "exported.py"
     assert main(["export", str(imported["design_id"]), "-o", str(out), "--workspace", ws]) == 0

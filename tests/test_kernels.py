@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from agents.offline.render import render_point
-from agents.offline.space import BASELINE_POINTS
 from evaluator.checks import CheckSpec, check_kernels
 from evaluator.design import load
 from kernels.delta_rule.triton import fused_recurrent_delta_rule, triton_delta_rule
@@ -21,6 +20,7 @@ from kernels.harness.timing import NoGPU, Timing, TimingError, roofline_floor_ms
 from kernels.linear_attn.triton import fused_recurrent_linear_attn, triton_linear_attn
 from kernels.simple_gla.triton import fused_recurrent_simple_gla, triton_simple_gla
 from kernels.spec import CudaSource, KernelSpec, recurrence_spec
+from memory.baselines import BASELINE_POINTS
 
 TRITON_OPS = {"linear_attn": triton_linear_attn, "simple_gla": triton_simple_gla, "gla": triton_gla,
               "delta_rule": triton_delta_rule, "gated_delta_rule": triton_gated_delta_rule}

@@ -65,8 +65,8 @@ def defaults(tokens: tuple[int, int] | None = None):
     return answer
 
 
-def calls_by_role(db, run_id):
-    calls = db.llm_calls(run_id)
+def calls_by_role(journal, run_id):
+    calls = journal.llm_calls(run_id)
     return {role: [c["status"] for c in calls if c["role"] == role] for role in ("researcher", "coder", "analyst")}
 
 
@@ -80,15 +80,15 @@ def test_one_iteration_end_to_end_with_a_429_malformed_json_no_code_a_failed_che
         requests = list(server.requests)
     assert summary.status == "finished" and summary.spent == 2 and summary.reason == ""
     db = ExperienceDB(workspace / "experience.db")
-    designs = [d for d in db.designs() if d.origin == "llm"]
+    designs = [d for d in db.records.designs() if d.origin == "llm"]
     assert [d.code for d in designs] == [SHAPE_BUG.strip() + "\n", GOOD.strip() + "\n"]
-    assert [[e.status for e in db.evaluations(d.id)] for d in designs] == [["shape"], ["ok"]]
+    assert [[e.status for e in db.records.evaluations(d.id)] for d in designs] == [["shape"], ["ok"]]
     assert designs[1].parents == designs[0].parents and designs[0].name == designs[1].name
-    statuses = calls_by_role(db, summary.run_id)
+    statuses = calls_by_role(db.journal, summary.run_id)
     assert statuses["researcher"] == ["http-429", "malformed", "ok"]
     assert statuses["coder"] == ["no-code", "ok", "ok"]
     assert statuses["analyst"] == ["timeout", "ok", "ok"]
-    calls = db.llm_calls(summary.run_id)
+    calls = db.journal.llm_calls(summary.run_id)
     assert len(calls) == len(requests), "every request is in the transcript"
     first, second = designs
     linked = {c["id"]: c["design_id"] for c in calls}
@@ -96,10 +96,10 @@ def test_one_iteration_end_to_end_with_a_429_malformed_json_no_code_a_failed_che
     assert all(c["request"]["messages"] and c["model"] == MODEL for c in calls)
     fix_request = [r for r in requests if r["messages"][0]["content"].startswith("Role: coder")][2]
     assert "shape:" in fix_request["messages"][-1]["content"], "the evaluation's error went back to the coder"
-    analyses = {d.id: [(a["author"], a["data"]) for a in db.analyses(d.id)] for d in designs}
+    analyses = {d.id: [(a["author"], a["data"]) for a in db.records.analyses(d.id)] for d in designs}
     assert [author for author, _ in analyses[second.id]] == ["llm-analyst", "llm-judge"]
     judge = analyses[second.id][1][1]
-    assert judge["judge_score"] == 5 and judge["measured_score"] == db.evaluations(second.id)[0].score
+    assert judge["judge_score"] == 5 and judge["measured_score"] == db.records.evaluations(second.id)[0].score
     assert summary.llm["calls"] == len(calls) and summary.llm["unknown_cost_calls"] > 0
 
 
@@ -112,11 +112,11 @@ def test_a_token_cap_mid_run_stops_cleanly_and_lets_evaluations_in_flight_finish
     assert summary.reason.startswith("token cap reached: 4,400 tokens used of max_tokens 4,000")
     assert served == 4, "researcher and coder twice; no call once the cap is reached"
     db = ExperienceDB(workspace / "experience.db")
-    evaluations = [e for d in db.designs() if d.origin == "llm" for e in db.evaluations(d.id)]
+    evaluations = [e for d in db.records.designs() if d.origin == "llm" for e in db.records.evaluations(d.id)]
     assert [e.status for e in evaluations] == ["ok", "ok"], "both evaluations in flight finished and count"
-    assert db.llm_usage(summary.run_id)["prompt_tokens"] == 4000
-    assert db.run(summary.run_id).status == "stopped"
-    assert any("token cap reached" in str(e.data) for e in db.events(summary.run_id) if e.kind == "stage")
+    assert db.journal.llm_usage(summary.run_id)["prompt_tokens"] == 4000
+    assert db.records.run(summary.run_id).status == "stopped"
+    assert any("token cap reached" in str(e.data) for e in db.records.events(summary.run_id) if e.kind == "stage")
 
 
 def test_a_recorded_run_replays_from_the_cache_without_a_model(workspace, tmp_path, seeded):
@@ -129,10 +129,11 @@ def test_a_recorded_run_replays_from_the_cache_without_a_model(workspace, tmp_pa
                           llm_cache_from=str(workspace / "experience.db")))
     original, again = ExperienceDB(workspace / "experience.db"), ExperienceDB(replay_ws / "experience.db")
     assert recorded.status == "finished" and recorded.spent == 1
-    assert [(d.name, d.code) for d in again.designs("llm")] == [(d.name, d.code) for d in original.designs("llm")]
-    assert [a["text"] for d in again.designs("llm") for a in again.analyses(d.id)] == \
-           [a["text"] for d in original.designs("llm") for a in original.analyses(d.id)]
-    assert all(c["cached"] == 1 and c["cost"] == 0.0 for c in again.llm_calls(replayed.run_id))
+    assert [(d.name, d.code) for d in again.records.designs("llm")] == \
+           [(d.name, d.code) for d in original.records.designs("llm")]
+    assert [a["text"] for d in again.records.designs("llm") for a in again.records.analyses(d.id)] == \
+           [a["text"] for d in original.records.designs("llm") for a in original.records.analyses(d.id)]
+    assert all(c["cached"] == 1 and c["cost"] == 0.0 for c in again.journal.llm_calls(replayed.run_id))
     assert replayed.status == "stopped" and replayed.spent == 1
     assert replayed.reason.startswith("replay: no cached reply for this researcher request")
 
@@ -149,11 +150,11 @@ def test_a_loop_fed_hostile_replies_records_every_one_and_never_crashes(workspac
         summary = run(config(workspace, server.url, budget=1, llm_retries=0, max_llm_failures=30))
         served = len(server.requests)
     db = ExperienceDB(workspace / "experience.db")
-    calls = db.llm_calls(summary.run_id)
+    calls = db.journal.llm_calls(summary.run_id)
     assert summary.status == "finished" and summary.spent == 1
     assert served >= 21 and len(calls) == served
     assert all(NAMED.match(c["status"]) for c in calls), [c["status"] for c in calls]
-    failures = [e.data for e in db.events(summary.run_id) if e.kind == "agent-failure"]
+    failures = [e.data for e in db.records.events(summary.run_id) if e.kind == "agent-failure"]
     assert failures and all(f["status"] and f["reason"] for f in failures)
 
 
@@ -179,3 +180,18 @@ def test_the_cli_reports_a_spending_cap_and_the_llm_usage(workspace, tmp_path, c
     assert code == 0 and served == 1
     assert "stopped: token cap reached: 350 tokens used of max_tokens 100" in out.err.replace("\n", " ")
     assert "LLM: 1 LLM call(s), 350 tokens, $0.0000 known, cost unknown for 1 call(s)" in out.out.replace("\n", " ")
+
+
+def test_an_unsafe_file_from_the_coder_goes_back_to_it_and_costs_no_evaluation(workspace):
+    unsafe = GOOD.replace("import torch\n", "import os\nimport torch\n", 1).replace(
+        "return self.out(y)", "os.system('true')\n        return self.out(y)")
+    script = Script(default=defaults())
+    script.push("coder", Reply(code_reply(unsafe)), Reply(code_reply(GOOD)))
+    with LLMServer(script) as server:
+        summary = run(config(workspace, server.url, budget=1))
+    db = ExperienceDB(workspace / "experience.db")
+    assert summary.spent == 1
+    assert calls_by_role(db.journal, summary.run_id)["coder"][:2] == ["unsafe", "ok"]
+    searched = [d for d in db.records.designs() if d.origin == "llm"]
+    assert [d.code for d in searched] == [GOOD]
+    assert [e.status for e in db.records.evaluations(searched[0].id)] == ["ok"]

@@ -63,11 +63,11 @@ def test_duplicates_cost_nothing_and_renamed_copies_are_caught(tmp_path):
     summary = run(config(tmp_path, budget=2), roles=scripted_roles(codes))
     assert summary.spent == 2
     db = ExperienceDB(Path(tmp_path / "ws" / "experience.db"))
-    searched = [d for d in db.designs() if d.origin != "baseline"]
+    searched = [d for d in db.records.designs() if d.origin != "baseline"]
     assert [d.code for d in searched] == [GOOD, variant]
-    kinds = sorted(d["kind"] for d in db.duplicates(summary.run_id))
+    kinds = sorted(d["kind"] for d in db.records.duplicates(summary.run_id))
     assert kinds == ["exact", "structural"]
-    evaluations = [e for d in searched for e in db.evaluations(d.id)]
+    evaluations = [e for d in searched for e in db.records.evaluations(d.id)]
     assert len(evaluations) == 2 and all(e.status == "ok" for e in evaluations)
     assert all(d.archive_commit for d in searched)
 
@@ -76,12 +76,12 @@ def test_offline_run_spends_the_budget_and_ranks_designs(tmp_path):
     summary = run(config(tmp_path, budget=3))
     assert summary.status == "finished" and summary.spent == 3
     db = ExperienceDB(Path(tmp_path / "ws" / "experience.db"))
-    offline = [d for d in db.designs() if d.origin == "offline"]
+    offline = [d for d in db.records.designs() if d.origin == "offline"]
     assert len(offline) >= 3
     version = get_tier(TIER).version
-    assert len(db.references(TIER, version)) == len(REFS)
-    assert db.top(TIER, 10, version), "scored designs appear on the leaderboard"
-    kinds = {e.kind for e in db.events(summary.run_id)}
+    assert len(db.records.references(TIER, version)) == len(REFS)
+    assert db.records.top(TIER, 10, version), "scored designs appear on the leaderboard"
+    kinds = {e.kind for e in db.records.events(summary.run_id)}
     assert {"run-start", "reference", "design", "evaluate-done", "analysis", "run-end"} <= kinds
 
 

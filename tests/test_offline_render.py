@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from agents.offline.render import render, render_point
-from agents.offline.space import BASELINE_POINTS, point_name, random_point
+from agents.offline.space import point_name, random_point
 from evaluator.checks import (
     CheckSpec,
     build_mixers,
@@ -17,6 +17,7 @@ from evaluator.checks import (
     check_shapes_and_causality,
 )
 from evaluator.design import load
+from memory.baselines import BASELINE_POINTS
 from memory.dedup import code_hash, structural_hash
 
 ALLOWED_IMPORTS = {"torch", "math", "einops", "triton", "kernels"}

@@ -6,9 +6,10 @@ import torch
 from agents import Context, DesignSummary, Outcome, Proposal, make_roles
 from agents.offline.coder import OfflineCoder, simplify
 from agents.offline.researcher import RandomResearcher
-from agents.offline.space import BASELINE_POINTS, is_valid, point_name
+from agents.offline.space import is_valid, point_name
 from evaluator.checks import CheckSpec, build_mixers, check_model, check_recurrent, check_shapes_and_causality
 from evaluator.design import load
+from memory.baselines import BASELINE_POINTS
 
 DELTANET = DesignSummary(3, "deltanet", "baseline", BASELINE_POINTS["deltanet"], 0.6,
                          {"mqar_acc": 0.7, "parity_acc": 0.5}, "ok")

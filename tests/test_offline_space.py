@@ -5,7 +5,6 @@ import random
 import pytest
 
 from agents.offline.space import (
-    BASELINE_POINTS,
     CHOICES,
     DEFAULT_POINT,
     canonical,
@@ -19,7 +18,7 @@ from agents.offline.space import (
     repair,
     validate,
 )
-from memory.baselines import BASELINES
+from memory.baselines import BASELINE_POINTS, BASELINES
 
 
 def test_every_baseline_design_has_a_valid_canonical_point():

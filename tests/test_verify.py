@@ -5,12 +5,12 @@ from pathlib import Path
 
 import pytest
 
-import sandbox
+import evaluator
 from discover.cli import main
 from discover.report import leaderboard, leaderboard_table
-from discover.stats import incomplete_beta, t_cdf, t_quantile, welch_interval
-from discover.verify import Entry, Stats, VerifyError, compare, verify
+from evaluator.stats import incomplete_beta, t_cdf, t_quantile, welch_interval
 from memory import DesignArchive, ExperienceDB
+from memory.verify import Entry, Stats, VerifyError, compare, verify
 
 GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
 TIER = "full-tiny"
@@ -58,9 +58,9 @@ def test_verdicts_need_the_whole_interval_on_one_side():
 
 def test_verify_evaluates_missing_seeds_once_records_verdicts_and_top_shows_them(tmp_path, capsys):
     with ExperienceDB(tmp_path / "experience.db") as db, DesignArchive(tmp_path / "archive") as archive:
-        run_id = db.start_run(1, TIER, {})
-        design_id = db.add_design("Tiny linear attention", "test", GOOD, origin="user", run_id=run_id)
-        executor = sandbox.make_executor("local", workers=2)
+        run_id = db.records.start_run(1, TIER, {})
+        design_id = db.records.add_design("Tiny linear attention", "test", GOOD, origin="user", run_id=run_id)
+        executor = evaluator.make_executor("local", workers=2)
         try:
             with pytest.raises(VerifyError, match="no scored design"):
                 verify(db, archive, executor, TIER, seeds=2, references=["linear_attention"])
@@ -71,20 +71,20 @@ def test_verify_evaluates_missing_seeds_once_records_verdicts_and_top_shows_them
                             references=["linear_attention"], on_planned=planned.append,
                             on_done=lambda *a: done.append(a))
         finally:
-            sandbox.kill_all()
+            executor.cancel_all()
             executor.shutdown()
         assert planned == [4] and len(done) == 4 and (report.evaluated, report.reused) == (4, 0)
-        new = [e for d in db.designs() for e in db.evaluations(d.id)]
-        assert {(e.purpose, e.run_id) for e in new} == {("verify", None)} and db.spent(run_id) == 0
+        new = [e for d in db.records.designs() for e in db.records.evaluations(d.id)]
+        assert {(e.purpose, e.run_id) for e in new} == {("verify", None)} and db.records.spent(run_id) == 0
         assert {(e.seed, e.status) for e in new} == {(0, "ok"), (1, "ok")}
         assert report.metrics == ("score", "mqar_acc", "parity_acc", "lm_bpb")
         pairs = {(c.reference, c.metric) for c in report.comparisons}
         assert pairs == {("linear_attention", m) for m in report.metrics}
         assert all(c.n == 2 and c.reference_n == 2 for c in report.comparisons)
-        latest = db.latest_verdict(design_id, TIER)
+        latest = db.provenance.latest_verdict(design_id, TIER)
         assert latest["verification_id"] == report.verification_id and latest["seeds"] == [0, 1]
         assert latest["headline"]["reference"] == "linear_attention" and latest["headline"]["metric"] == "score"
-        assert len(db.verdicts(design_id)) == len(report.comparisons)
+        assert len(db.provenance.verdicts(design_id)) == len(report.comparisons)
         rows = leaderboard(db, TIER, 5)
         mine = next(r for r in rows if r["id"] == design_id)
         assert mine["verified"]["verdict"] == latest["headline"]["verdict"] and mine["verified"]["seeds"] == 2

@@ -399,22 +399,3 @@ def describe(point: Mapping) -> str:
                          "the exact retrieval a fixed-size memory loses; attention has no fixed-size state, "
                          "so no step is provided.")
     return " ".join(sentences)
-
-
-BASELINE_POINTS: dict[str, dict] = {
-    name: canonical(point) for name, point in {
-        "softmax_attention": {"hybrid": "all", "attention": "full"},
-        "linear_attention": {"feature_map": "elu_p1", "update": "additive", "qk_norm": "none", "conv": 0},
-        "retnet": {"update": "decay_fixed", "qk_norm": "none", "rotary": "rope", "conv": 0,
-                   "out_gate": "swish"},
-        "gla": {"update": "gated", "gate": "logsigmoid16", "qk_norm": "none", "key_dim": "half", "conv": 0,
-                "out_gate": "swish"},
-        "mamba2": {"update": "decay", "gate": "mamba", "qk_norm": "none", "out_gate": "swish"},
-        "deltanet": {"update": "delta"},
-        "gated_deltanet": {"update": "gated_delta", "gate": "mamba", "out_gate": "swish"},
-        "deltanet_negeig": {"update": "delta", "beta": "2sigmoid"},
-        "based": {"feature_map": "taylor2", "update": "additive", "qk_norm": "none", "key_dim": "16",
-                  "out_norm": "none", "hybrid": "every2", "attention": "swa32"},
-        "deltanet_hybrid": {"update": "delta", "hybrid": "every4", "attention": "full"},
-    }.items()
-}

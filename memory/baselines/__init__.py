@@ -2,9 +2,12 @@
 
 Each file follows the design contract (a ``Mixer`` class, a module docstring with name and
 motivation) and is read as source, never imported as part of this package, exactly like a
-candidate design.
+candidate design. ``points.json`` places each baseline in the offline researcher's design space
+(canonical form: the choices that matter, in the space's order); a baseline is recorded with its
+point, so the researcher can mutate and cross it like any searched design.
 """
 
+import json
 from pathlib import Path
 
 _HERE = Path(__file__).resolve().parent
@@ -12,6 +15,8 @@ _HERE = Path(__file__).resolve().parent
 BASELINES: dict[str, Path] = {
     path.stem: path for path in sorted(_HERE.glob("*.py")) if not path.name.startswith("_")
 }
+
+BASELINE_POINTS: dict[str, dict] = json.loads((_HERE / "points.json").read_text(encoding="utf-8"))
 
 DEFAULT_REFERENCE = "softmax_attention"
 

@@ -9,11 +9,10 @@ torch is installed:
 2. a top-level name defined in two inlined modules, or also bound by the design, is renamed in the
    inlined copy to ``<module>_<name>`` (token by token, so comments and layout stay), and the design's
    own code is left exactly as written (a design that imported a renamed block gets an alias line);
-3. einops' ``rearrange`` and ``repeat`` are replaced by ``discover.einops_lite``, their plain-torch
+3. einops' ``rearrange`` and ``repeat`` are replaced by ``memory.export.einops_lite``, their plain-torch
    equivalent; anything else from einops (or triton) stays an import and is listed in ``requires``.
 
-``export_design`` adds a header card to the module docstring: the design's name and motivation, its
-lineage, its metrics, and its replay and verification status, so the file carries its provenance.
+``memory.export.card`` writes the header card that ``export_design`` puts in the module docstring.
 """
 
 from __future__ import annotations
@@ -22,17 +21,14 @@ import ast
 import io
 import re
 import sys
-import textwrap
 import tokenize
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-import evaluator
-from discover import einops_lite
-from memory import ExperienceDB
+from memory.export import einops_lite
 
-KERNELS_ROOT = Path(__file__).resolve().parent.parent / "kernels"
+KERNELS_ROOT = Path(__file__).resolve().parent.parent.parent / "kernels"
 EINOPS_LITE = ("rearrange", "repeat")
 PACKAGES_NOT_INLINED = ("einops", "triton")
 
@@ -260,7 +256,7 @@ class _Imports:
             if isinstance(node, ast.ImportFrom):
                 module, bound = node.module or "", alias.asname or alias.name
                 if module == "einops" and alias.name in EINOPS_LITE and bound == alias.name:
-                    self._bind(bound, "discover.einops_lite." + alias.name, where, node.lineno)
+                    self._bind(bound, "memory.export.einops_lite." + alias.name, where, node.lineno)
                     self.einops_lite = True
                     continue
                 self._bind(bound, f"{module}.{alias.name}", where, node.lineno)
@@ -333,7 +329,7 @@ def standalone(code: str, card: str | None = None) -> Export:
         lite_tree, lite_names = _einops_lite()
         for node in lite_tree.body:
             if _is_import(node):
-                imports.add(node, "discover/einops_lite.py")
+                imports.add(node, "memory/export/einops_lite.py")
         if clash := sorted(design_names & lite_names):
             raise ExportError(f"the design defines {', '.join(clash)}, which the inlined einops replacement "
                               "also defines; rename them in the design")
@@ -356,7 +352,7 @@ def standalone(code: str, card: str | None = None) -> Export:
     design_body = _strip(code, tree, lambda n: _is_import(n) or (_is_docstring(n) and n is tree.body[0]))
     parts = [(_docstring_literal(docstring) + "\n\n" if docstring else "") + "\n".join(imports.lines())]
     if imports.einops_lite:
-        sections.insert(0, "# --- einops' rearrange and repeat in plain torch (discover/einops_lite.py)\n\n"
+        sections.insert(0, "# --- einops' rearrange and repeat in plain torch (memory/export/einops_lite.py)\n\n"
                         + _einops_lite_body())
     if sections:
         parts.append("# Reference blocks from Discover's kernels package, inlined so this file needs only torch.\n\n"
@@ -391,58 +387,3 @@ def _einops_lite() -> tuple[ast.Module, set[str]]:
 def _einops_lite_body() -> str:
     path = Path(einops_lite.__file__)
     return _strip(path.read_text(encoding="utf-8"), _einops_lite()[0], lambda n: _is_import(n) or _is_docstring(n))
-
-
-def card(db: ExperienceDB, design_id: int) -> str:
-    """The header card: where the design came from, what it measured, and whether that was checked."""
-    design = db.design(design_id)
-    lines = [f"Exported from Discover: design {design.id} ({design.origin}), code hash {design.code_hash[:16]}"
-             + (f", archive commit {design.archive_commit[:12]}" if design.archive_commit else "") + "."]
-    ancestors = db.lineage(design_id)
-    lineage = " <- ".join([f"{design.name} (#{design.id})"] + [f"{a.name} (#{a.id})" for a in ancestors])
-    lines.append(f"Lineage: {lineage}" if ancestors else "Lineage: a root design (no parents).")
-    best = {}
-    for e in db.evaluations(design_id):
-        if e.status == "ok" and e.tier in evaluator.TIERS and (e.tier not in best or (e.score or 0) > (
-                best[e.tier].score or 0)):
-            best[e.tier] = e
-    if best:
-        lines.append("Metrics (best ok evaluation per tier):")
-        for e in best.values():
-            metrics = ", ".join(f"{k}={_short(v)}" for k, v in sorted((e.metrics or {}).items()))
-            lines.append(f"  {e.tier} v{e.tier_version} seed {e.seed}: score={_short(e.score)}; {metrics}")
-    else:
-        lines.append("Metrics: no ok evaluation recorded.")
-    replay = db.latest_replay(design_id)
-    lines.append("Replay: never replayed." if replay is None else
-                 f"Replay: {replay['verdict']}{' exactly' if replay['exact'] else ''} "
-                 f"(evaluation {replay['evaluation_id']} re-run as {replay['replay_evaluation_id']}).")
-    verdict = db.latest_verdict(design_id)
-    if verdict is None or verdict["headline"] is None:
-        lines.append("Verification: not verified over several seeds.")
-    else:
-        h = verdict["headline"]
-        lines.append(f"Verification ({verdict['tier']} v{verdict['tier_version']}, seeds {verdict['seeds']}, "
-                     f"{verdict['confidence']:.0%} {verdict['method']}): {_PHRASES[h['verdict']]} {h['reference']} on "
-                     f"score, {_short(h['mean'])} vs {_short(h['reference_mean'])} "
-                     f"(difference in [{_short(h['low'])}, {_short(h['high'])}]).")
-    lines.append("Needs only torch: reference blocks are inlined below. Use: Mixer(d_model, n_heads, layer_idx, "
-                 "n_layers)(x) maps (B, T, d_model) to (B, T, d_model), causally.")
-    return "\n".join(textwrap.fill(line, width=100, subsequent_indent=" " * (len(line) - len(line.lstrip()) + 4),
-                                   break_on_hyphens=False) for line in lines)
-
-
-_PHRASES = {"better": "better than", "worse": "worse than", "not-distinguishable": "not distinguishable from",
-            "insufficient": "too few ok seeds to compare with"}
-
-
-def _short(value) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def export_design(db: ExperienceDB, design_id: int, path: str | Path) -> Export:
-    """Write design `design_id` as a standalone module with its header card to `path`."""
-    design = db.design(design_id)
-    exported = standalone(design.code, card(db, design_id))
-    Path(path).write_text(exported.code, encoding="utf-8")
-    return exported

@@ -1,0 +1,90 @@
+"""The agents' context, built incrementally from memory: after any sequence of writes it equals a
+context built from scratch, and it holds what the roles are promised (best first, failures in recent)."""
+
+from pathlib import Path
+
+from evaluator import get_tier
+from evaluator.run import EvalResult
+from memory.context import ContextBuilder
+
+GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
+TIER = get_tier("smoke")
+
+
+def variant(i: int) -> str:
+    return GOOD.replace("class Mixer", f"WIDTH_{i} = {i}\n\n\nclass Mixer")
+
+
+def result(status="ok", **metrics) -> EvalResult:
+    return EvalResult(status, "" if status == "ok" else "it broke", TIER.name, TIER.version, 0, metrics)
+
+
+def fresh(db) -> ContextBuilder:
+    return ContextBuilder(db.views, TIER.name, TIER.version, seed=0, top_k=3, recent_k=3)
+
+
+def test_an_incremental_context_equals_one_built_from_scratch_after_every_write(store):
+    db, recorder = store
+    builder = fresh(db)
+    checks = 0
+
+    def check():
+        nonlocal checks
+        assert builder.context(checks) == fresh(db).context(checks)
+        checks += 1
+
+    check()
+    linear = recorder.baseline("linear_attention", {"update": "additive"})
+    seeded = recorder.begin(linear, TIER, 0, purpose="seed")
+    check()
+    recorder.finish(seeded, result(mqar_acc=0.4))
+    check()
+    ids = []
+    for i, (status, acc) in enumerate([("ok", 0.6), ("nan", None), ("ok", 0.2), ("ok", 0.6), ("timeout", None)]):
+        ids.append(recorder.design(variant(i), name=f"d{i}", motivation="", origin="offline",
+                                   spec={"update": "delta" if i % 2 else "gated", "conv": i % 3}).design_id)
+        eval_id = recorder.begin(ids[-1], TIER, 0, purpose="search")
+        check()  # seen while running
+        recorder.finish(eval_id, result(status, **({"mqar_acc": acc} if acc is not None else {})))
+        db.records.add_analysis(ids[-1], "offline-analyst", f"analysis of d{i}")
+        db.records.add_analysis(ids[-1], "offline-judge", "a judge's note is not an analysis")
+        check()
+    second = recorder.begin(ids[2], TIER, 1, purpose="verify")  # a later, better evaluation of d2
+    recorder.finish(second, result(mqar_acc=0.9))
+    other_tier = get_tier("check")
+    db.records.begin_evaluation(ids[0], None, "search", other_tier.name, other_tier.version, 0)
+    check()
+
+    context = builder.context(99)
+    assert [d.name for d in context.top] == ["d2", "d0", "d3"]  # best first; d0 before d3 on a tie (older)
+    assert context.top[0].score > context.top[1].score == context.top[2].score
+    assert [d.name for d in context.recent] == ["d4", "d3", "d2"]
+    assert context.recent[0].status == "timeout" and context.recent[0].analysis == "analysis of d4"
+    assert [d.name for d in context.baselines] == ["linear_attention"] and context.baselines[0].analysis is None
+    assert context.choice_stats["update"]["delta"]["n"] == 2 and context.choice_stats["update"]["delta"]["fails"] == 1
+    assert context.is_known(variant(3)) and context.is_known(variant(3).replace("\n\n", "\n \n"))
+    assert not context.is_known(variant(7))
+
+
+def test_evaluations_at_other_tiers_and_unfinished_ones_do_not_count(store):
+    db, recorder = store
+    design = recorder.design(GOOD, name="tiny", motivation="", origin="offline").design_id
+    recorder.begin(design, get_tier("check"), 0, purpose="search")
+    recorder.begin(design, TIER, 0, purpose="search")
+    [summary] = fresh(db).context(0).recent
+    assert (summary.status, summary.score, summary.metrics) == ("unevaluated", None, {})
+
+
+def test_choice_stats_count_designs_and_average_their_best_scores(store):
+    db, _ = store
+    records = db.records
+    for i, (name, score, status, spec) in enumerate([
+            ("a", 1.0, "ok", {"update": "delta", "conv": True}), ("b", 3.0, "ok", {"update": "delta", "conv": False}),
+            ("c", None, "nan", {"update": "gated", "conv": True}), ("no spec", 9.0, "ok", None)]):
+        design = records.add_design(name, "", variant(i), origin="offline", spec=spec)
+        eval_id = records.begin_evaluation(design, None, "search", TIER.name, TIER.version, 0)
+        records.finish_evaluation(eval_id, status, score=score)
+    assert fresh(db).context(0).choice_stats == {
+        "conv": {"False": {"n": 1, "mean_score": 3.0, "fails": 0}, "True": {"n": 2, "mean_score": 1.0, "fails": 1}},
+        "update": {"delta": {"n": 2, "mean_score": 2.0, "fails": 0}, "gated": {"n": 1, "mean_score": None, "fails": 1}},
+    }
