@@ -1,4 +1,10 @@
-"""The ``discover`` command line. Each command is a thin layer over a library function."""
+"""The ``discover`` command line. Each command is a thin layer over a library function.
+
+A command parses its arguments, opens what it needs with ``opened`` (the workspace's store, an
+executor when it evaluates), calls one library function and presents the result with ``present``:
+JSON, or a rich report. A failure the library names ends the command with ``error: <message>`` on
+stderr and exit code 2; whatever the command opened is closed however it ends.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +12,115 @@ import argparse
 import json
 import os
 import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
-from rich.console import Console  # noqa: E402
+from rich.console import Console, RenderableType  # noqa: E402
 
+from evaluator.metrics import LEADERBOARD  # noqa: E402 - torch-free
 from evaluator.tier_names import DEFAULT_TIER, TIER_NAMES  # noqa: E402 - torch-free
 
 console = Console()
 err = Console(stderr=True)
+NO_DATABASE = "no experience database in {}; run `discover run` or `discover seed`"
+
+
+class CommandError(Exception):
+    """A request a command cannot meet: ``main`` prints ``error: <message>`` on stderr and exits with 2."""
+
+
+class Session:
+    """What a command opened (see ``opened``): its workspace's store and, when it evaluates many designs,
+    an executor.
+
+    The archive and the executor are made on first use, so a command pays only for what it touches.
+    """
+
+    def __init__(self, workers: int | None = None):
+        self.workers = workers
+        self.workspace = self.db = self._archive = self._executor = None
+
+    def open_store(self, workspace: str | Path, store: str) -> None:
+        """store: "read" or "write" (an existing database, read-only or writable), "create" (the workspace is
+        made when missing). A missing database, or one of another schema version, is a CommandError."""
+        from discover.workspace import Workspace
+        from memory import ExperienceDB, SchemaError
+
+        self.workspace = Workspace.open(workspace) if store == "create" else Workspace(Path(workspace))
+        if store != "create" and not self.workspace.db_path.exists():
+            raise CommandError(NO_DATABASE.format(workspace))
+        try:
+            self.db = ExperienceDB(self.workspace.db_path, readonly=store == "read")
+        except SchemaError as exc:
+            raise CommandError(str(exc)) from exc
+
+    @property
+    def archive(self):
+        if self._archive is None:
+            from memory import DesignArchive
+
+            self._archive = DesignArchive(self.workspace.archive_path)
+        return self._archive
+
+    @property
+    def recorder(self):
+        """The recording service over this workspace's store and archive."""
+        from memory.recorder import Recorder
+
+        return Recorder(self.db.records, self.archive)
+
+    @property
+    def executor(self):
+        """A local evaluation executor with ``workers`` workers (0 or None: one per core)."""
+        if self._executor is None:
+            import evaluator
+
+            self._executor = evaluator.make_executor("local", workers=self.workers or None)
+        return self._executor
+
+    def close(self) -> None:
+        """End what the command started: the executor's jobs that an error or an interrupt left running
+        (its shutdown would wait for them), the executor, then the store."""
+        if self._executor is not None:
+            self._executor.cancel_all()
+            self._executor.shutdown()
+        for resource in (self._archive, self.db):
+            if resource is not None:
+                resource.close()
+
+
+@contextmanager
+def opened(workspace: str | Path | None = None, *, store: str | None = None, workers: int | None = None,
+           status: str | None = None, errors: tuple[type[Exception], ...] = ()) -> Iterator[Session]:
+    """The frame of a command: open what it needs, turn the failures the library names into a CommandError,
+    and close everything however the command ends.
+
+    store: None (no workspace), or how to open the workspace's store (``Session.open_store``). workers:
+    the width of ``session.executor``, for a command that evaluates many designs (one evaluation runs in
+    a sandbox of its own). status: a spinner with this text while the command works. errors: the
+    exceptions that mean the request cannot be met.
+    """
+    session = Session(workers)
+    try:
+        if store is not None:
+            session.open_store(workspace, store)
+        with console.status(status) if status else nullcontext():
+            yield session
+    except errors as exc:
+        raise CommandError(str(exc)) from exc
+    finally:
+        session.close()
+
+
+def present(as_json: bool, data, report: Callable[[], RenderableType]) -> None:
+    """Print ``data`` as JSON, or else the rich ``report()``."""
+    if as_json:
+        print(json.dumps(data, indent=2))
+    else:
+        console.print(report())
 
 
 def _tier_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_TIER) -> None:
@@ -33,60 +138,39 @@ def cmd_check(args: argparse.Namespace) -> int:
 
     path = Path(args.file)
     if not path.is_file():
-        err.print(f"[red]error:[/red] no such file: {path}")
-        return 2
-    if args.json:
+        raise CommandError(f"no such file: {path}")
+    with opened(status=None if args.json else f"evaluating {path.name} at tier {args.tier} …"):
         result = evaluate_file(path, args.tier, args.seed)
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
-        with console.status(f"evaluating {path.name} at tier {args.tier} …"):
-            result = evaluate_file(path, args.tier, args.seed)
-        check_report(console, str(path), result)
+    present(args.json, result.to_dict(), lambda: check_report(str(path), result))
     return 0 if result.ok else 1
 
 
 def cmd_seed(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    import sandbox
-    from agents.offline.space import BASELINE_POINTS
-    from discover.seed import ensure_references
-    from discover.workspace import Workspace
-    from memory import DesignArchive, ExperienceDB
+    from discover.report import seed_table
     from memory.baselines import BASELINES
+    from memory.references import ensure_references
 
     names = args.only or list(BASELINES)
-    unknown = sorted(set(names) - set(BASELINES))
-    if unknown:
-        err.print(f"[red]error:[/red] unknown baseline(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
-        return 2
-    ws = Workspace.open(args.workspace)
-    db, archive = ExperienceDB(ws.db_path), DesignArchive(ws.archive_path)
-    executor = sandbox.make_executor("local", workers=args.workers or None)
+    if unknown := sorted(set(names) - set(BASELINES)):
+        raise CommandError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
     rows = []
-    try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"seeding {len(names)} baseline(s) at tier {args.tier}",
-                                     total=len(names) * args.seeds)
+    with opened(args.workspace, store="create", workers=args.workers) as session, \
+            Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"seeding {len(names)} baseline(s) at tier {args.tier}", total=len(names) * args.seeds)
 
-            def done(outcome) -> None:
-                progress.advance(task)
-                rows.append({"name": outcome.name, "seed": outcome.seed, "status": outcome.result.status,
-                             "reason": outcome.result.reason, "metrics": outcome.result.metrics,
-                             "duration_s": outcome.result.duration_s})
+        def done(outcome) -> None:
+            progress.advance(task)
+            rows.append({"name": outcome.name, "seed": outcome.seed, "status": outcome.result.status,
+                         "reason": outcome.result.reason, "metrics": outcome.result.metrics,
+                         "duration_s": outcome.result.duration_s})
 
-            ensure_references(db, archive, executor, args.tier, range(args.seeds), names, specs=BASELINE_POINTS,
-                              on_done=done)
-    finally:
-        sandbox.kill_all()
-        executor.shutdown()
-    if args.json:
-        print(json.dumps(rows, indent=2))
-        return 0 if all(r["status"] == "ok" for r in rows) else 1
-    from discover.report import seed_table
-
-    console.print(seed_table(rows, args.tier) if rows else "every requested reference is already evaluated")
-    print_top(args.workspace, args.tier, 20, as_json=False)
+        ensure_references(session.recorder, session.executor, args.tier, range(args.seeds), names, on_done=done)
+    nothing_to_do = "every requested reference is already evaluated"
+    present(args.json, rows, lambda: seed_table(rows, args.tier) if rows else nothing_to_do)
+    if not args.json:
+        show_top(args.workspace, args.tier, 20, as_json=False)
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
@@ -99,27 +183,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     from sandbox.ray_executor import RayUnavailable
 
     replay = {} if args.replay_llm is None else {"llm_cache": "replay", "llm_cache_from": args.replay_llm or None}
-    try:
+    with opened(errors=(configuration.ConfigError, RayUnavailable)):
         config = configuration.load(args.config, workspace=args.workspace, tier=args.tier, budget=args.budget,
                                     seed=args.seed, workers=args.workers, model=args.model, executor=args.executor,
                                     ray_address=args.address,
                                     api_base=args.api_base, max_cost=args.max_cost, max_tokens=args.max_tokens,
                                     fewshot=args.fewshot, judge_model=args.judge_model, **replay)
-    except configuration.ConfigError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
-    view = LiveView(config.budget)
-    try:
-        with Live(view, console=console, refresh_per_second=4, transient=False):
-            summary = run(config, resume=args.resume, listener=view.on_event)
-        if not console.is_terminal:
-            console.line()  # into a file or a pipe the last frame ends without a newline
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted: finished evaluations are saved; continue with --resume[/yellow]")
-        return 130
-    except RayUnavailable as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
+        view = LiveView(config.budget)
+        try:
+            with Live(view, console=console, refresh_per_second=4, transient=False):
+                summary = run(config, resume=args.resume, listener=view.on_event)
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted: finished evaluations are saved; continue with --resume[/yellow]")
+            return 130
+    if not console.is_terminal:
+        console.line()  # into a file or a pipe the last frame ends without a newline
     console.print(f"run {summary.run_id} {summary.status}: {summary.spent}/{summary.budget} evaluations, "
                   f"{summary.duplicates} duplicate proposal(s) skipped")
     if summary.reason:
@@ -128,30 +206,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         from agents.llm import Usage
 
         console.print(f"LLM: {Usage(**summary.llm).describe()}")
-    return print_top(config.workspace, config.tier, 10, as_json=False)
-
-
-def print_top(workspace: str, tier: str, k: int, as_json: bool) -> int:
-    from discover.report import leaderboard
-    from discover.workspace import Workspace
-    from memory import ExperienceDB
-
-    ws = Workspace(Path(workspace))
-    if not ws.db_path.exists():
-        err.print(f"[red]error:[/red] no experience database in {workspace}; run `discover run` or `discover seed`")
-        return 2
-    rows = leaderboard(ExperienceDB(ws.db_path, readonly=True), tier, k)
-    if as_json:
-        print(json.dumps(rows, indent=2))
-    else:
-        from discover.report import leaderboard_table
-
-        console.print(leaderboard_table(rows, tier))
+    show_top(config.workspace, config.tier, 10, as_json=False)
     return 0
 
 
+def show_top(workspace: str | Path, tier: str, k: int, as_json: bool) -> None:
+    """The leaderboard of ``discover top``, also printed at the end of ``run`` and ``seed``."""
+    from discover.report import leaderboard, leaderboard_table
+
+    with opened(workspace, store="read") as session:
+        rows = leaderboard(session.db, tier, k)
+    present(as_json, rows, lambda: leaderboard_table(rows, tier))
+
+
 def cmd_top(args: argparse.Namespace) -> int:
-    return print_top(args.workspace, args.tier, args.k, args.json)
+    show_top(args.workspace, args.tier, args.k, args.json)
+    return 0
 
 
 def _inspect(args: argparse.Namespace, fetch, render) -> int:
@@ -159,16 +229,9 @@ def _inspect(args: argparse.Namespace, fetch, render) -> int:
     from discover.inspect import InspectError, open_db
     from memory import SchemaError
 
-    try:
-        with open_db(args.workspace) as db:
-            info = fetch(db)
-    except (InspectError, SchemaError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
-    if args.json:
-        print(json.dumps(info, indent=2))
-    else:
-        console.print(render(info))
+    with opened(errors=(InspectError, SchemaError)), open_db(args.workspace) as db:
+        info = fetch(db)
+    present(args.json, info, lambda: render(info))
     return 0
 
 
@@ -194,20 +257,17 @@ def cmd_log(args: argparse.Namespace) -> int:
     from rich.console import Group
 
     from discover import inspect
+    from memory import SchemaError
 
     if not args.follow:
         return _inspect(args, lambda db: inspect.run_log(db, args.run),
                         lambda info: Group(*(inspect.event_text(e) for e in info["events"])))
-    try:
-        with inspect.open_db(args.workspace) as db:
-            for event in inspect.follow(db, args.run):
-                if args.json:
-                    print(json.dumps(event), flush=True)
-                else:
-                    console.print(inspect.event_text(event))
-    except inspect.InspectError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
+    with opened(errors=(inspect.InspectError, SchemaError)), inspect.open_db(args.workspace) as db:
+        for event in inspect.follow(db, args.run):
+            if args.json:
+                print(json.dumps(event), flush=True)
+            else:
+                console.print(inspect.event_text(event))
     return 0
 
 
@@ -215,94 +275,50 @@ def cmd_ui(args: argparse.Namespace) -> int:
     from discover.inspect import InspectError
     from memory import SchemaError
 
-    try:
+    with opened(errors=(InspectError, SchemaError)):
         from discover.ui import DiscoverApp
 
         app = DiscoverApp(args.workspace)
-    except (InspectError, SchemaError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
     app.run()
     return 0
 
 
-def _open_store(workspace: str, readonly: bool = False):
-    """(database, archive) of an existing workspace, or None after saying why."""
-    from discover.workspace import Workspace
-    from memory import DesignArchive, ExperienceDB
-
-    ws = Workspace(Path(workspace))
-    if not ws.db_path.exists():
-        err.print(f"[red]error:[/red] no experience database in {workspace}; run `discover run` or `discover seed`")
-        return None
-    return ExperienceDB(ws.db_path, readonly=readonly), DesignArchive(ws.archive_path)
-
-
 def cmd_replay(args: argparse.Namespace) -> int:
-    import sandbox
     from discover.provenance import replay_report
-    from discover.replay import ReplayError, replay
     from memory import RecordNotFound
+    from memory.replay import ReplayError, replay
 
-    if (store := _open_store(args.workspace)) is None:
-        return 2
-    try:
-        with console.status(f"replaying design {args.id} …"):
-            outcome = replay(*store, args.id, args.evaluation)
-    except (ReplayError, RecordNotFound) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
-    finally:
-        sandbox.kill_all()
-    if args.json:
-        print(json.dumps(outcome.to_dict(), indent=2))
-    else:
-        console.print(replay_report(outcome))
+    with opened(args.workspace, store="write", status=f"replaying design {args.id} …",
+                errors=(ReplayError, RecordNotFound)) as session:
+        outcome = replay(session.db, session.archive, args.id, args.evaluation)
+    present(args.json, outcome.to_dict(), lambda: replay_report(outcome))
     return 0 if outcome.reproduced else 1
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
     from rich.progress import Progress
 
-    import sandbox
     from discover.provenance import verify_report
-    from discover.verify import VerifyError, verify
     from memory import RecordNotFound
+    from memory.verify import VerifyError, verify
 
-    if (store := _open_store(args.workspace)) is None:
-        return 2
-    executor = sandbox.make_executor("local", workers=args.workers or None)
-    try:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task(f"verifying at tier {args.tier}", total=None)
-            report = verify(*store, executor, args.tier, top=args.top, seeds=args.seeds, references=args.references,
-                            design_ids=args.designs, confidence=args.confidence,
-                            on_planned=lambda n: progress.update(task, total=n),
-                            on_done=lambda name, seed, status: progress.advance(task))
-    except (VerifyError, RecordNotFound) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
-    finally:
-        sandbox.kill_all()
-        executor.shutdown()
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
-    else:
-        console.print(verify_report(report))
+    with opened(args.workspace, store="write", workers=args.workers,
+                errors=(VerifyError, RecordNotFound)) as session, Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"verifying at tier {args.tier}", total=None)
+        report = verify(session.db, session.archive, session.executor, args.tier, top=args.top, seeds=args.seeds,
+                        references=args.references, design_ids=args.designs, confidence=args.confidence,
+                        on_planned=lambda n: progress.update(task, total=n),
+                        on_done=lambda name, seed, status: progress.advance(task))
+    present(args.json, report.to_dict(), lambda: verify_report(report))
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from discover.export import ExportError, export_design
     from memory import RecordNotFound
+    from memory.export import ExportError, export_design
 
-    if (store := _open_store(args.workspace, readonly=True)) is None:
-        return 2
-    try:
-        exported = export_design(store[0], args.id, args.output)
-    except (ExportError, RecordNotFound, OSError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
+    with opened(args.workspace, store="read", errors=(ExportError, RecordNotFound, OSError)) as session:
+        exported = export_design(session.db, args.id, args.output)
     needs = ", ".join(("torch", *exported.requires))
     console.print(f"wrote {args.output}: design {args.id} with {len(exported.inlined)} reference module(s) inlined; "
                   f"needs {needs}")
@@ -310,26 +326,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    import sandbox
-    from discover.importer import ImportDesignError, import_design
     from discover.provenance import import_report
-    from discover.workspace import Workspace
-    from memory import DesignArchive, ExperienceDB
+    from memory.importer import ImportDesignError, import_design
 
-    ws = Workspace.open(args.workspace)
-    try:
-        with console.status(f"checking and evaluating {args.file} at tier {args.tier} …"):
-            outcome = import_design(ExperienceDB(ws.db_path), DesignArchive(ws.archive_path), args.file, args.tier,
-                                    args.seed)
-    except ImportDesignError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        return 2
-    finally:
-        sandbox.kill_all()
-    if args.json:
-        print(json.dumps(outcome.to_dict(), indent=2))
-    else:
-        console.print(import_report(outcome, args.file, args.tier))
+    with opened(args.workspace, store="create", errors=(ImportDesignError,),
+                status=f"checking and evaluating {args.file} at tier {args.tier} …") as session:
+        outcome = import_design(session.recorder, args.file, args.tier, args.seed)
+    present(args.json, outcome.to_dict(), lambda: import_report(outcome, args.file, args.tier))
     return 0 if outcome.status in ("ok", "duplicate") else 1
 
 
@@ -386,9 +389,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     top = sub.add_parser("top", help="print the leaderboard",
-                         description="With --json: a list of rows, best first, each with rank, id, name, origin, "
-                                     "score, mqar_acc, parity_acc, lm_bpb, state_size, tokens_per_s, tier, seed and "
-                                     "verified (the latest verification's verdict, null when not verified).")
+                         description=f"With --json: a list of rows, best first, each with rank, id, name, origin, "
+                                     f"score, {', '.join(LEADERBOARD)}, tier, seed and verified (the latest "
+                                     "verification's verdict, null when not verified).")
     _tier_arg(top)
     _workspace_arg(top)
     top.add_argument("-k", type=int, default=20, help="rows (default: 20)")
@@ -446,7 +449,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     replay = sub.add_parser("replay", help="re-evaluate a recorded evaluation from the archived code and compare",
                             description="Exit 0 when every compared metric reproduces within the tier's tolerance "
-                                        "(see discover/replay.py), 1 when something differs, 2 on an error.")
+                                        "(see evaluator/reproduce.py), 1 when something differs, 2 on an error.")
     replay.add_argument("id", type=int, help="design id")
     replay.add_argument("--evaluation", type=int, default=None, metavar="EID",
                         help="the evaluation to replay (default: the design's best, the one `top` shows)")
@@ -488,6 +491,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.func(args)
+    except CommandError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        return 2
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/yellow]")
         return 130

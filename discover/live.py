@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from discover.report import fmt
+from evaluator.metrics import LIVE, metric
 
 # Events worth a line in a short "recent events" panel; the rest only change the state.
 NOTABLE = frozenset({"reference", "design", "duplicate", "evaluate-done", "agent-failure", "run-end"})
@@ -130,8 +131,8 @@ class LiveView:
 
 
 def best_table(state: RunState) -> Table:
-    table = Table("design", "score", "mqar", "parity", box=None, title="best so far (this run)")
+    table = Table("design", "score", *(metric(name).label for name in LIVE), box=None, title="best so far (this run)")
     for entry in state.best():
-        table.add_row(f"#{entry.design_id} {entry.name}"[:40], fmt(entry.score), fmt(entry.metrics.get("mqar_acc")),
-                      fmt(entry.metrics.get("parity_acc")))
+        table.add_row(f"#{entry.design_id} {entry.name}"[:40], fmt(entry.score),
+                      *(fmt(entry.metrics.get(name)) for name in LIVE))
     return table

@@ -4,50 +4,50 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import Console
+from rich.console import Group
 from rich.table import Table
+
+from evaluator.metrics import LEADERBOARD, REFERENCES, display_order, format_value, metric
 
 if TYPE_CHECKING:  # the evaluator loads torch; the UI and the inspection commands use this module without it
     from evaluator import EvalResult
 
-_SHOWN = ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "tokens_per_s", "state_size", "params",
-          "flops_per_token", "time_exponent", "memory_exponent", "peak_rss_mb")
-
 
 def fmt(value) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return "—" if value is None else str(value)
+    """A value as the tables show it (``evaluator.metrics.format_value``)."""
+    return format_value(value)
 
 
 def seed_table(rows: list[dict], tier: str) -> Table:
     """The references `discover seed` just evaluated, one row per baseline and seed."""
-    table = Table("baseline", "seed", "status", "mqar", "parity", "bits/byte", "state", "seconds",
-                  title=f"references — tier {tier}")
+    # This table has room to spell out the unit the narrower tables abbreviate.
+    headers = [{"lm_bpb": "bits/byte"}.get(name, metric(name).label) for name in REFERENCES]
+    table = Table("baseline", "seed", "status", *headers, "seconds", title=f"references — tier {tier}")
     for row in sorted(rows, key=lambda r: (r["name"], r["seed"])):
         metrics = row["metrics"]
         status = row["status"] if row["status"] == "ok" else f"[red]{row['status']}[/red]: {row['reason'][:60]}"
-        table.add_row(row["name"], str(row["seed"]), status, fmt(metrics.get("mqar_acc")),
-                      fmt(metrics.get("parity_acc")), fmt(metrics.get("lm_bpb")), fmt(metrics.get("state_size")),
+        table.add_row(row["name"], str(row["seed"]), status, *(fmt(metrics.get(name)) for name in REFERENCES),
                       fmt(row["duration_s"]))
     return table
 
 
-def check_report(console: Console, path: str, result: EvalResult) -> None:
+def check_report(path: str, result: EvalResult) -> Group:
+    """What `discover check` prints: the verdict, the reason, every metric and the time it took."""
     from evaluator import STATUSES
 
     colour = "green" if result.ok else "red"
-    console.print(f"[bold]{result.name or path}[/bold]  tier {result.tier} v{result.tier_version}  seed {result.seed}")
-    console.print(f"status: [{colour}]{result.status}[/{colour}]  ({STATUSES.get(result.status, '')})")
+    parts: list = [f"[bold]{result.name or path}[/bold]  tier {result.tier} v{result.tier_version}  seed {result.seed}",
+                   f"status: [{colour}]{result.status}[/{colour}]  ({STATUSES.get(result.status, '')})"]
     if result.reason:
-        console.print(f"reason: {result.reason}")
+        parts.append(f"reason: {result.reason}")
     if result.metrics:
         table = Table("metric", "value", box=None)
-        for key in sorted(result.metrics, key=lambda k: (k not in _SHOWN, _SHOWN.index(k) if k in _SHOWN else 0, k)):
+        for key in display_order(result.metrics):
             table.add_row(key, fmt(result.metrics[key]))
-        console.print(table)
+        parts.append(table)
     network = result.environment.get("isolation", {}).get("network")
-    console.print(f"took {result.duration_s:.1f}s" + (f"; network isolation: {network}" if network else ""))
+    parts.append(f"took {result.duration_s:.1f}s" + (f"; network isolation: {network}" if network else ""))
+    return Group(*parts)
 
 
 def leaderboard(db, tier: str, k: int = 20) -> list[dict]:
@@ -56,14 +56,12 @@ def leaderboard(db, tier: str, k: int = 20) -> list[dict]:
 
     version = get_tier(tier).version
     rows = []
-    for rank, (design, evaluation) in enumerate(db.top(tier, k, version), start=1):
+    for rank, (design, evaluation) in enumerate(db.records.top(tier, k, version), start=1):
         metrics = evaluation.metrics or {}
         rows.append({"rank": rank, "id": design.id, "name": design.name, "origin": design.origin,
-                     "score": evaluation.score, "mqar_acc": metrics.get("mqar_acc"),
-                     "parity_acc": metrics.get("parity_acc"), "lm_bpb": metrics.get("lm_bpb"),
-                     "state_size": metrics.get("state_size"), "tokens_per_s": metrics.get("tokens_per_s"),
+                     "score": evaluation.score, **{name: metrics.get(name) for name in LEADERBOARD},
                      "tier": f"{tier}@v{version}", "seed": evaluation.seed,
-                     "verified": verification(db.latest_verdict(design.id, tier), version)})
+                     "verified": verification(db.provenance.latest_verdict(design.id, tier), version)})
     return rows
 
 
@@ -87,23 +85,21 @@ def verdict_label(verified: dict | None) -> str:
 
 def leaderboard_table(rows: list[dict], tier: str) -> Table:
     """Only the metric columns some row has, so the table stays readable in 80 columns."""
-    metrics = [(key, header) for key, header in (("mqar_acc", "mqar"), ("parity_acc", "parity"), ("lm_bpb", "bits/B"),
-                                                 ("state_size", "state"), ("tokens_per_s", "tok/s"))
-               if any(row.get(key) is not None for row in rows)]
+    metrics = [metric(name) for name in LEADERBOARD if any(row.get(name) is not None for row in rows)]
     table = Table(title=f"leaderboard — tier {tier}")
     table.add_column("#", justify="right")
     table.add_column("id", justify="right")
     table.add_column("design", min_width=18, overflow="fold")
     table.add_column("origin")
     table.add_column("score", justify="right")
-    for _, header in metrics:
-        table.add_column(header, justify="right")
+    for m in metrics:
+        table.add_column(m.label, justify="right")
     verified = any(row.get("verified") for row in rows)
     if verified:
         table.add_column("verified", overflow="fold")
     for row in rows:
         table.add_row(str(row["rank"]), str(row["id"]), row["name"], row["origin"], fmt(row["score"]),
-                      *(fmt(row[key]) if key != "tokens_per_s" else fmt(round(row[key] or 0)) for key, _ in metrics),
+                      *(m.display(row[m.name]) for m in metrics),
                       *([verdict_label(row.get("verified"))] if verified else []))
     if verified:
         table.caption = "verified (discover verify): score over seeds vs the strongest reference compared; " \

@@ -6,7 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from discover.cli import build_parser, main
+import pytest
+
+from discover.cli import CommandError, build_parser, main, opened
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = Path(__file__).parent / "designs" / "good_linear.py"
@@ -31,6 +33,33 @@ def test_check_exits_nonzero_on_a_broken_design(tmp_path, capsys):
 def test_check_missing_file_is_a_clear_error(capsys):
     assert main(["check", "no/such/file.py"]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_a_request_that_cannot_be_met_is_one_error_line_and_exit_code_2(tmp_path, capsys):
+    assert main(["top", "--workspace", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.replace("\n", " ").startswith("error: no experience database in ")
+
+
+def test_a_failed_command_cancels_its_evaluations_before_waiting_for_them(monkeypatch):
+    import evaluator
+
+    class RecordingExecutor:
+        def __init__(self, calls: list[str]):
+            self.calls = calls
+
+        def cancel_all(self) -> int:
+            self.calls.append("cancel_all")
+            return 0
+
+        def shutdown(self) -> None:
+            self.calls.append("shutdown")
+
+    calls: list[str] = []
+    monkeypatch.setattr(evaluator, "make_executor", lambda name, workers=None: RecordingExecutor(calls))
+    with pytest.raises(CommandError, match="stop here"), opened(workers=1, errors=(ValueError,)) as session:
+        assert session.executor is session.executor  # made once, on first use
+        raise ValueError("stop here")
+    assert calls == ["cancel_all", "shutdown"]
 
 
 def test_every_command_in_the_readme_exists_with_its_flags():

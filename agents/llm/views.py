@@ -12,7 +12,8 @@ from collections.abc import Callable, Iterable
 from agents.base import Context, DesignSummary
 from agents.llm.templates import render_text
 
-# The scaling probe's exponents and its "superlinear" flag come from timings, so they are left out too.
+# The scaling probe's exponents and its "superlinear" flag come from timings, so they are left out too
+# (tests/test_metrics.py checks every name against the evaluator's metric registry).
 PROMPT_METRICS = ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "init_loss", "params", "state_size",
                   "flops_per_token")
 

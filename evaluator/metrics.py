@@ -1,0 +1,138 @@
+"""The metrics an evaluation reports, named once: what each one is, which way is better, how tables show it.
+
+An ``EvalResult``'s ``metrics`` use these names: the checks (``evaluator.checks``), the tasks
+(``evaluator.tasks``) and the profile the harness takes. Reports, prompts and comparisons take
+their names, labels, order and direction from here. A name not listed (a kernel's figures,
+``kernel_<name>_<figure>``, or a metric a later evaluator adds) still has an entry: ``metric``
+builds one from the name by the rules ``kind`` states, so nothing is ever dropped for being new.
+
+Kinds say how a result can be reproduced (``evaluator.reproduce`` compares replays by them):
+
+- structural: a function of the code and the tier's shapes (parameter counts, state size, FLOPs);
+- accuracy: from seeded training, higher is better;
+- loss: from seeded training, lower is better;
+- machine: a property of the machine and its load (throughput, wall times, memory, the scaling probe);
+- drawn: depends on a draw made afresh in every evaluation, so no two evaluations share it (the kernel
+  check's hidden shapes, and the errors measured on them).
+
+This module imports nothing heavy: the command line and the terminal UI read it before torch loads.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+KINDS = ("structural", "accuracy", "loss", "machine", "drawn")
+# Kernel figures measured on the check's hidden shapes, drawn from a fresh seed per evaluation.
+_DRAWN = re.compile(r"^kernel_.+_(hidden_seed|err_.+|maxerr_.+)$")
+
+
+def format_value(value, spec: str = ".4g") -> str:
+    """A value as tables show it: a float through the format ``spec``, None as a dash, anything else as text."""
+    if isinstance(value, float):
+        return format(value, spec)
+    return "—" if value is None else str(value)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric.
+
+    label: a column header narrow enough for an 80-column table. chance: what guessing reaches, when
+    that is a constant (MQAR's depends on the tier's vocabulary, so ``Tier.chance`` holds it).
+    format: the format spec tables apply to a float value. scored: some tier's score weighs it
+    (``Tier.score_weights``); the others are reported, and ``GATE`` ones can fail a design.
+    """
+
+    name: str
+    label: str
+    kind: str
+    higher_is_better: bool
+    description: str = ""
+    chance: float | None = None
+    format: str = ".4g"
+    scored: bool = False
+
+    def display(self, value) -> str:
+        return format_value(value, self.format)
+
+
+_REGISTERED = (
+    # the checks
+    Metric("init_loss", "init loss", "loss", False, "loss at initialization; the check expects about ln V"),
+    Metric("mixer_params_per_d2", "mixer/d²", "structural", False, "parameters of the largest mixer layer / d_model²"),
+    Metric("state_size", "state", "structural", False, "numbers the recurrent state holds per sequence, all layers"),
+    Metric("time_exponent", "time exp", "machine", False, "slope of forward time over length, log-log (2: quadratic)"),
+    Metric("memory_exponent", "mem exp", "machine", False, "slope of saved activations over length, log-log"),
+    Metric("superlinear", "superlinear", "machine", False, "the scaling probe found time or memory superlinear"),
+    Metric("kernels_declared", "kernels", "structural", True, "custom kernels the design declares"),
+    # the tasks
+    Metric("mqar_acc", "mqar", "accuracy", True, "multi-query associative recall: share of values recalled",
+           scored=True),
+    Metric("mqar_final_loss", "mqar loss", "loss", False, "MQAR training loss at the last step"),
+    Metric("mqar_train_s", "mqar train s", "machine", False, "seconds of MQAR training"),
+    Metric("tokens_per_s", "tok/s", "machine", True, "training throughput on MQAR", format=".0f"),
+    Metric("parity_acc", "parity", "accuracy", True, "parity of a bit string at the trained lengths", chance=0.5,
+           scored=True),
+    Metric("parity_long_acc", "parity long", "accuracy", True, "parity at lengths longer than any trained",
+           chance=0.5),
+    Metric("parity_final_loss", "parity loss", "loss", False, "parity training loss at the last step"),
+    Metric("parity_train_s", "parity train s", "machine", False, "seconds of parity training"),
+    Metric("lm_bpb", "bits/B", "loss", False, "byte-level LM: validation bits per byte (the LM gate)"),
+    Metric("lm_train_s", "lm train s", "machine", False, "seconds of LM training"),
+    # the profile
+    Metric("params", "params", "structural", False, "parameters of the first task's model"),
+    Metric("flops_per_token", "FLOPs/tok", "structural", False, "forward and backward FLOPs of a step per token"),
+    Metric("peak_rss_mb", "rss MB", "machine", False, "peak resident memory of the evaluation process, MB"),
+)
+
+# Selections, each in the order its view shows them.
+SUMMARY = ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "tokens_per_s", "state_size", "params",
+           "flops_per_token", "time_exponent", "memory_exponent", "peak_rss_mb")  # first in every metric listing
+LEADERBOARD = ("mqar_acc", "parity_acc", "lm_bpb", "state_size", "tokens_per_s")  # `discover top`
+REFERENCES = ("mqar_acc", "parity_acc", "lm_bpb", "state_size")  # the table `discover seed` prints
+LIVE = ("mqar_acc", "parity_acc")  # the best-so-far table of a running loop
+BROWSER = ("mqar_acc", "parity_acc", "lm_bpb", "state_size", "tokens_per_s", "params", "parity_long_acc",
+           "time_exponent", "peak_rss_mb")  # the terminal UI's leaderboard, where a page's rows have them
+GATE = ("lm_bpb",)  # not scored, but a design can fail on it (``evaluator.score.gate``), so verification compares it
+
+
+def display_order(names: Iterable[str]) -> list[str]:
+    """The distinct ``names`` as listings show them: those in ``SUMMARY`` in its order, then the rest by name."""
+    names = set(names)
+    return [m for m in SUMMARY if m in names] + sorted(names - set(SUMMARY))
+
+
+_BY_NAME = {m.name: m for m in _REGISTERED}
+# Every metric the evaluator reports, in display order.
+METRICS: dict[str, Metric] = {name: _BY_NAME[name] for name in display_order(_BY_NAME)}
+
+
+def _kind_by_name(name: str) -> str:
+    if _DRAWN.match(name):
+        return "drawn"
+    if name.endswith("_s"):
+        return "machine"
+    if name.endswith("_acc"):
+        return "accuracy"
+    if "loss" in name or "bpb" in name:
+        return "loss"
+    return "structural"
+
+
+def metric(name: str) -> Metric:
+    """The registered metric, or one built from the name: kind by ``kind``'s rules, higher is better
+    unless it is a loss, no chance level, shown with 4 significant digits, not scored."""
+    if name in METRICS:
+        return METRICS[name]
+    inferred = _kind_by_name(name)
+    return Metric(name, name, inferred, inferred != "loss")
+
+
+def kind(name: str) -> str:
+    """One of ``KINDS``. A name not registered: a kernel's figure from its hidden shapes is drawn, ``*_s``
+    (a time or a rate) machine, ``*_acc`` accuracy, a name with ``loss`` or ``bpb`` in it loss, anything
+    else structural (so a replay compares it exactly)."""
+    return metric(name).kind
