@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from kernels.ast_names import dotted, resolve
 
 ALLOWED_IMPORTS = frozenset(
-    {"torch", "math", "einops", "triton", "typing", "functools", "dataclasses", "kernels", "__future__"}
+    {"torch", "math", "einops", "triton", "typing", "functools", "dataclasses", "collections", "kernels", "__future__"}
 )
 
 FORBIDDEN_CALLS = frozenset(

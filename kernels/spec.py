@@ -73,11 +73,17 @@ class KernelSpec:
     cuda: CudaSource | None = None
 
 
+def recurrence_reference(op: str) -> tuple[str, str]:
+    """(module, name) of ``op``'s naive token loop: the reference ``recurrence_spec`` checks a kernel against."""
+    return f"kernels.{op}.naive", f"naive_recurrent_{op}"
+
+
 def _reference(op: str) -> Callable:
     """The naive token loop of ``op``, imported lazily so this module stays light."""
     import importlib
 
-    return getattr(importlib.import_module(f"kernels.{op}.naive"), f"naive_recurrent_{op}")
+    module, name = recurrence_reference(op)
+    return getattr(importlib.import_module(module), name)
 
 
 def recurrence_inputs(op: str) -> Callable[[Shape, torch.Generator, str], tuple]:

@@ -1,11 +1,14 @@
 """Importing a user's own design: it enters memory the way a proposal from the loop does.
 
-The file is checked statically first (syntax and the safety scan, before anything runs), then
-deduplicated against every recorded design (exact code hash, then the structural hash that sees
-through renamed identifiers), recorded with origin "user" and archived, evaluated in the sandbox and
-finished through the ``Recorder`` the loop uses: the same gate, the same score against the
-references, the same records. A duplicate is recorded as such and costs no evaluation. Imported
-designs belong to no run, so no run's budget counts them.
+A file ``discover export`` wrote, unchanged, is recognised first (``memory.export.export_source``:
+its card names the design, and exporting that design again must give the file) and recorded as an
+"export" duplicate of it; nothing in the file runs, and the scan is not asked about the reference
+blocks the export inlined. Any other file is checked statically (syntax and the safety scan, before
+anything runs), then deduplicated against every recorded design (exact code hash, then the
+structural hash that sees through renamed identifiers), recorded with origin "user" and archived,
+evaluated in the sandbox and finished through the ``Recorder`` the loop uses: the same gate, the
+same score against the references, the same records. A duplicate is recorded as such and costs no
+evaluation. Imported designs belong to no run, so no run's budget counts them.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ from pathlib import Path
 
 import evaluator
 from evaluator.run import describe_safely, static_failure
+from memory.export import export_source
 from memory.recorder import Recorder
 
 ORIGIN = "user"
+EXPORT = "export"  # the duplicate kind of an unchanged export of a recorded design
 
 
 class ImportDesignError(ValueError):
@@ -34,7 +39,7 @@ class ImportOutcome:
     name: str
     design_id: int | None  # the new design, or for a duplicate the design it repeats
     evaluation_id: int | None
-    duplicate_of: str | None  # "exact" | "structural" when it repeats a recorded design
+    duplicate_of: str | None  # "exact" | "structural" | "export" when it repeats a recorded design
     metrics: dict
     score: float | None
     references: int  # references at the tier the score is measured against (0: no score)
@@ -60,6 +65,11 @@ def import_design(recorder: Recorder, path: str | Path, tier: str = evaluator.DE
     spec = evaluator.get_tier(tier)
     name, motivation = describe_safely(code)
     name = name or Path(path).stem
+    source = export_source(recorder.records, code)
+    if source is not None:
+        recorder.duplicate(code, EXPORT, source, name=name, origin=ORIGIN)
+        return ImportOutcome("duplicate", f"an unchanged export of design {source.id} ({source.name})", name,
+                             source.id, None, EXPORT, {}, None, 0)
     failed = static_failure(code, spec.name, seed)
     if failed is not None:  # nothing ran; a file that does not parse or is unsafe is not worth a record
         return ImportOutcome(failed.status, failed.reason, name, None, None, None, {}, None, 0)

@@ -75,12 +75,17 @@ class Recorder:
             kind, original = found
             if original.origin == origin and self.awaits_evaluation(original, run_id):
                 return Recorded(original.id, resumed=True)
-            self.records.add_duplicate(run_id, code, kind, original.id, name, origin)
-            return Recorded(original.id, kind, original)
+            return self.duplicate(code, kind, original, name=name, origin=origin, run_id=run_id)
         design_id = self.records.add_design(name, motivation, code, origin=origin, parents=parents, spec=spec,
                                             run_id=run_id)
         self._commit(design_id, name, code, parents, f"{name}\n\n{motivation}")
         return Recorded(design_id)
+
+    def duplicate(self, code: str, kind: str, original: Design, *, name: str, origin: str,
+                  run_id: int | None = None) -> Recorded:
+        """Record ``code`` as a ``kind`` duplicate of ``original`` (it costs no evaluation)."""
+        self.records.add_duplicate(run_id, code, kind, original.id, name, origin)
+        return Recorded(original.id, kind, original)
 
     def baseline(self, name: str, spec: dict | None = None) -> int:
         """The design id of baseline ``name``, recording it (and its archive commit) the first time."""

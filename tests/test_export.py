@@ -3,6 +3,7 @@
 import ast
 import importlib.metadata
 import json
+import random
 import re
 import subprocess
 import sys
@@ -13,10 +14,14 @@ import einops
 import pytest
 import torch
 
+from agents.offline.render import render_point
+from agents.offline.space import canonical, random_point
 from discover.cli import main
+from evaluator.run import EvalResult
 from memory import DesignArchive, ExperienceDB
-from memory.baselines import BASELINES
-from memory.export import ExportError, einops_lite, standalone
+from memory.baselines import BASELINE_POINTS, BASELINES
+from memory.export import ExportError, einops_lite, export_design, standalone, triton_absent
+from memory.importer import import_design
 
 GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
 STDLIB_OR_TORCH = set(sys.stdlib_module_names) | {"torch"}
@@ -79,25 +84,85 @@ def torch_only_path(tmp_path: Path) -> Path:
     return folder
 
 
-def test_an_exported_design_runs_in_a_python_with_only_torch(tmp_path):
-    exported = standalone(BASELINES["gated_deltanet"].read_text())
-    (tmp_path / "gated_deltanet_standalone.py").write_text(exported.code)
-    probe = ("import sys, torch\n"
-             "for name in ('einops', 'kernels', 'discover', 'evaluator', 'triton'):\n"
-             "    try:\n        __import__(name)\n        sys.exit(f'{name} is importable')\n"
-             "    except ImportError:\n        pass\n"
-             "import gated_deltanet_standalone as m\n"
-             "torch.manual_seed(0)\n"
-             "mixer = m.Mixer(32, 2, 0, 2)\n"
-             "y = mixer(torch.randn(2, 19, 32))\n"
-             "y.sum().backward()\n"
-             "print(tuple(y.shape), all(p.grad is not None for p in mixer.parameters()))\n")
+def rendered_designs() -> dict[str, str]:
+    """A sample of what the offline coder writes: recurrent designs of both kernel families carrying their
+    own Triton kernel and KERNELS declaration, a hybrid, and designs rendered without kernels."""
+    rng = random.Random(5)
+    recurrent = [p for p in (random_point(rng) for _ in range(40)) if canonical(p)["hybrid"] != "all"]
+    return {"gla_kernel": render_point(BASELINE_POINTS["gla"]),
+            "gated_deltanet_kernel": render_point(BASELINE_POINTS["gated_deltanet"]),
+            "deltanet_hybrid_kernel": render_point(BASELINE_POINTS["deltanet_hybrid"]),
+            "retnet_plain": render_point(BASELINE_POINTS["retnet"], kernels=False),
+            "random_kernel": render_point(recurrent[0]), "random_plain": render_point(recurrent[1], kernels=False)}
+
+
+TORCH_ONLY_PROBE = """\
+import sys, torch
+for name in ('einops', 'kernels', 'discover', 'evaluator', 'triton'):
+    try:
+        __import__(name)
+        sys.exit(f'{name} is importable')
+    except ImportError:
+        pass
+torch.set_num_threads(1)
+expected = torch.load('expected.pt')
+for name, want in expected.items():
+    module = __import__(name)
+    torch.manual_seed(0)
+    mixer = module.Mixer(64, 4, 0, 2)
+    weights = mixer.state_dict()
+    assert weights.keys() == want['weights'].keys(), name
+    assert all(torch.equal(weights[k], want['weights'][k]) for k in weights), f'{name}: other weights'
+    y = mixer(want['x'])
+    assert torch.equal(y, want['y']), f'{name}: other output, max difference {(y - want["y"]).abs().max()}'
+    y.sum().backward()
+    assert all(p.grad is not None for p in mixer.parameters()), name
+print(len(expected), 'ok')
+"""
+
+
+def test_every_exported_design_runs_in_a_python_with_only_torch_and_matches_the_original(tmp_path):
+    designs = {f"baseline_{name}": path.read_text() for name, path in BASELINES.items()} | rendered_designs()
+    expected, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, code in designs.items():
+            (tmp_path / f"{name}.py").write_text(standalone(code).code)
+            torch.manual_seed(0)
+            mixer = load(code, name).Mixer(64, 4, 0, 2)  # the original, with kernels, einops and triton at hand
+            x = torch.randn(2, 17, 64)
+            with torch.no_grad():
+                expected[name] = {"x": x, "y": mixer(x), "weights": mixer.state_dict()}
+    finally:
+        torch.set_num_threads(threads)
+    torch.save(expected, tmp_path / "expected.pt")
     site = torch_only_path(tmp_path)
-    # -S: no site-packages, so only the standard library, torch with its requirements, and the file's folder.
-    out = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
-                         env={"PYTHONPATH": f"{tmp_path}:{site}", "PATH": "/usr/bin:/bin"}, timeout=300)
+    # -S: no site-packages, so only the standard library, torch with its requirements, and the files' folder.
+    out = subprocess.run([sys.executable, "-S", "-c", TORCH_ONLY_PROBE], cwd=tmp_path, capture_output=True,
+                         text=True, env={"PYTHONPATH": f"{tmp_path}:{site}", "PATH": "/usr/bin:/bin"}, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == "(2, 19, 32) True"
+    assert out.stdout.strip() == f"{len(designs)} ok"
+
+
+def test_a_design_with_its_own_triton_kernel_exports_without_its_kernel_check():
+    code = render_point(BASELINE_POINTS["gla"])
+    exported = standalone(code)
+    assert "recurrence = gla_kernel if q.is_cuda else chunk_gla" in exported.code  # the design is as written
+    assert "KERNELS =" not in exported.code and "recurrence_spec" not in exported.code
+    assert "kernels.spec" not in exported.inlined and "kernels.harness.flops" not in exported.inlined
+    assert (exported.requires, exported.optional) == ((), ("triton",))
+    assert "if isinstance(triton, MissingTriton):\n    gla_kernel = naive_recurrent_gla\n" in exported.code
+    stand_in = triton_absent.MissingTriton()
+    kernel = stand_in.jit(lambda x: x)  # decorating loads; launching names what is missing
+    with pytest.raises(ModuleNotFoundError, match="triton is not installed"):
+        kernel[(1,)](torch.zeros(1))
+
+
+def test_kernels_spec_outside_the_kernels_declaration_is_refused_with_the_line():
+    code = render_point(BASELINE_POINTS["gla"]) + "\nSPEC = recurrence_spec(\"gla\", gla_kernel)\n"
+    line = len(code.splitlines())
+    with pytest.raises(ExportError, match=f"design.py:{line}: kernels.spec's recurrence_spec is used outside"):
+        standalone(code)
 
 
 def test_names_that_clash_are_renamed_in_the_inlined_copy_and_the_design_stays_as_written():
@@ -213,6 +278,10 @@ def test_export_writes_a_card_and_import_records_a_user_design_once(tmp_path, ca
     assert "Lineage: a root design" in doc and "check v" in doc and "init_loss=" in doc
     assert "Replay: never replayed." in doc and "Verification: not verified" in doc
     assert outputs(load(text, "exported"))[0].shape == (2, 37, 32)
+    capsys.readouterr()
+    assert main(["import", str(out), "--tier", "check", "--workspace", ws]) == 0
+    said = " ".join(capsys.readouterr().out.split())
+    assert f"an unchanged export of design {imported['design_id']} (Tiny linear attention)" in said
     assert main(["export", "999", "-o", str(out), "--workspace", ws]) == 2
 
 
@@ -222,3 +291,29 @@ def test_an_exported_baseline_imports_back_as_a_valid_design(tmp_path, capsys):
     assert main(["import", str(exported), "--tier", "check", "--workspace", str(tmp_path / "ws"), "--json"]) == 0
     outcome = json.loads(capsys.readouterr().out)
     assert (outcome["status"], outcome["name"]) == ("ok", "DeltaNet")
+
+
+def must_not_run(code, tier, seed):
+    raise AssertionError("an unchanged export costs no evaluation")
+
+
+def test_an_unchanged_export_imports_as_a_duplicate_of_its_source_and_a_changed_line_makes_a_new_design(
+        store, tmp_path):
+    db, recorder = store
+    source = recorder.design(render_point(BASELINE_POINTS["gla"]), name="GLA", motivation="", origin="offline")
+    path = tmp_path / "gla_standalone.py"
+    export_design(db, source.design_id, path)
+    assert f"code hash {db.records.design(source.design_id).code_hash}" in " ".join(path.read_text().split())
+    outcome = import_design(recorder, path, tier="check", evaluate=must_not_run)
+    assert (outcome.status, outcome.duplicate_of, outcome.design_id) == ("duplicate", "export", source.design_id)
+    assert outcome.reason == f"an unchanged export of design {source.design_id} (GLA)"
+    [duplicate] = db.records.duplicates()
+    assert (duplicate["kind"], duplicate["original_id"], duplicate["origin"]) == ("export", source.design_id, "user")
+
+    evaluated = []
+    path.write_text(path.read_text().replace("self.o_proj = nn.Linear(d_model, d_model, bias=False)",
+                                             "self.o_proj = nn.Linear(d_model, d_model, bias=True)"))
+    changed = import_design(recorder, path, tier="check", evaluate=lambda code, tier, seed: evaluated.append(
+        code) or EvalResult("error", "not evaluated here", tier, 1, seed))
+    assert changed.duplicate_of is None and changed.design_id != source.design_id and len(evaluated) == 1
+    assert len(db.records.duplicates()) == 1  # the card names design 1, but the code is no longer its export

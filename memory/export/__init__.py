@@ -1,9 +1,10 @@
-"""Exporting a design: one standalone module that needs only torch, with its provenance in the docstring.
+"""Exporting a design: one standalone module that needs only torch, with its provenance in the docstring,
+and recognising such a module when it comes back.
 
-    from memory.export import export_design, standalone
+    from memory.export import export_design, export_source, standalone
 """
 
 from memory.export.bundle import Export, ExportError, standalone
-from memory.export.card import card, export_design
+from memory.export.card import card, export_design, export_source
 
-__all__ = ["Export", "ExportError", "card", "export_design", "standalone"]
+__all__ = ["Export", "ExportError", "card", "export_design", "export_source", "standalone"]

@@ -10,7 +10,12 @@ torch is installed:
    inlined copy to ``<module>_<name>`` (token by token, so comments and layout stay), and the design's
    own code is left exactly as written (a design that imported a renamed block gets an alias line);
 3. einops' ``rearrange`` and ``repeat`` are replaced by ``memory.export.einops_lite``, their plain-torch
-   equivalent; anything else from einops (or triton) stays an import and is listed in ``requires``.
+   equivalent; anything else from einops stays an import and is listed in ``requires``;
+4. triton is optional: its imports are guarded, and where it is absent they name the stand-in of
+   ``memory.export.triton_absent``, so the Triton kernels load but never launch. The ``KERNELS``
+   declaration (the evaluator's kernel-check metadata) is left out with its ``kernels.spec`` imports,
+   and where triton is absent each declared kernel is bound to its reference
+   (``memory.export.declared``).
 
 ``memory.export.card`` writes the header card that ``export_design`` puts in the module docstring.
 """
@@ -26,11 +31,12 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from memory.export import einops_lite
+from memory.export import einops_lite, triton_absent
+from memory.export.declared import DeclarationError, Fallback, declaration
 
 KERNELS_ROOT = Path(__file__).resolve().parent.parent.parent / "kernels"
 EINOPS_LITE = ("rearrange", "repeat")
-PACKAGES_NOT_INLINED = ("einops", "triton")
+OPTIONAL = "triton"  # imported where installed; the module loads without it
 
 
 class ExportError(ValueError):
@@ -41,7 +47,8 @@ class ExportError(ValueError):
 class Export:
     code: str
     inlined: tuple[str, ...]  # kernels modules inlined, in order
-    requires: tuple[str, ...]  # packages besides torch the file still imports
+    requires: tuple[str, ...]  # packages besides torch the file cannot load without
+    optional: tuple[str, ...] = ()  # packages the file uses where installed (triton)
 
 
 @dataclass(frozen=True)
@@ -226,14 +233,18 @@ def _rename_tokens(source: str, renames: dict[str, str]) -> str:
     return "".join(lines)
 
 
-def _strip(source: str, tree: ast.Module, drop) -> str:
-    """`source` without the top-level statements for which `drop(node)` is true (whole lines)."""
+def _strip(source: str, tree: ast.Module, drop, comments=lambda node: False) -> str:
+    """`source` without the top-level statements for which `drop(node)` is true (whole lines), and for
+    those where `comments(node)` is also true, the comment lines right above them."""
+    lines = source.splitlines(keepends=True)
     dropped = set()
     for node in tree.body:
         if drop(node):
             first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])])
+            while comments(node) and first > 1 and lines[first - 2].lstrip().startswith("#"):
+                first -= 1
             dropped.update(range(first, node.end_lineno + 1))
-    kept = [line for number, line in enumerate(source.splitlines(keepends=True), start=1) if number not in dropped]
+    kept = [line for number, line in enumerate(lines, start=1) if number not in dropped]
     return re.sub(r"\n{3,}", "\n\n\n", "".join(kept)).strip("\n") + "\n"
 
 
@@ -245,6 +256,7 @@ class _Imports:
         self.plain: dict[str, str] = {}  # bound name -> statement
         self.from_: dict[str, set[str]] = {}  # module -> {"name" | "name as alias"}
         self.targets: dict[str, str] = {}  # bound name -> what it refers to
+        self.guarded: dict[str, list[str]] = {}  # statement -> the names it binds, imported inside `try`
         self.einops_lite = False
         self.requires: set[str] = set()
 
@@ -253,6 +265,9 @@ class _Imports:
             self.future.update(a.name for a in node.names)
             return
         for alias in node.names:
+            if ((node.module or "") if isinstance(node, ast.ImportFrom) else alias.name).split(".")[0] == OPTIONAL:
+                self._guard(node, alias, where)
+                continue
             if isinstance(node, ast.ImportFrom):
                 module, bound = node.module or "", alias.asname or alias.name
                 if module == "einops" and alias.name in EINOPS_LITE and bound == alias.name:
@@ -268,8 +283,29 @@ class _Imports:
                 self._bind(bound, module if alias.asname else bound, where, node.lineno)
                 statement = f"import {module}" + (f" as {alias.asname}" if alias.asname else "")
                 self.plain[statement] = statement
-            if module.split(".")[0] in PACKAGES_NOT_INLINED:
-                self.requires.add(module.split(".")[0])
+            if module.split(".")[0] == "einops":
+                self.requires.add("einops")
+
+    def _guard(self, node: ast.Import | ast.ImportFrom, alias: ast.alias, where: str) -> None:
+        if isinstance(node, ast.ImportFrom):
+            bound = alias.asname or alias.name
+            self._bind(bound, f"{node.module}.{alias.name}", where, node.lineno)
+            statement = f"from {node.module} import {alias.name}" + (f" as {bound}" if bound != alias.name else "")
+        else:
+            bound = alias.asname or alias.name.split(".")[0]
+            self._bind(bound, alias.name if alias.asname else bound, where, node.lineno)
+            statement = f"import {alias.name}" + (f" as {alias.asname}" if alias.asname else "")
+        self.guarded.setdefault(statement, [])
+        if bound not in self.guarded[statement]:
+            self.guarded[statement].append(bound)
+
+    def guard(self, stand_in: str) -> str:
+        """The guarded imports: inside `try`, and bound to `stand_in` where triton is not installed."""
+        statements = sorted(self.guarded, key=lambda s: (s.startswith("from "), s))
+        bound = list(dict.fromkeys(name for s in statements for name in self.guarded[s]))
+        return "\n".join(["try:", *(f"    {s}" for s in statements),
+                          "except ImportError:  # not installed: the Triton kernels below load but cannot launch",
+                          f"    {' = '.join(bound)} = {stand_in}()"])
 
     def _bind(self, bound: str, target: str, where: str, line: int) -> None:
         known = self.targets.setdefault(bound, target)
@@ -297,8 +333,8 @@ def _docstring_literal(text: str) -> str:
 
 
 def standalone(code: str, card: str | None = None) -> Export:
-    """The design `code` as a module that imports only torch (and the standard library); see the
-    module docstring. `card` is appended to the design's docstring."""
+    """The design `code` as a module that needs only torch (and the standard library) to load and run;
+    see the module docstring. `card` is appended to the design's docstring."""
     try:
         tree = ast.parse(code, filename="design.py")
     except SyntaxError as exc:
@@ -307,8 +343,15 @@ def standalone(code: str, card: str | None = None) -> Export:
     if branches:
         code = _without_branches(code, branches)
         tree = ast.parse(code, filename="design.py")
+    try:
+        declared = declaration(tree, "design.py")
+    except DeclarationError as exc:
+        raise ExportError(str(exc)) from None
+    left_out = {id(n) for n in declared.statements}
     imports, wanted = _Imports(), []  # wanted: (module, name, bound name) the design imports from kernels
     for node in tree.body:
+        if id(node) in left_out:
+            continue
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "kernels" and not node.level:
             wanted.extend((node.module, a.name, a.asname or a.name) for a in node.names)
         elif isinstance(node, ast.Import) and any(a.name.split(".")[0] == "kernels" for a in node.names):
@@ -316,26 +359,30 @@ def standalone(code: str, card: str | None = None) -> Export:
                               "write `from kernels.<module> import <name>`")
         elif _is_import(node):
             imports.add(node, "design.py")
-    modules = [_load(m) for m in _closure(list(dict.fromkeys(m for m, _, _ in wanted)))]
+    # Without triton a declared kernel is its reference; with no triton import there is nothing to fall back from.
+    fallbacks = declared.fallbacks if imports.guarded else ()
+    roots = [m for m, _, _ in wanted] + [f.module for f in fallbacks if f.module]
+    modules = [_load(m) for m in _closure(list(dict.fromkeys(roots)))]
     with_code = [m for m in modules if m.has_code]
     for module in with_code:
         for node in module.tree.body:
             if _is_import(node) and not (isinstance(node, ast.ImportFrom) and node.level) and \
                     not (isinstance(node, ast.ImportFrom) and (node.module or "").startswith("kernels")):
                 imports.add(node, str(module.path.relative_to(KERNELS_ROOT.parent)))
-    design_names = {n for s in tree.body if not _is_import(s) for n in _bound_names(s)}
+    design_names = {n for s in tree.body if not _is_import(s) and id(s) not in left_out for n in _bound_names(s)}
     taken = design_names | set(imports.targets)
-    if imports.einops_lite:
-        lite_tree, lite_names = _einops_lite()
-        for node in lite_tree.body:
+    shims = [shim for shim, used in ((einops_lite, imports.einops_lite), (triton_absent, imports.guarded)) if used]
+    for shim in shims:
+        shim_tree, shim_names = _shim(shim)
+        for node in shim_tree.body:
             if _is_import(node):
-                imports.add(node, "memory/export/einops_lite.py")
-        if clash := sorted(design_names & lite_names):
-            raise ExportError(f"the design defines {', '.join(clash)}, which the inlined einops replacement "
+                imports.add(node, _shim_path(shim))
+        if clash := sorted(design_names & shim_names):
+            raise ExportError(f"the design defines {', '.join(clash)}, which the export's {_shim_path(shim)} "
                               "also defines; rename them in the design")
-        taken |= lite_names
+        taken |= shim_names
     flat = _flat_names(with_code, taken)
-    sections = []
+    sections = [f"# --- {_SHIM_TITLES[shim]} ({_shim_path(shim)})\n\n{_shim_body(shim)}" for shim in shims]
     for module in with_code:
         local = {n: flat[(module.name, n)] for n in module.defines}
         local |= {bound: flat[_resolve(source, name)] for source, name, bound in module.kernel_imports}
@@ -349,17 +396,31 @@ def standalone(code: str, card: str | None = None) -> Export:
     docstring = (ast.get_docstring(tree, clean=False) or "").strip()
     if card:
         docstring = f"{docstring}\n\n{card.strip()}" if docstring else card.strip()
-    design_body = _strip(code, tree, lambda n: _is_import(n) or (_is_docstring(n) and n is tree.body[0]))
+    design_body = _strip(code, tree, lambda n: _is_import(n) or (_is_docstring(n) and n is tree.body[0])
+                         or id(n) in left_out, comments=lambda n: id(n) in left_out)
     parts = [(_docstring_literal(docstring) + "\n\n" if docstring else "") + "\n".join(imports.lines())]
-    if imports.einops_lite:
-        sections.insert(0, "# --- einops' rearrange and repeat in plain torch (memory/export/einops_lite.py)\n\n"
-                        + _einops_lite_body())
     if sections:
         parts.append("# Reference blocks from Discover's kernels package, inlined so this file needs only torch.\n\n"
                      + "\n\n".join(sections).rstrip("\n") + ("\n\n" + "\n".join(aliases) if aliases else ""))
+    if imports.guarded:
+        parts.append("# --- triton, where it is installed\n\n" + imports.guard("MissingTriton"))
     parts.append("# --- the design\n\n" + design_body)
+    if declared.statements:
+        parts.append(_declaration_note(fallbacks, flat, imports))
     text = "\n\n\n".join(p.strip("\n") for p in parts if p) + "\n"
-    return Export(text, tuple(m.name for m in with_code), tuple(sorted(imports.requires)))
+    optional = (OPTIONAL,) if imports.guarded else ()
+    return Export(text, tuple(m.name for m in with_code), tuple(sorted(imports.requires)), optional)
+
+
+def _declaration_note(fallbacks: tuple[Fallback, ...], flat: dict[tuple[str, str], str], imports: _Imports) -> str:
+    """What stands in the export for the KERNELS declaration: a note, and the fallbacks where triton is absent."""
+    lines = ["# export: the KERNELS declaration, which the evaluator checks each kernel against, is left out."]
+    if fallbacks:
+        triton = next(names[0] for names in imports.guarded.values())
+        lines += ["# Without triton, each declared kernel is the PyTorch reference it was checked against.",
+                  f"if isinstance({triton}, MissingTriton):"]
+        lines += [f"    {f.kernel} = {flat[_resolve(f.module, f.name)] if f.module else f.name}" for f in fallbacks]
+    return "\n".join(lines)
 
 
 def _flat_names(modules: list[_Module], taken: set[str]) -> dict[tuple[str, str], str]:
@@ -378,12 +439,21 @@ def _flat_names(modules: list[_Module], taken: set[str]) -> dict[tuple[str, str]
     return flat
 
 
+_SHIM_TITLES = {einops_lite: "einops' rearrange and repeat in plain torch",
+                triton_absent: "a stand-in for triton where it is not installed"}
+
+
+def _shim_path(shim) -> str:
+    return Path(shim.__file__).relative_to(KERNELS_ROOT.parent).as_posix()
+
+
 @cache
-def _einops_lite() -> tuple[ast.Module, set[str]]:
-    tree = ast.parse(Path(einops_lite.__file__).read_text(encoding="utf-8"))
-    return tree, {n for s in tree.body if not _is_import(s) and not _is_docstring(s) for n in _bound_names(s)}
+def _shim(shim) -> tuple[ast.Module, frozenset[str]]:
+    """A module of memory.export that the export inlines, parsed, and the names it defines."""
+    tree = ast.parse(Path(shim.__file__).read_text(encoding="utf-8"))
+    return tree, frozenset(n for s in tree.body if not _is_import(s) and not _is_docstring(s) for n in _bound_names(s))
 
 
-def _einops_lite_body() -> str:
-    path = Path(einops_lite.__file__)
-    return _strip(path.read_text(encoding="utf-8"), _einops_lite()[0], lambda n: _is_import(n) or _is_docstring(n))
+def _shim_body(shim) -> str:
+    return _strip(Path(shim.__file__).read_text(encoding="utf-8"), _shim(shim)[0],
+                  lambda n: _is_import(n) or _is_docstring(n))

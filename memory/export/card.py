@@ -1,23 +1,33 @@
 """The exported file's provenance: a header card with lineage, metrics, replay and verification.
 
 ``export_design`` writes a design as one standalone module (``memory.export.bundle``) whose docstring
-carries this card, so the file says where it came from and what was checked.
+carries this card, so the file says where it came from and what was checked. The card's first line
+names the design and its full code hash, and ``export_source`` uses it to tell, when the file comes
+back through ``discover import``, which recorded design it is an unchanged export of.
 """
 
 from __future__ import annotations
 
+import ast
+import re
 import textwrap
 from pathlib import Path
 
 import evaluator
 from memory.db import ExperienceDB
-from memory.export.bundle import Export, standalone
+from memory.dedup import code_hash
+from memory.export.bundle import Export, ExportError, standalone
+from memory.protocols import Records
+from memory.records import Design
+
+CARD_START = "Exported from Discover: design "
+_SOURCE = re.compile(re.escape(CARD_START) + r"\d+ \([^)]*\), code hash ([0-9a-f]{64})")
 
 
 def card(db: ExperienceDB, design_id: int) -> str:
     """The header card: where the design came from, what it measured, and whether that was checked."""
     design = db.records.design(design_id)
-    lines = [f"Exported from Discover: design {design.id} ({design.origin}), code hash {design.code_hash[:16]}"
+    lines = [f"{CARD_START}{design.id} ({design.origin}), code hash {design.code_hash}"
              + (f", archive commit {design.archive_commit[:12]}" if design.archive_commit else "") + "."]
     ancestors = db.records.lineage(design_id)
     lineage = " <- ".join([f"{design.name} (#{design.id})"] + [f"{a.name} (#{a.id})" for a in ancestors])
@@ -47,8 +57,10 @@ def card(db: ExperienceDB, design_id: int) -> str:
                      f"{verdict['confidence']:.0%} {verdict['method']}): {_PHRASES[h['verdict']]} {h['reference']} on "
                      f"score, {_short(h['mean'])} vs {_short(h['reference_mean'])} "
                      f"(difference in [{_short(h['low'])}, {_short(h['high'])}]).")
-    lines.append("Needs only torch: reference blocks are inlined below. Use: Mixer(d_model, n_heads, layer_idx, "
-                 "n_layers)(x) maps (B, T, d_model) to (B, T, d_model), causally.")
+    triton = ("; the design's Triton kernels need triton, and without it the PyTorch code they were checked "
+              "against stands in" if standalone(design.code).optional else "")
+    lines.append(f"Needs only torch: reference blocks are inlined below{triton}. Use: Mixer(d_model, n_heads, "
+                 "layer_idx, n_layers)(x) maps (B, T, d_model) to (B, T, d_model), causally.")
     return "\n".join(textwrap.fill(line, width=100, subsequent_indent=" " * (len(line) - len(line.lstrip()) + 4),
                                    break_on_hyphens=False) for line in lines)
 
@@ -67,3 +79,41 @@ def export_design(db: ExperienceDB, design_id: int, path: str | Path) -> Export:
     exported = standalone(design.code, card(db, design_id))
     Path(path).write_text(exported.code, encoding="utf-8")
     return exported
+
+
+def exported_card(code: str) -> tuple[str, str] | None:
+    """(the card, the code hash of the design it names) when ``code`` carries an export's card at the
+    end of its module docstring, else None."""
+    try:
+        docstring = ast.get_docstring(ast.parse(code), clean=False) or ""
+    except (SyntaxError, ValueError):
+        return None
+    starts = [m.start() for m in re.finditer("^" + re.escape(CARD_START), docstring, flags=re.MULTILINE)]
+    if not starts:
+        return None
+    text = docstring[starts[-1]:]  # the last: a design's own docstring may quote an earlier card
+    named = _SOURCE.match(" ".join(text.split()))
+    return (text, named.group(1)) if named else None
+
+
+def export_source(records: Records, code: str) -> Design | None:
+    """The recorded design of which ``code`` is an unchanged export, or None.
+
+    The card only names a candidate; the claim holds when exporting that design again, with the same
+    card, gives ``code`` (up to whitespace, as the exact dedup layer compares). Any change outside the
+    card makes the file a design of its own, so a card cannot hide a changed line; a change inside it
+    (the card is prose about the design) changes no code. An export made before the kernels package
+    changed is not recognised either, and is evaluated as the new code it is.
+    """
+    found = exported_card(code)
+    if found is None:
+        return None
+    text, named_hash = found
+    design = records.find_by_code_hash(named_hash)
+    if design is None:
+        return None
+    try:
+        again = standalone(design.code, text).code
+    except ExportError:  # a recorded design that no longer exports (the kernels package changed) is no source
+        return None
+    return design if code_hash(again) == code_hash(code) else None
