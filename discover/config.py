@@ -21,6 +21,7 @@ class ConfigError(ValueError):
 
 
 LLM_CACHE_MODES = ("record", "replay", "off")  # agents.llm.CACHE_MODES, without importing litellm's client here
+LLM_ROLES = ("researcher", "coder", "analyst", "judge")  # agents.llm.ROLE_NAMES
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,11 @@ class RunConfig:
     llm_cache: str = "record"        # "record" every reply, "replay" only recorded replies (no model), or "off"
     llm_cache_from: str = ""         # an experience.db whose recorded replies are replayed; empty = this workspace's
     max_llm_failures: int = 5        # agent failures in a row (no usable reply) that stop the run
+    # Reply caps per role, sent as max_tokens with each request (agents.llm.REPLY_TOKENS); 0 = no cap.
+    researcher_reply_tokens: int = 1024  # a proposal: a few sentences of JSON
+    coder_reply_tokens: int = 4096   # a whole design file
+    analyst_reply_tokens: int = 512  # an analysis: three to six sentences
+    judge_reply_tokens: int = 512    # a score and two or three sentences
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -75,7 +81,7 @@ class RunConfig:
     def _check_llm(self) -> None:
         if not self.model:
             raise ConfigError("model must be 'offline' or a litellm model string such as 'openai/gpt-4o-mini'")
-        role_models = [f"{role}_model" for role in ("researcher", "coder", "analyst", "judge")]
+        role_models = [f"{role}_model" for role in LLM_ROLES]
         if self.backend == "offline" and (named := [k for k in role_models if getattr(self, k)]):
             raise ConfigError(f"{', '.join(named)} need(s) the LLM backend; set model to a litellm model string")
         if self.llm_cache not in LLM_CACHE_MODES:
@@ -85,7 +91,8 @@ class RunConfig:
         if self.llm_cache_from and not Path(self.llm_cache_from).is_file():
             raise ConfigError(f"llm_cache_from: no experience database at {self.llm_cache_from}")
         minimum = {"max_attempts": 1, "max_cost": 0, "max_tokens": 0, "fewshot": 0, "llm_retries": 0,
-                   "llm_backoff_s": 0, "max_llm_failures": 1}
+                   "llm_backoff_s": 0, "max_llm_failures": 1,
+                   **{f"{role}_reply_tokens": 0 for role in LLM_ROLES}}
         for key, low in minimum.items():
             if getattr(self, key) < low:
                 raise ConfigError(f"{key} must be >= {low}, got {getattr(self, key)}")
@@ -131,9 +138,26 @@ def llm_settings(config: RunConfig):
     client = ClientSettings(api_base=config.api_base or None, timeout_s=config.llm_timeout_s,
                             retries=config.llm_retries, backoff_s=config.llm_backoff_s, max_cost=config.max_cost,
                             max_tokens=config.max_tokens, cache=config.llm_cache)
+    reply_tokens = {role: getattr(config, f"{role}_reply_tokens") for role in LLM_ROLES}
     return LLMSettings(model=config.model, researcher_model=config.researcher_model, coder_model=config.coder_model,
                        analyst_model=config.analyst_model, judge_model=config.judge_model, fewshot=config.fewshot,
-                       max_attempts=config.max_attempts, client=client)
+                       max_attempts=config.max_attempts, reply_tokens=reply_tokens, client=client)
+
+
+def check_llm(config: RunConfig) -> None:
+    """Before a run: ConfigError (one line: the cause and the fix) when the LLM configuration cannot
+    work: an unknown provider, a missing API key, an ``api_base`` that does not answer, a model the
+    endpoint does not serve (agents.llm.check_llm). Nothing to check offline or in replay, where no
+    model is called; no model is called here either."""
+    if config.backend == "offline" or config.llm_cache == "replay":
+        return
+    from agents.llm import LLMConfigError
+    from agents.llm import check_llm as check
+
+    try:
+        check(llm_settings(config).models(), config.api_base or None)
+    except LLMConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def merge(base: RunConfig, overrides: dict) -> RunConfig:

@@ -3,7 +3,8 @@
 Agents never touch the database; the LLM client hands each call to a ``Journal``. This one writes
 every call as it happens (so a killed run keeps its transcript and its spend), looks cached replies
 up in this workspace's database or, for a replay, in another one, and tells the client what the run
-has spent so far, so caps hold across ``--resume``.
+has spent so far, so caps hold across ``--resume``. Each call is also an ``llm-call`` event in the run's
+log (role, model, status, attempt, latency and tokens), which the live display and ``discover log`` read.
 """
 
 from __future__ import annotations
@@ -25,7 +26,13 @@ class DBJournal:
             self.cache_db = ExperienceDB(cache_from, readonly=True)
 
     def record(self, call: LLMCall) -> int:
-        return self.db.journal.add_llm_transcript(self.run_id, asdict(call))
+        """Store the call, then log it as an ``llm-call`` event, so the run's log shows calls as they happen."""
+        call_id = self.db.journal.add_llm_transcript(self.run_id, asdict(call))
+        self.db.records.log_event(self.run_id, "llm-call", {
+            "role": call.role, "model": call.model, "status": call.status, "attempt": call.attempt,
+            "latency_s": call.latency_s, "prompt_tokens": call.prompt_tokens,
+            "completion_tokens": call.completion_tokens})
+        return call_id
 
     def cached(self, key: str) -> dict | None:
         return self.cache_db.journal.cached_reply(key)

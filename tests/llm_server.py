@@ -6,7 +6,9 @@ queue of actions per role (the role is read from the system prompt's first line,
 or a default when a role's queue is empty. An action is a reply text (optionally late), an HTTP
 fault, a raw body (for broken JSON), or a connection-level fault: a connection dropped without a
 reply, a body shorter than its Content-Length or cut mid-JSON, a body that stalls half-way. Every
-request is kept for the test to inspect.
+request is kept for the test to inspect. With ``single_slot`` the server answers one completion at a
+time, as llama.cpp's server does with one slot: a request waits while an earlier one (even one its
+client abandoned) is being answered. ``GET /v1/models`` lists ``models``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ class Reply:
     prompt_tokens: int | None = None  # None: counted as words of the request
     completion_tokens: int | None = None  # None: counted as words of the text
     delay_s: float = 0.0
+    finish_reason: str = "stop"  # "length": the reply stopped at its max_tokens
 
 
 @dataclass(frozen=True)
@@ -108,11 +111,12 @@ class Script:
         return Fault(500, f"the script has no reply left for role {role!r}")
 
 
-def completion_body(text: str, model: str, prompt_tokens: int, completion_tokens: int) -> dict:
+def completion_body(text: str, model: str, prompt_tokens: int, completion_tokens: int,
+                    finish_reason: str = "stop") -> dict:
     return {
         "id": f"chatcmpl-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()),
         "model": model,
-        "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}],
+        "choices": [{"index": 0, "finish_reason": finish_reason, "message": {"role": "assistant", "content": text}}],
         "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
                   "total_tokens": prompt_tokens + completion_tokens},
     }
@@ -121,10 +125,13 @@ def completion_body(text: str, model: str, prompt_tokens: int, completion_tokens
 class LLMServer:
     """``with LLMServer(script) as server: ...`` serves on ``server.url`` until the block ends."""
 
-    def __init__(self, script: Script | None = None):
+    def __init__(self, script: Script | None = None, *, single_slot: bool = False,
+                 models: tuple[str, ...] = ("test-model",)):
         self.script = script or Script()
         self.requests: list[dict] = []
+        self.models = models
         self.lock = threading.Lock()
+        self.slot = threading.Lock() if single_slot else None
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -173,7 +180,21 @@ class LLMServer:
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up (a timeout test)
 
+            def do_GET(self) -> None:
+                if not self.path.rstrip("/").endswith("/models"):
+                    self._send(404, json.dumps({"error": {"message": f"no route {self.path}"}}))
+                    return
+                listing = [{"id": name, "object": "model", "owned_by": "scripted"} for name in server.models]
+                self._send(200, json.dumps({"object": "list", "data": listing}))
+
             def do_POST(self) -> None:
+                if server.slot is None:
+                    self._complete()
+                    return
+                with server.slot:
+                    self._complete()
+
+            def _complete(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length)
                 if not self.path.rstrip("/").endswith("/chat/completions"):
@@ -199,7 +220,8 @@ class LLMServer:
                     prompt = words if action.prompt_tokens is None else action.prompt_tokens
                     completion = (len(action.text.split()) if action.completion_tokens is None
                                   else action.completion_tokens)
-                    body = completion_body(action.text, request.get("model", "test-model"), prompt, completion)
+                    body = completion_body(action.text, request.get("model", "test-model"), prompt, completion,
+                                           action.finish_reason)
                     self._send(200, json.dumps(body))
 
             def _misbehave(self, action: Drop | Truncated | Stall, request: dict) -> None:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from agents.llm import CACHE_MODES, LLMSettings
+from agents.llm import CACHE_MODES, REPLY_TOKENS, LLMSettings
 from discover.config import LLM_CACHE_MODES, ConfigError, RunConfig, llm_settings, load
 
 
@@ -50,3 +50,13 @@ def test_unknown_keys_are_refused():
 
 def test_the_cache_modes_agree():
     assert LLM_CACHE_MODES == CACHE_MODES
+
+
+def test_reply_caps_per_role_come_from_the_configuration_with_the_backends_defaults(tmp_path):
+    assert llm_settings(RunConfig(model="openai/x")).reply_tokens == REPLY_TOKENS
+    path = tmp_path / "discover.toml"
+    path.write_text('model = "openai/x"\ncoder_reply_tokens = 8000\nanalyst_reply_tokens = 0\n')
+    settings = llm_settings(load(path))
+    assert settings.reply_tokens_for("coder") == 8000 and settings.reply_tokens_for("analyst") == 0
+    with pytest.raises(ConfigError, match="judge_reply_tokens must be >= 0"):
+        RunConfig(model="openai/x", judge_reply_tokens=-1)

@@ -58,7 +58,9 @@ def _api_key(monkeypatch):
 
 
 def client(url, journal, retries=2, sleeps=None):
-    settings = ClientSettings(api_base=url, timeout_s=TIMEOUT_S, retries=retries, backoff_s=0.25)
+    # local=False: these are a hosted endpoint's faults, retried on plain backoff with a fixed timeout
+    # (a self-hosted one's patience is tested in test_llm_structured.py)
+    settings = ClientSettings(api_base=url, timeout_s=TIMEOUT_S, retries=retries, backoff_s=0.25, local=False)
     return LLMClient(settings, journal, sleep=sleeps.append if sleeps is not None else lambda s: None)
 
 

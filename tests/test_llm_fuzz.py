@@ -18,7 +18,7 @@ from tests.llm_server import Fault, Raw, hostile_reply
 GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
 MODEL = "openai/test-model"
 NAMED = re.compile(r"^(ok|empty|malformed|no-code|syntax|unsafe|contract|llm-error|timeout|connection|truncated"
-                   r"|bad-response|http-\d{3})$")
+                   r"|bad-response|schema-refused|http-\d{3})$")
 REPLIES = 600
 
 

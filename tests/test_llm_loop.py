@@ -23,7 +23,7 @@ TIER = "full-tiny"
 REFS = ("softmax_attention", "linear_attention")
 MODEL = "openai/test-model"
 NAMED = re.compile(r"^(ok|empty|malformed|no-code|syntax|unsafe|contract|llm-error|timeout|connection|truncated"
-                   r"|bad-response|http-\d{3})$")
+                   r"|bad-response|schema-refused|http-\d{3})$")
 
 
 @pytest.fixture(scope="module")
@@ -101,6 +101,14 @@ def test_one_iteration_end_to_end_with_a_429_malformed_json_no_code_a_failed_che
     judge = analyses[second.id][1][1]
     assert judge["judge_score"] == 5 and judge["measured_score"] == db.records.evaluations(second.id)[0].score
     assert summary.llm["calls"] == len(calls) and summary.llm["unknown_cost_calls"] > 0
+    events = [e.data for e in db.records.events(summary.run_id) if e.kind == "llm-call"]
+    assert [(e["role"], e["status"], e["attempt"]) for e in events] == [(c["role"], c["status"], c["attempt"])
+                                                                       for c in calls], "each call, as it happens"
+    assert set(events[-1]) == {"role", "model", "status", "attempt", "latency_s", "prompt_tokens",
+                               "completion_tokens"}
+    assert all(r["response_format"]["json_schema"]["name"] == "proposal" for r in requests
+               if r["messages"][0]["content"].startswith("Role: researcher"))
+    assert all(r["max_tokens"] for r in requests), "every request caps its reply"
 
 
 def test_a_token_cap_mid_run_stops_cleanly_and_lets_evaluations_in_flight_finish(workspace):
@@ -195,3 +203,27 @@ def test_an_unsafe_file_from_the_coder_goes_back_to_it_and_costs_no_evaluation(w
     searched = [d for d in db.records.designs() if d.origin == "llm"]
     assert [d.code for d in searched] == [GOOD]
     assert [e.status for e in db.records.evaluations(searched[0].id)] == ["ok"]
+
+
+def test_the_cli_names_a_missing_key_before_seeding_anything(tmp_path, monkeypatch, capsys):
+    from discover.cli import main
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    workspace = tmp_path / "ws"
+    code = main(["run", "--budget", "1", "--tier", TIER, "--workspace", str(workspace), "--model",
+                 "openai/gpt-4o-mini"])
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert code == 2 and "OPENAI_API_KEY" in err
+    assert not (workspace / "experience.db").exists(), "nothing is seeded or recorded before the check"
+
+
+def test_a_run_the_agents_could_not_work_exits_non_zero(workspace, tmp_path, capsys):
+    from discover.cli import main
+
+    refs = tmp_path / "refs.toml"
+    refs.write_text(f"references = {list(REFS)!r}\nmax_llm_failures = 2\n".replace("'", '"'))
+    script = Script(default=lambda role, request: Reply("no JSON here, and no code either"))
+    with LLMServer(script) as server:
+        code = main(["run", "--budget", "1", "--tier", TIER, "--workspace", str(workspace), "--workers", "1",
+                     "--config", str(refs), "--model", MODEL, "--api-base", server.url])
+    assert code == 1 and "2 agent failures in a row" in capsys.readouterr().err.replace("\n", " ")

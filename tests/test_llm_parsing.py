@@ -1,5 +1,6 @@
 """Strict parsing of replies: proposals, design files with the static pre-check, analyses, judgements."""
 
+import json
 from pathlib import Path
 
 import pytest
@@ -98,3 +99,15 @@ def test_analysis_and_judgement_replies():
     for bad in ('{"score": 11, "rationale": "r"}', '{"score": NaN, "rationale": "r"}', '{"score": "7"}',
                 '{"score": true, "rationale": "r"}', '{"score": 5}', "seven"):
         assert status_of(parse_judgement, bad) == "malformed"
+
+
+@pytest.mark.parametrize("value, got", [("", "an empty string"), ("   ", "only whitespace"), (None, "nothing"),
+                                        (5, "int"), ([], "list")])
+def test_a_field_that_is_not_a_non_empty_string_says_what_it_got(value, got):
+    for key in ("name", "motivation", "plan"):
+        data = {"name": "n", "motivation": "m", "plan": "p", key: value}
+        with pytest.raises(ParseError) as error:
+            parse_proposal(json.dumps(data), {1}, 1)
+        assert error.value.reason == f"'{key}' must be a non-empty string, got {got}"
+    with pytest.raises(ParseError, match=f"'rationale' must be a non-empty string, got {got}"):
+        parse_judgement(json.dumps({"score": 5, "rationale": value}))

@@ -5,10 +5,16 @@ database; agents never touch the database). Retries are ours, not litellm's (``n
 ``max_retries=0``), so each HTTP attempt is recorded once, under a named status
 (``TRANSPORT_STATUSES``): a timeout, a dropped connection, a truncated body, a reply that is not a
 chat completion, 408/409/429 and 5xx are retried with exponential backoff; other HTTP errors are
-final. A failed attempt records no tokens and no cost; only a reply counts toward the caps. A
-reply is handed to the caller's ``parse`` function and the call is recorded with the parse verdict
-as its status (``ok``, ``malformed``, ``no-code``, ...), so a transcript shows why every reply was
-or was not used.
+final. Against a self-hosted endpoint (``local``), a timed-out request may still occupy the server's
+only slot, so the retry waits at least as long as that attempt's timeout and gets twice its timeout
+(up to ``MAX_TIMEOUT_GROWTH`` times the first); every retry records how long it waited and why. A
+failed attempt records no tokens and no cost; only a reply counts toward the caps.
+
+Each request carries the role's reply cap (``max_tokens``) and, for a reply that must be JSON, its
+JSON schema as the structured-output format; a provider that refuses the format is recorded once
+(``schema-refused``) and the run goes on in free text, parsed as before. A reply is handed to the
+caller's ``parse`` function and the call is recorded with the parse verdict as its status (``ok``,
+``malformed``, ``no-code``, ...), so a transcript shows why every reply was or was not used.
 
 Caps: before each call the run's usage (tokens, dollars) is compared with ``max_tokens`` and
 ``max_cost``; a reached cap raises ``CapReached`` and the loop stops the run. A model litellm has no
@@ -31,9 +37,11 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from agents.base import AgentFailure, StopRun
+from agents.llm.preflight import api_key, is_local
 
 CACHE_MODES = ("record", "replay", "off")
 MAX_BACKOFF_S = 60.0
+MAX_TIMEOUT_GROWTH = 4  # a self-hosted endpoint's timeout grows on retry to at most this many times timeout_s
 
 T = TypeVar("T")
 
@@ -65,6 +73,7 @@ class ClientSettings:
     max_cost: float = 0.0  # dollars the run may spend on LLM calls; 0 = no cap
     max_tokens: int = 0  # prompt + completion tokens the run may use; 0 = no cap
     cache: str = "record"  # "record" stores every reply, "replay" serves only stored replies, "off" neither
+    local: bool | None = None  # a self-hosted endpoint (see the module docstring); None: api_base is on a local host
 
     def __post_init__(self) -> None:
         if self.cache not in CACHE_MODES:
@@ -74,6 +83,10 @@ class ClientSettings:
                 raise ValueError(f"{name} must be {'> 0' if name == 'timeout_s' else '>= 0'}, "
                                  f"got {getattr(self, name)}")
 
+    @property
+    def self_hosted(self) -> bool:
+        return is_local(self.api_base) if self.local is None else self.local
+
 
 @dataclass(frozen=True)
 class LLMCall:
@@ -82,7 +95,8 @@ class LLMCall:
     role: str
     model: str
     status: str  # "ok", a parse failure ("malformed", "no-code", ...) or a transport one ("timeout", "http-429")
-    request: dict  # {"messages": [...]} as sent
+    request: dict  # as sent: {"messages", "timeout_s", "max_tokens"?, "response_format"?}, and "waited_s" and
+    # "waited_because" on a retry
     reply: str | None = None
     error: str | None = None
     prompt_tokens: int | None = None
@@ -176,6 +190,8 @@ TRANSPORT_STATUSES: dict[str, str] = {
     "truncated": "the connection closed in the middle of the reply's body",
     "bad-response": "a reply that is not a chat completion (invalid or cut JSON, no choices, no message)",
     "http-NNN": "the server answered with HTTP status NNN",
+    "schema-refused": "the provider refused the JSON-schema response format; the call and the rest of the run "
+                      "go on without it",
     "llm-error": "anything else the client library raised; not retried",
 }
 _RETRYABLE_HTTP = (408, 409, 429)
@@ -289,6 +305,14 @@ def price(response: Any, model: str) -> float | None:
         return None
 
 
+@dataclass(frozen=True)
+class Wait:
+    """The pause before a retry, with the reason recorded on the retry."""
+
+    seconds: float
+    because: str
+
+
 class LLMClient:
     """Calls models through litellm on behalf of the roles; see the module docstring."""
 
@@ -299,6 +323,7 @@ class LLMClient:
         self.completion = completion
         self.usage = journal.usage()
         self.requests: Counter[str] = Counter()  # identical requests so far, for distinct cache keys
+        self.structured = True  # False once a provider refused the JSON-schema response format
 
     def check_caps(self) -> None:
         s, u = self.settings, self.usage
@@ -309,28 +334,39 @@ class LLMClient:
             raise CapReached(f"cost cap reached: ${u.cost:.4f} spent of max_cost ${s.max_cost:.2f} ({u.describe()})")
 
     def complete(self, role: str, model: str, messages: list[dict], parse: Callable[[str], T],
-                 design_id: int | None = None) -> Completion:
+                 design_id: int | None = None, *, max_tokens: int = 0,
+                 response_format: dict | None = None) -> Completion:
         """One call: the parsed reply, or ParseError (the reply was unusable), AgentFailure (no reply after
-        the retries), CapReached or ReplayMiss. Every attempt is recorded first."""
+        the retries), CapReached or ReplayMiss. Every attempt is recorded first.
+
+        ``max_tokens`` caps the reply's length (0: the provider's default); ``response_format`` is the
+        structured-output format of a reply that must be JSON (see ``schemas``), sent while the
+        provider accepts it. Neither is part of the cache key, so recorded runs replay unchanged.
+        """
         self.check_caps()
         base = cache_key(model, messages, 0)
         occurrence = self.requests[base]
         self.requests[base] += 1
         key = None if self.settings.cache == "off" else cache_key(model, messages, occurrence)
-        call = LLMCall(role, model, "ok", {"messages": messages}, cache_key=key, design_id=design_id)
+        request = {"messages": messages, **({"max_tokens": max_tokens} if max_tokens else {}),
+                   **({"response_format": response_format} if response_format else {})}
+        call = LLMCall(role, model, "ok", request, cache_key=key, design_id=design_id)
         if self.settings.cache == "replay":
-            return self._replay(call, parse)
+            return self._replay(replace(call, request={"messages": messages}), parse)
         return self._call(call, parse)
 
     def _record(self, call: LLMCall) -> int:
         self.usage = self.usage.add(call)
         return self.journal.record(call)
 
-    def _finish(self, call: LLMCall, text: str, parse: Callable[[str], T], failed: tuple[int, ...] = ()) -> Completion:
+    def _finish(self, call: LLMCall, text: str, parse: Callable[[str], T], failed: tuple[int, ...] = (),
+                cut: bool = False) -> Completion:
         try:
             value = parse(text)
         except ParseError as exc:
-            exc.calls = (*failed, self._record(replace(call, status=exc.status, error=exc.reason)))
+            reason = exc.reason + (f" (the reply stopped at its cap of max_tokens {call.request['max_tokens']})"
+                                   if cut and "max_tokens" in call.request else "")
+            exc.calls = (*failed, self._record(replace(call, status=exc.status, error=reason)))
             exc.reply = text
             raise
         return Completion(value, text, (*failed, self._record(call)))
@@ -345,38 +381,85 @@ class LLMClient:
         return self._finish(call, hit["reply"], parse)
 
     def _call(self, call: LLMCall, parse: Callable[[str], T]) -> Completion:
-        """Attempts until one brings a reply; each failed one is recorded (no tokens, no cost) before the next."""
-        s = self.settings
+        """Attempts until one brings a reply; each failed one is recorded (no tokens, no cost) before the next.
+
+        A refused response format is not a retry: the same request goes again at once without it.
+        """
+        s, asked = self.settings, call.request
         failed: list[int] = []
-        for attempt in range(1, s.retries + 2):
-            call = replace(call, attempt=attempt)
+        attempt, retries, timeout_s, wait = 0, 0, s.timeout_s, None
+        while True:
+            attempt += 1
+            request = {key: value for key, value in asked.items()
+                       if key != "response_format" or self.structured} | {"timeout_s": timeout_s}
+            if wait is not None:
+                request |= {"waited_s": round(wait.seconds, 3), "waited_because": wait.because}
+            call = replace(call, attempt=attempt, request=request)
             started = time.monotonic()
             try:
                 response, text = self._request(call)
             except TransportFailure as failure:
                 failed.append(self._record(replace(call, status=failure.status, error=failure.reason, cost=0.0,
                                                    latency_s=time.monotonic() - started)))
-                if not failure.retryable or attempt > s.retries:
+                if failure.status == "schema-refused":
+                    self.structured, wait = False, None
+                    continue
+                if not failure.retryable or retries == s.retries:
                     tries = f" after {attempt} attempts" if attempt > 1 else ""
                     raise AgentFailure(failure.status, f"{call.role} call to {call.model} failed{tries}: "
                                                        f"{failure.reason}", tuple(failed)) from None
-                self.sleep(min(s.backoff_s * 2 ** (attempt - 1), MAX_BACKOFF_S))
+                retries += 1
+                wait = self._wait(failure.status, retries, timeout_s)
+                if failure.status == "timeout" and s.self_hosted:
+                    timeout_s = min(2 * timeout_s, MAX_TIMEOUT_GROWTH * s.timeout_s)
+                self.sleep(wait.seconds)
                 continue
             usage = getattr(response, "usage", None)
             call = replace(call, reply=text, latency_s=time.monotonic() - started,
                            prompt_tokens=_count(getattr(usage, "prompt_tokens", None)),
                            completion_tokens=_count(getattr(usage, "completion_tokens", None)),
                            cost=price(response, call.model))
-            return self._finish(call, text, parse, tuple(failed))
-        raise AssertionError("unreachable: the last attempt returns or raises")
+            return self._finish(call, text, parse, tuple(failed), cut=finish_reason(response) == "length")
+
+    def _wait(self, status: str, retry: int, timeout_s: float) -> Wait:
+        """The pause before retry number ``retry`` after a failure with ``status``."""
+        backoff = min(self.settings.backoff_s * 2 ** (retry - 1), MAX_BACKOFF_S)
+        if status == "timeout" and self.settings.self_hosted and backoff < timeout_s:
+            return Wait(timeout_s, f"the previous attempt timed out after {timeout_s:g} s and a self-hosted server "
+                                   f"may still be answering it; a retry sent at once would queue behind it")
+        return Wait(backoff, f"backoff after {status}")
 
     def _request(self, call: LLMCall) -> tuple[Any, str]:
         """One HTTP attempt: the response and its text, or TransportFailure naming what went wrong."""
         completion = self.completion or _litellm().completion
+        request, api_base = call.request, self.settings.api_base
+        extra = {key: request[key] for key in ("max_tokens", "response_format") if key in request}
         try:
-            response = completion(model=call.model, messages=call.request["messages"], api_base=self.settings.api_base,
-                                  timeout=self.settings.timeout_s, num_retries=0, max_retries=0)
+            response = completion(model=call.model, messages=request["messages"], api_base=api_base,
+                                  api_key=api_key(call.model, api_base), timeout=request["timeout_s"],
+                                  num_retries=0, max_retries=0, **extra)
         except Exception as exc:  # the boundary to a third-party client: every error becomes a named status
+            if "response_format" in extra and format_refused(exc):
+                raise TransportFailure("schema-refused", True, _describe(exc)) from None
             status, retryable = transport_status(exc)
             raise TransportFailure(status, retryable, _describe(exc)) from None
         return response, reply_text(response)
+
+
+def format_refused(exc: BaseException) -> bool:
+    """Whether the provider (or litellm for it) refused the structured-output format: litellm's
+    UnsupportedParamsError, or an HTTP 400 whose message names the format."""
+    import litellm
+
+    if isinstance(exc, litellm.UnsupportedParamsError):
+        return True
+    text = str(exc).lower()
+    return getattr(exc, "status_code", None) == 400 and any(
+        word in text for word in ("response_format", "json_schema", "response format"))
+
+
+def finish_reason(response: Any) -> str | None:
+    try:
+        return response.choices[0].finish_reason
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return None

@@ -76,11 +76,19 @@ def json_object(reply: str) -> dict:
     raise ParseError("malformed", error)
 
 
+def _kind(value: object) -> str:
+    """What a value is, in words for an error: "nothing", "an empty string", or its JSON type's Python name."""
+    if value is None:
+        return "nothing"
+    if isinstance(value, str):
+        return "an empty string" if not value else "only whitespace"
+    return type(value).__name__
+
+
 def _string(data: dict, key: str, max_chars: int | None = None) -> str:
     value = data.get(key)
     if not isinstance(value, str) or not value.strip():
-        got = "nothing" if value is None else type(value).__name__
-        raise ParseError("malformed", f"'{key}' must be a non-empty string, got {got}")
+        raise ParseError("malformed", f"'{key}' must be a non-empty string, got {_kind(value)}")
     value = " ".join(value.split())
     if max_chars is not None and len(value) > max_chars:
         raise ParseError("malformed", f"'{key}' has {len(value)} characters; at most {max_chars}")

@@ -1,8 +1,10 @@
 """The four roles over an LLM: researcher, coder (self-debugging), analyst and judge.
 
 Each role renders its template from the context, makes calls through ``LLMClient`` (which records
-every attempt) and parses the reply strictly. A role that cannot produce its result raises
-``AgentFailure`` with the ids of the calls it made; the loop records it and moves on.
+every attempt) and parses the reply strictly. Every call carries the role's reply cap
+(``reply_tokens``); the researcher's and the judge's also carry the JSON schema of their reply. A
+role that cannot produce its result raises ``AgentFailure`` with the ids of the calls it made; the
+loop records it and moves on.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from agents.base import AgentFailure, Analysis, Context, DesignSummary, Draft, Outcome, Proposal
-from agents.llm import views
+from agents.llm import schemas, views
 from agents.llm.client import LLMClient, ParseError
 from agents.llm.parsing import (
     StaticCheck,
@@ -24,6 +26,8 @@ from agents.llm.parsing import (
 )
 from agents.llm.templates import knowledge, render, render_text
 
+PROPOSAL_FORMAT = schemas.response_format("proposal", schemas.PROPOSAL)
+JUDGEMENT_FORMAT = schemas.response_format("judgement", schemas.JUDGEMENT)
 PARENT_POOL = 6  # the researcher picks its parent among the best few designs, better ones more often
 MAX_PREVIOUS_CHARS = 12_000  # how much of an unusable reply goes back to the coder
 
@@ -32,8 +36,8 @@ class LLMResearcher:
     """Picks a parent from memory, shows it with its analysis, its siblings and ``fewshot`` of the best
     designs as examples, and asks for one proposal (JSON), with one repair attempt."""
 
-    def __init__(self, client: LLMClient, model: str, seed: int = 0, fewshot: int = 3):
-        self.client, self.model, self.fewshot = client, model, fewshot
+    def __init__(self, client: LLMClient, model: str, seed: int = 0, fewshot: int = 3, reply_tokens: int = 0):
+        self.client, self.model, self.fewshot, self.reply_tokens = client, model, fewshot, reply_tokens
         self.rng = random.Random(seed)
 
     def pick_parent(self, context: Context) -> DesignSummary:
@@ -59,7 +63,8 @@ class LLMResearcher:
         calls: list[int] = []
         for repair in (False, True):
             try:
-                result = self.client.complete("researcher", self.model, messages, parse)
+                result = self.client.complete("researcher", self.model, messages, parse,
+                                              max_tokens=self.reply_tokens, response_format=PROPOSAL_FORMAT)
             except AgentFailure as failure:
                 raise AgentFailure(failure.status, failure.reason, (*calls, *failure.calls)) from None
             except ParseError as error:
@@ -92,8 +97,8 @@ class LLMCoder:
     """
 
     def __init__(self, client: LLMClient, model: str, max_attempts: int = 3,
-                 static_check: StaticCheck = parse_syntax):
-        self.client, self.model, self.max_attempts = client, model, max_attempts
+                 static_check: StaticCheck = parse_syntax, reply_tokens: int = 0):
+        self.client, self.model, self.max_attempts, self.reply_tokens = client, model, max_attempts, reply_tokens
         self.parse = partial(parse_design, static_check=static_check)
         self.attempts: dict[tuple, _Attempts] = {}
 
@@ -124,7 +129,7 @@ class LLMCoder:
         error: ParseError | None = None
         while attempt <= self.max_attempts:
             try:
-                result = self.client.complete("coder", self.model, messages, self.parse)
+                result = self.client.complete("coder", self.model, messages, self.parse, max_tokens=self.reply_tokens)
             except AgentFailure as failure:
                 raise AgentFailure(failure.status, failure.reason, (*calls, *failure.calls)) from None
             except ParseError as unusable:
@@ -150,8 +155,8 @@ def _parent(outcome: Outcome, context: Context) -> DesignSummary | None:
 class LLMAnalyst:
     """Writes the analysis stored with the design: what changed, what the metrics show, what to try next."""
 
-    def __init__(self, client: LLMClient, model: str):
-        self.client, self.model = client, model
+    def __init__(self, client: LLMClient, model: str, reply_tokens: int = 0):
+        self.client, self.model, self.reply_tokens = client, model, reply_tokens
 
     def analyse(self, outcome: Outcome, context: Context) -> Analysis:
         design, parent = context.design(outcome.design_id), _parent(outcome, context)
@@ -164,7 +169,8 @@ class LLMAnalyst:
                           references=views.listing(context.baselines),
                           code=((design.code if design else None) or render_text("none")).strip())
         try:
-            result = self.client.complete("analyst", self.model, messages, parse_analysis, outcome.design_id)
+            result = self.client.complete("analyst", self.model, messages, parse_analysis, outcome.design_id,
+                                          max_tokens=self.reply_tokens)
         except ParseError as error:
             raise AgentFailure(error.status, f"the analyst's reply was unusable: {error.reason}",
                                error.calls) from None
@@ -179,8 +185,8 @@ class LLMAnalyst:
 class LLMJudge:
     """A qualitative 0-10 score of the idea and its code, recorded beside the measured score."""
 
-    def __init__(self, client: LLMClient, model: str, fewshot: int = 3):
-        self.client, self.model, self.fewshot = client, model, fewshot
+    def __init__(self, client: LLMClient, model: str, fewshot: int = 3, reply_tokens: int = 0):
+        self.client, self.model, self.fewshot, self.reply_tokens = client, model, fewshot, reply_tokens
 
     def judge(self, outcome: Outcome, context: Context) -> Analysis:
         design = context.design(outcome.design_id)
@@ -190,7 +196,8 @@ class LLMJudge:
                           score=views.number(outcome.score), examples=views.listing(examples),
                           code=((design.code if design else None) or render_text("none")).strip())
         try:
-            result = self.client.complete("judge", self.model, messages, parse_judgement, outcome.design_id)
+            result = self.client.complete("judge", self.model, messages, parse_judgement, outcome.design_id,
+                                          max_tokens=self.reply_tokens, response_format=JUDGEMENT_FORMAT)
         except ParseError as error:
             raise AgentFailure(error.status, f"the judge's reply was unusable: {error.reason}",
                                error.calls) from None
