@@ -3,7 +3,9 @@
 A command parses its arguments, opens what it needs with ``opened`` (the workspace's store, an
 executor when it evaluates), calls one library function and presents the result with ``present``:
 JSON, or a rich report. A failure the library names ends the command with ``error: <message>`` on
-stderr and exit code 2; whatever the command opened is closed however it ends.
+stderr and exit code 2; whatever the command opened is closed however it ends. Into a file or a pipe
+nothing is cut to the terminal's width, and a reader that closes the pipe (``| head``) ends the
+command quietly.
 """
 
 from __future__ import annotations
@@ -20,76 +22,16 @@ os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
 
 from rich.console import Console, RenderableType  # noqa: E402
 
+from discover.workspace import Session, WorkspaceError  # noqa: E402 - torch-free
 from evaluator.metrics import LEADERBOARD  # noqa: E402 - torch-free
 from evaluator.tier_names import DEFAULT_TIER, TIER_NAMES  # noqa: E402 - torch-free
 
 console = Console()
 err = Console(stderr=True)
-NO_DATABASE = "no experience database in {}; run `discover run` or `discover seed`"
 
 
 class CommandError(Exception):
     """A request a command cannot meet: ``main`` prints ``error: <message>`` on stderr and exits with 2."""
-
-
-class Session:
-    """What a command opened (see ``opened``): its workspace's store and, when it evaluates many designs,
-    an executor.
-
-    The archive and the executor are made on first use, so a command pays only for what it touches.
-    """
-
-    def __init__(self, workers: int | None = None):
-        self.workers = workers
-        self.workspace = self.db = self._archive = self._executor = None
-
-    def open_store(self, workspace: str | Path, store: str) -> None:
-        """store: "read" or "write" (an existing database, read-only or writable), "create" (the workspace is
-        made when missing). A missing database, or one of another schema version, is a CommandError."""
-        from discover.workspace import Workspace
-        from memory import ExperienceDB, SchemaError
-
-        self.workspace = Workspace.open(workspace) if store == "create" else Workspace(Path(workspace))
-        if store != "create" and not self.workspace.db_path.exists():
-            raise CommandError(NO_DATABASE.format(workspace))
-        try:
-            self.db = ExperienceDB(self.workspace.db_path, readonly=store == "read")
-        except SchemaError as exc:
-            raise CommandError(str(exc)) from exc
-
-    @property
-    def archive(self):
-        if self._archive is None:
-            from memory import DesignArchive
-
-            self._archive = DesignArchive(self.workspace.archive_path)
-        return self._archive
-
-    @property
-    def recorder(self):
-        """The recording service over this workspace's store and archive."""
-        from memory.recorder import Recorder
-
-        return Recorder(self.db.records, self.archive)
-
-    @property
-    def executor(self):
-        """A local evaluation executor with ``workers`` workers (0 or None: one per core)."""
-        if self._executor is None:
-            import evaluator
-
-            self._executor = evaluator.make_executor("local", workers=self.workers or None)
-        return self._executor
-
-    def close(self) -> None:
-        """End what the command started: the executor's jobs that an error or an interrupt left running
-        (its shutdown would wait for them), the executor, then the store."""
-        if self._executor is not None:
-            self._executor.cancel_all()
-            self._executor.shutdown()
-        for resource in (self._archive, self.db):
-            if resource is not None:
-                resource.close()
 
 
 @contextmanager
@@ -98,8 +40,8 @@ def opened(workspace: str | Path | None = None, *, store: str | None = None, wor
     """The frame of a command: open what it needs, turn the failures the library names into a CommandError,
     and close everything however the command ends.
 
-    store: None (no workspace), or how to open the workspace's store (``Session.open_store``). workers:
-    the width of ``session.executor``, for a command that evaluates many designs (one evaluation runs in
+    store: None (no workspace), or how to open the workspace's store (``Session.open_store``). workers: the
+    width of ``session.executor``, for a command that evaluates many designs (one evaluation runs in
     a sandbox of its own). status: a spinner with this text while the command works. errors: the
     exceptions that mean the request cannot be met.
     """
@@ -109,7 +51,7 @@ def opened(workspace: str | Path | None = None, *, store: str | None = None, wor
             session.open_store(workspace, store)
         with console.status(status) if status else nullcontext():
             yield session
-    except errors as exc:
+    except (WorkspaceError, *errors) as exc:
         raise CommandError(str(exc)) from exc
     finally:
         session.close()
@@ -123,9 +65,17 @@ def present(as_json: bool, data, report: Callable[[], RenderableType]) -> None:
         console.print(report())
 
 
-def _tier_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_TIER) -> None:
+WORKSPACE_TIER = f"the tier of the workspace's latest run, else of its latest evaluation, else {DEFAULT_TIER}"
+
+
+def _tier_arg(parser: argparse.ArgumentParser, default: str | None = DEFAULT_TIER, help: str | None = None) -> None:
     parser.add_argument("--tier", choices=TIER_NAMES, default=default,
-                        help=f"evaluation tier (default: {default or 'the configured one'})")
+                        help=f"evaluation tier (default: {help or default or 'the configured one'})")
+
+
+def workspace_tier(db, tier: str | None) -> str:
+    """The tier asked for, else the one the workspace works at (``WORKSPACE_TIER``)."""
+    return tier or db.views.current_tier() or DEFAULT_TIER
 
 
 def _workspace_arg(parser: argparse.ArgumentParser) -> None:
@@ -133,12 +83,12 @@ def _workspace_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():  # before the evaluator (and torch) loads: a typo costs no seconds
+        raise CommandError(f"no such file: {path}")
     from discover.report import check_report
     from evaluator import evaluate_file
 
-    path = Path(args.file)
-    if not path.is_file():
-        raise CommandError(f"no such file: {path}")
     with opened(status=None if args.json else f"evaluating {path.name} at tier {args.tier} …"):
         result = evaluate_file(path, args.tier, args.seed)
     present(args.json, result.to_dict(), lambda: check_report(str(path), result))
@@ -178,7 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rich.live import Live
 
     from discover import config as configuration
-    from discover.live import LiveView
+    from discover.live import LiveView, PlainLines
     from discover.loop import run
     from sandbox.ray_executor import RayUnavailable
 
@@ -189,15 +139,20 @@ def cmd_run(args: argparse.Namespace) -> int:
                                     ray_address=args.address,
                                     api_base=args.api_base, max_cost=args.max_cost, max_tokens=args.max_tokens,
                                     fewshot=args.fewshot, judge_model=args.judge_model, **replay)
-        view = LiveView(config.budget)
+        if args.resume and args.budget is not None:
+            check_resume_budget(config.workspace, args.budget)
+        configuration.check_llm(config)  # a missing key or a silent endpoint is said now, not after seeding
+        # a live display for a terminal; into a file or a pipe, one line per event worth one, as it happens
+        view = LiveView(config.budget) if console.is_terminal else PlainLines()
         try:
-            with Live(view, console=console, refresh_per_second=4, transient=False):
+            with Live(view, console=console, refresh_per_second=4) if console.is_terminal else nullcontext():
                 summary = run(config, resume=args.resume, listener=view.on_event)
         except KeyboardInterrupt:
             err.print("[yellow]interrupted: finished evaluations are saved; continue with --resume[/yellow]")
             return 130
-    if not console.is_terminal:
-        console.line()  # into a file or a pipe the last frame ends without a newline
+    if summary.nothing_to_resume:
+        console.print(f"run {summary.run_id} finished: {summary.spent}/{summary.budget} evaluations; nothing to resume")
+        return 0
     console.print(f"run {summary.run_id} {summary.status}: {summary.spent}/{summary.budget} evaluations, "
                   f"{summary.duplicates} duplicate proposal(s) skipped")
     if summary.reason:
@@ -206,15 +161,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         from agents.llm import Usage
 
         console.print(f"LLM: {Usage(**summary.llm).describe()}")
-    show_top(config.workspace, config.tier, 10, as_json=False)
-    return 0
+    show_top(config.workspace, None, 10, as_json=False)
+    return 1 if summary.agents_failed else 0
 
 
-def show_top(workspace: str | Path, tier: str, k: int, as_json: bool) -> None:
-    """The leaderboard of ``discover top``, also printed at the end of ``run`` and ``seed``."""
+def check_resume_budget(workspace: str | Path, budget: int) -> None:
+    """A resumed run keeps the budget it was started with: asking for more is an error, not an extension."""
+    from discover.workspace import Workspace
+
+    if not Workspace(Path(workspace)).db_path.exists():
+        return  # nothing to resume: a new run starts
+    with opened(workspace, store="read") as session:
+        latest = session.db.records.latest_run()
+    if latest is not None and latest.budget is not None and budget > latest.budget:
+        raise CommandError(f"run {latest.id} was started with a budget of {latest.budget} evaluations and --resume "
+                           f"continues it as started; to spend {budget}, start a new run (without --resume)")
+
+
+def show_top(workspace: str | Path, tier: str | None, k: int, as_json: bool) -> None:
+    """The leaderboard of ``discover top`` (at ``workspace_tier``), also printed at the end of ``run`` and
+    ``seed``."""
     from discover.report import leaderboard, leaderboard_table
 
     with opened(workspace, store="read") as session:
+        tier = workspace_tier(session.db, tier)
         rows = leaderboard(session.db, tier, k)
     present(as_json, rows, lambda: leaderboard_table(rows, tier))
 
@@ -235,10 +205,18 @@ def _inspect(args: argparse.Namespace, fetch, render) -> int:
     return 0
 
 
+def _at_tier(db, args: argparse.Namespace):
+    """(tier, version) of ``show`` and ``diff``: ``--tier`` or the workspace's, at its version with results."""
+    from discover import inspect
+
+    return inspect.tier_key(db, workspace_tier(db, args.tier))
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     from discover import inspect
 
-    return _inspect(args, lambda db: inspect.show(db, args.id), lambda info: inspect.render_show(info, args.code))
+    return _inspect(args, lambda db: inspect.show(db, args.id, _at_tier(db, args)),
+                    lambda info: inspect.render_show(info, args.code, highlight=console.is_terminal))
 
 
 def cmd_lineage(args: argparse.Namespace) -> int:
@@ -250,7 +228,8 @@ def cmd_lineage(args: argparse.Namespace) -> int:
 def cmd_diff(args: argparse.Namespace) -> int:
     from discover import inspect
 
-    return _inspect(args, lambda db: inspect.diff(db, args.a, args.b), inspect.render_diff)
+    return _inspect(args, lambda db: inspect.diff(db, args.a, args.b, _at_tier(db, args)),
+                    lambda info: inspect.render_diff(info, highlight=console.is_terminal))
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -304,8 +283,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     with opened(args.workspace, store="write", workers=args.workers,
                 errors=(VerifyError, RecordNotFound)) as session, Progress(console=console, transient=True) as progress:
-        task = progress.add_task(f"verifying at tier {args.tier}", total=None)
-        report = verify(session.db, session.archive, session.executor, args.tier, top=args.top, seeds=args.seeds,
+        tier = workspace_tier(session.db, args.tier)
+        task = progress.add_task(f"verifying at tier {tier}", total=None)
+        report = verify(session.db, session.archive, session.executor, tier, top=args.top, seeds=args.seeds,
                         references=args.references, design_ids=args.designs, confidence=args.confidence,
                         on_planned=lambda n: progress.update(task, total=n),
                         on_done=lambda name, seed, status: progress.advance(task))
@@ -326,13 +306,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
+    if not Path(args.file).is_file():  # before the evaluator (and torch) loads
+        raise CommandError(f"no such file: {args.file}")
     from discover.provenance import import_report
     from memory.importer import ImportDesignError, import_design
 
-    with opened(args.workspace, store="create", errors=(ImportDesignError,),
-                status=f"checking and evaluating {args.file} at tier {args.tier} …") as session:
-        outcome = import_design(session.recorder, args.file, args.tier, args.seed)
-    present(args.json, outcome.to_dict(), lambda: import_report(outcome, args.file, args.tier))
+    with opened(args.workspace, store="create", errors=(ImportDesignError,)) as session:
+        tier = workspace_tier(session.db, args.tier)
+        with console.status(f"checking and evaluating {args.file} at tier {tier} …"):
+            outcome = import_design(session.recorder, args.file, tier, args.seed)
+    present(args.json, outcome.to_dict(), lambda: import_report(outcome, args.file, tier))
     return 0 if outcome.status in ("ok", "duplicate") else 1
 
 
@@ -359,7 +342,8 @@ def build_parser() -> argparse.ArgumentParser:
     seed.set_defaults(func=cmd_seed)
 
     run = sub.add_parser("run", help="the discovery loop: propose, code, dedup, evaluate, analyse, record")
-    run.add_argument("--budget", type=int, default=None, help="evaluations to spend (default: 8)")
+    run.add_argument("--budget", type=int, default=None,
+                     help="evaluations to spend (default: 8; with --resume, the run's own)")
     _tier_arg(run, default=None)
     _workspace_arg(run)
     run.set_defaults(workspace=None)
@@ -385,14 +369,16 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --executor ray: a running Ray cluster (auto, HOST:PORT or ray://HOST:10001); "
                           "default: start a local one with --workers CPUs")
     run.add_argument("--config", default=None, metavar="FILE", help="a TOML configuration file")
-    run.add_argument("--resume", action="store_true", help="continue the latest run in the workspace")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the latest run in the workspace with its own budget and tier; a finished run is "
+                          "left as it is, and a --budget above the run's is an error (start a new run to spend more)")
     run.set_defaults(func=cmd_run)
 
     top = sub.add_parser("top", help="print the leaderboard",
                          description=f"With --json: a list of rows, best first, each with rank, id, name, origin, "
                                      f"score, {', '.join(LEADERBOARD)}, tier, seed and verified (the latest "
                                      "verification's verdict, null when not verified).")
-    _tier_arg(top)
+    _tier_arg(top, None, WORKSPACE_TIER)
     _workspace_arg(top)
     top.add_argument("-k", type=int, default=20, help="rows (default: 20)")
     top.add_argument("--json", action="store_true", help="print the rows as JSON")
@@ -411,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "comparison (tier, metrics and score beside parent and baselines), analyses, "
                                       "llm_calls and verification (null when not verified).")
     show.add_argument("id", type=int, help="design id")
+    _tier_arg(show, None, WORKSPACE_TIER + "; a design with no result there shows its latest tier's")
     _workspace_arg(show)
     show.add_argument("--code", action="store_true", help="also print the code")
     show.add_argument("--json", action="store_true", help="print the record as JSON")
@@ -433,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
                                       "metrics (rows of metric, a, b, delta).")
     diff.add_argument("a", type=int, help="design id to diff from")
     diff.add_argument("b", type=int, help="design id to diff to")
+    _tier_arg(diff, None, WORKSPACE_TIER)
     _workspace_arg(diff)
     diff.add_argument("--json", action="store_true", help="print the diff and metrics as JSON")
     diff.set_defaults(func=cmd_diff)
@@ -458,7 +446,7 @@ def build_parser() -> argparse.ArgumentParser:
     replay.set_defaults(func=cmd_replay)
 
     verify = sub.add_parser("verify", help="re-evaluate the best designs with several seeds beside references")
-    _tier_arg(verify)
+    _tier_arg(verify, None, WORKSPACE_TIER)
     _workspace_arg(verify)
     verify.add_argument("--top", type=int, default=3, metavar="K", help="designs to verify (default: 3)")
     verify.add_argument("--seeds", type=int, default=3, metavar="S", help="seeds 0..S-1 per design (default: 3)")
@@ -478,7 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     import_ = sub.add_parser("import", help="check, deduplicate, record and evaluate your own design file")
     import_.add_argument("file", help="a design file (see docs/design-contract.md)")
-    _tier_arg(import_)
+    _tier_arg(import_, None, WORKSPACE_TIER)
     _workspace_arg(import_)
     import_.add_argument("--seed", type=int, default=0, help="evaluation seed (default: 0)")
     import_.add_argument("--json", action="store_true", help="print the outcome as JSON")
@@ -487,8 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from discover.report import fit_to_output
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    fit_to_output(console, err)
     try:
         return args.func(args)
     except CommandError as exc:
@@ -497,6 +488,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted[/yellow]")
         return 130
+    except BrokenPipeError:
+        # the reader went away (`| head`): what is left unwritten goes nowhere, including at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, as a shell reports a command that a closed pipe ended
 
 
 if __name__ == "__main__":

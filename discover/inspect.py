@@ -43,9 +43,11 @@ def open_db(workspace: str | Path) -> ExperienceDB:
 
 
 def representative(evaluations: Sequence[Evaluation], tier: tuple[str, int] | None = None) -> Evaluation | None:
-    """The evaluation that stands for a design: its best ok one by score, else its latest, among those at `tier`
-    (tier, version) when it has any there, else at the tier of its latest evaluation (scores compare only
-    within one tier and version)."""
+    """The evaluation that stands for a design, by the rule `top` and the UI's leaderboard share: never a replay
+    (it repeats a record), else its best ok one by score, else its latest, among those at `tier` (tier, version)
+    when it has any there, else at the tier of its latest evaluation (scores compare only within one tier and
+    version)."""
+    evaluations = [e for e in evaluations if e.purpose != "replay"]
     if not evaluations:
         return None
     at = [e for e in evaluations if (e.tier, e.tier_version) == tier]
@@ -53,6 +55,11 @@ def representative(evaluations: Sequence[Evaluation], tier: tuple[str, int] | No
         latest = max(evaluations, key=lambda e: e.id)
         at = [e for e in evaluations if (e.tier, e.tier_version) == (latest.tier, latest.tier_version)]
     return max(at, key=lambda e: (e.status == "ok", e.score is not None, e.score or 0.0, e.id))
+
+
+def tier_key(db: ExperienceDB, name: str) -> tuple[str, int] | None:
+    """(name, version) of the tier's most recently used version in the workspace; None when nothing ran there."""
+    return next(((t["tier"], t["tier_version"]) for t in db.views.evaluated_tiers() if t["tier"] == name), None)
 
 
 def evaluation_dict(evaluation: Evaluation, with_log: bool = True) -> dict[str, Any]:
@@ -154,16 +161,17 @@ def lineage(db: ExperienceDB, design_id: int, depth: int = LINEAGE_DEPTH,
             "descendants": [nested(c) for c in tree[design_id]], "truncated": len(seen) >= LINEAGE_MAX_NODES}
 
 
-def diff(db: ExperienceDB, a: int, b: int) -> dict[str, Any]:
+def diff(db: ExperienceDB, a: int, b: int, tier: tuple[str, int] | None = None) -> dict[str, Any]:
     """The unified diff of design `a`'s code to design `b`'s, and their metrics side by side when their
-    representative evaluations share a tier and version (else "metrics" is empty).
+    representative evaluations (at `tier`, when given, see `representative`) share a tier and version (else
+    "metrics" is empty).
 
     The database holds every design's code, so this needs no archive; the archive gives the same change
     with `git diff refs/designs/A refs/designs/B`.
     """
     design_a, design_b = _design(db, a), _design(db, b)
-    best_a = representative(db.records.evaluations(a))
-    best_b = representative(db.records.evaluations(b), (best_a.tier, best_a.tier_version) if best_a else None)
+    best_a = representative(db.records.evaluations(a), tier)
+    best_b = representative(db.records.evaluations(b), (best_a.tier, best_a.tier_version) if best_a else tier)
     text = "".join(difflib.unified_diff(design_a.code.splitlines(keepends=True),
                                         design_b.code.splitlines(keepends=True),
                                         fromfile=f"#{a} {design_a.name}", tofile=f"#{b} {design_b.name}"))
@@ -282,7 +290,14 @@ def verification_line(verdict: Any) -> str | None:
             f"difference in [{fmt(head.get('low'))}, {fmt(head.get('high'))}])")
 
 
-def render_show(info: dict[str, Any], code: bool = False) -> RenderableType:
+def code_block(text: str, lexer: str, highlight: bool = True) -> RenderableType:
+    """Code or a diff: highlighted with line numbers for a terminal, else (a file, a pipe) the text as it is."""
+    if not highlight:
+        return Text(text, no_wrap=True)
+    return Syntax(text, lexer, line_numbers=lexer == "python", word_wrap=True)
+
+
+def render_show(info: dict[str, Any], code: bool = False, highlight: bool = True) -> RenderableType:
     best = info["best"]
     parents = ", ".join(f"#{p}" for p in info["parents"]) or "none (a root)"
     head = Text.from_markup(f"[bold]#{info['id']} {escape(info['name'])}[/bold]  ({info['origin']}, "
@@ -302,7 +317,7 @@ def render_show(info: dict[str, Any], code: bool = False) -> RenderableType:
     if info["llm_calls"]:
         parts.append(Text(f"{len(info['llm_calls'])} LLM call(s); `discover show {info['id']} --json` has them"))
     if code:
-        parts.append(Syntax(info["code"], "python", line_numbers=True, word_wrap=True))
+        parts.append(code_block(info["code"], "python", highlight))
     return Group(*parts)
 
 
@@ -323,7 +338,7 @@ def render_lineage(info: dict[str, Any]) -> Tree:
     return tree
 
 
-def render_diff(info: dict[str, Any]) -> RenderableType:
+def render_diff(info: dict[str, Any], highlight: bool = True) -> RenderableType:
     parts: list[RenderableType] = []
     if info["metrics"]:
         table = Table("metric", f"#{info['a']['id']}", f"#{info['b']['id']}", "delta", box=None,
@@ -333,7 +348,8 @@ def render_diff(info: dict[str, Any]) -> RenderableType:
         parts.append(table)
     else:
         parts.append(Text("no metrics to compare: the two designs have no results at a common tier", style="dim"))
-    parts.append(Syntax(info["diff"], "diff") if info["diff"] else Text("the two designs have the same code"))
+    parts.append(code_block(info["diff"], "diff", highlight) if info["diff"]
+                 else Text("the two designs have the same code"))
     return Group(*parts)
 
 

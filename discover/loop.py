@@ -3,7 +3,8 @@
 ``run(config)`` is the whole algorithm; every step is a named call into its package. State lives
 in the experience database, written one transaction per change, so a run killed at any moment
 resumes (``resume=True``) without losing a finished evaluation or repeating one, and the budget
-(evaluations; duplicates are free, failures count) is spent exactly.
+(evaluations; duplicates are free, failures count) is spent exactly. A resumed run continues as it was
+started, with its own budget and tier; a run that already finished is left as it is.
 
 With an LLM, a role may fail to produce anything usable (an unparseable reply, no code after its
 attempts, an unreachable model): that is recorded as an ``agent-failure`` event beside the calls'
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import evaluator
 from agents import Context, Draft, Outcome, Proposal, Roles, make_roles
@@ -28,9 +29,10 @@ from discover.workspace import Workspace
 from evaluator.design import check_static
 from evaluator.run import submit
 from memory import DesignArchive, ExperienceDB
+from memory.baselines import BASELINES
 from memory.context import ContextBuilder
 from memory.recorder import Recorder
-from memory.references import ensure_references
+from memory.references import ensure_references, finished_references
 
 # Failures a coder can fix by rewriting the file; the rest are verdicts on the architecture.
 FIXABLE = frozenset({"syntax", "unsafe", "contract", "build", "shape", "params", "error", "recurrent-mismatch"})
@@ -46,12 +48,27 @@ class RunSummary:
     duplicates: int
     reason: str = ""  # why a stopped run stopped
     llm: dict | None = None  # the run's LLM usage (calls, tokens, cost, unknown_cost_calls); None offline
+    nothing_to_resume: bool = False  # resume=True found the latest run finished and did nothing
+    agents_failed: bool = False  # stopped because the agents failed max_llm_failures times in a row
 
 
 def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dict], None] | None = None,
         stop: threading.Event | None = None, roles: Roles | None = None) -> RunSummary:
+    """Run the loop until the budget is spent. resume: continue the workspace's latest run with its own budget
+    and tier (``config.budget`` and ``config.tier`` are not read), or, when it finished, return its summary
+    with ``nothing_to_resume`` and do nothing; with no run to continue, a new one starts."""
     ws = Workspace.open(config.workspace)
-    db, archive = ExperienceDB(ws.db_path), DesignArchive(ws.archive_path)
+    db = ExperienceDB(ws.db_path)
+    latest = db.records.latest_run() if resume else None
+    if latest is not None:
+        config = replace(config, budget=latest.budget if latest.budget is not None else config.budget,
+                         tier=latest.tier)
+        if latest.status == "finished":
+            summary = RunSummary(latest.id, latest.status, db.records.spent(latest.id), config.budget,
+                                 len(db.records.duplicates(latest.id)), nothing_to_resume=True)
+            db.close()
+            return summary
+    archive = DesignArchive(ws.archive_path)
     # made first: a cluster that cannot be reached fails the run before anything is recorded
     executor = evaluator.make_executor(config.executor, workers=config.effective_workers, **config.executor_options)
     records, recorder = db.records, Recorder(db.records, archive)
@@ -118,7 +135,7 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
         emit("run-end", status=status, spent=records.spent(run_id), reason=steps.reason)
     llm = db.journal.llm_usage(run_id) if roles.name == "llm" else None
     return RunSummary(run_id, status, records.spent(run_id), config.budget, len(records.duplicates(run_id)),
-                      steps.reason, llm)
+                      steps.reason, llm, agents_failed=steps.gave_up)
 
 
 def agent_roles(config: RunConfig, db: ExperienceDB, run_id: int) -> Roles:
@@ -142,11 +159,13 @@ def open_run(recorder: Recorder, config: RunConfig, resume: bool) -> int:
 
 def seed_references(recorder: Recorder, executor, config: RunConfig, run_id: int, emit: Events) -> None:
     """The references every score is measured against: baselines evaluated at the run's tier."""
-    emit("stage", stage="seeding references")
-    ensure_references(recorder, executor, config.tier, range(config.reference_seeds),
-                      names=config.references or None, run_id=run_id,
+    names, seeds, tier = config.references or tuple(BASELINES), range(config.reference_seeds), config.tier
+    done = finished_references(recorder.records, tier, evaluator.get_tier(tier).version)
+    emit("stage", stage="seeding references", total=sum((n, s) not in done for n in names for s in seeds),
+         workers=config.effective_workers)
+    ensure_references(recorder, executor, tier, seeds, names=names, run_id=run_id,
                       on_done=lambda o: emit("reference", name=o.name, seed=o.seed, status=o.result.status,
-                                             metrics=o.result.metrics))
+                                             metrics=o.result.metrics, duration_s=o.result.duration_s))
 
 
 def propose(roles: Roles, context: Context) -> Draft:

@@ -4,13 +4,24 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rich.console import Group
+from rich.console import Console, Group
 from rich.table import Table
 
 from evaluator.metrics import LEADERBOARD, REFERENCES, display_order, format_value, metric
 
 if TYPE_CHECKING:  # the evaluator loads torch; the UI and the inspection commands use this module without it
     from evaluator import EvalResult
+
+
+FULL_WIDTH = 1_000_000  # the width of a console that writes into a file or a pipe: no line reaches it
+
+
+def fit_to_output(*consoles: Console) -> None:
+    """Into a file or a pipe nothing is cut or wrapped at 80 columns: each such console gets a width no line
+    reaches, so a table takes the width its cells need and text is written as it is."""
+    for console in consoles:
+        if not console.is_terminal:
+            console.width = FULL_WIDTH
 
 
 def fmt(value) -> str:
@@ -25,7 +36,7 @@ def seed_table(rows: list[dict], tier: str) -> Table:
     table = Table("baseline", "seed", "status", *headers, "seconds", title=f"references — tier {tier}")
     for row in sorted(rows, key=lambda r: (r["name"], r["seed"])):
         metrics = row["metrics"]
-        status = row["status"] if row["status"] == "ok" else f"[red]{row['status']}[/red]: {row['reason'][:60]}"
+        status = row["status"] if row["status"] == "ok" else f"[red]{row['status']}[/red]: {row['reason']}"
         table.add_row(row["name"], str(row["seed"]), status, *(fmt(metrics.get(name)) for name in REFERENCES),
                       fmt(row["duration_s"]))
     return table

@@ -28,6 +28,7 @@ class AgentSteps:
     def __init__(self, emit: Events, stop: threading.Event, limit: int):
         self.emit, self.stop, self.limit = emit, stop, limit
         self.failures_in_a_row, self.reason, self.agents_stopped = 0, "", False
+        self.gave_up = False  # the agents failed ``limit`` times in a row: the run could not work
 
     def __call__(self, step: str, fn: Callable, *args, **kwargs):
         if self.agents_stopped:
@@ -39,6 +40,7 @@ class AgentSteps:
             self.emit("agent-failure", step=step, status=failure.status, reason=failure.reason,
                       calls=list(failure.calls))
             if self.failures_in_a_row >= self.limit:
+                self.gave_up = True
                 self.halt(f"{self.limit} agent failures in a row; the last: {failure.status}: {failure.reason}")
             return None
         except StopRun as stop:

@@ -20,7 +20,10 @@ from memory.store import INTERRUPTED, RUNNING, Store, check_choice, now, to_json
 ORIGINS = ("baseline", "llm", "offline", "user")
 PURPOSES = ("seed", "search", "replay", "verify")
 RUN_ENDINGS = ("finished", "interrupted", "stopped")
-DUPLICATE_KINDS = ("exact", "structural")
+DUPLICATE_KINDS = ("exact", "structural", "export")  # "export": an unchanged `discover export` of the design
+# Which evaluations may stand for their design at a tier (in `top`, `show`, the UI): every one but a replay,
+# which repeats a record to prove it and is no new measurement. As SQL over the evaluations table.
+REPRESENTS = "purpose != 'replay'"
 
 
 class RecordNotFound(LookupError):
@@ -297,10 +300,11 @@ class RecordStore(Store):
         return [Evaluation.from_row(r) for r in rows]
 
     def top(self, tier: str, k: int, tier_version: int | None = None) -> list[tuple[Design, Evaluation]]:
-        """The k best designs at `tier`, each with its best ok evaluation, by score desc then design id."""
+        """The k best designs at `tier`, each with its best ok evaluation that may represent it (REPRESENTS), by
+        score desc then design id."""
         rows = self._rows(
             "SELECT * FROM (SELECT *, row_number() OVER (PARTITION BY design_id ORDER BY score DESC, id) AS rank"
-            "  FROM evaluations WHERE tier = :tier AND status = 'ok' AND score IS NOT NULL"
+            f"  FROM evaluations WHERE tier = :tier AND status = 'ok' AND score IS NOT NULL AND {REPRESENTS}"
             "  AND (:version IS NULL OR tier_version = :version))"
             " WHERE rank = 1 ORDER BY score DESC, design_id LIMIT :k",
             {"tier": tier, "version": tier_version, "k": k},

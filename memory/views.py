@@ -1,8 +1,9 @@
 """Read models: the queries behind the UI's screens and the agents' context.
 
 A screen reads only the columns it shows, sorted and paged in SQL, so a screen over 10,000 designs
-loads in milliseconds. A design's "representative" evaluation at a tier is its best ok one (highest
-score), else its latest. A reader that keeps its own copy (the agents' context) reads only the rows
+loads in milliseconds. A design's "representative" evaluation at a tier is the one rule every view
+shares (``memory.records.REPRESENTS``): among its evaluations that are not replays, its best ok one
+(highest score), else its latest. A reader that keeps its own copy (the agents' context) reads only the rows
 after the last id it has seen (`designs_after`, `evaluations_after`, `analyses_after`).
 """
 
@@ -10,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from memory.records import Design, Evaluation
+from memory.records import REPRESENTS, Design, Evaluation
 from memory.store import INTERRUPTED, RUNNING, Store
 
 
@@ -21,8 +22,17 @@ class ReadModels(Store):
         "score": "r.score", "id": "r.design_id", "name": "d.name", "origin": "d.origin", "status": "r.status",
         "duration": "r.duration_s",
     }
+    # Rank 1 is the representative evaluation among the rows a query keeps; every such query keeps only
+    # the rows that may represent a design (REPRESENTS: no replays).
     _REPRESENTATIVE = "row_number() OVER (PARTITION BY e.design_id ORDER BY e.status = 'ok' DESC, e.score IS NULL," \
                       " e.score DESC, e.id DESC)"
+
+    def current_tier(self) -> str | None:
+        """The tier the workspace works at: its latest run's, else the tier of its latest evaluation; None when
+        it has neither (the commands that read a tier default to this one)."""
+        rows = (self._rows("SELECT tier FROM runs ORDER BY id DESC LIMIT 1")
+                or self._rows("SELECT tier FROM evaluations ORDER BY id DESC LIMIT 1"))
+        return rows[0]["tier"] if rows else None
 
     def evaluated_tiers(self) -> list[dict[str, Any]]:
         """Each (tier, tier_version) that has evaluations, with their count; most recently used first."""
@@ -56,7 +66,7 @@ class ReadModels(Store):
         selected = (
             " FROM (SELECT e.id AS evaluation_id, e.design_id, e.status, e.score, e.duration_s,"
             f"  {'json_extract(e.metrics, :metric)' if metric else 'NULL'} AS metric, {self._REPRESENTATIVE} AS rank"
-            "  FROM evaluations e WHERE e.tier = :tier AND e.tier_version = :version) r"
+            f"  FROM evaluations e WHERE e.tier = :tier AND e.tier_version = :version AND e.{REPRESENTS}) r"
             + (" JOIN designs d ON d.id = r.design_id" if by_design else "") +
             " WHERE r.rank = 1" + (" AND d.origin = :origin" if origin is not None else "") +
             " AND (:status IS NULL OR r.status = :status"
@@ -114,7 +124,8 @@ class ReadModels(Store):
             " FROM designs d LEFT JOIN (SELECT e.id, e.design_id, e.tier, e.tier_version, e.status, e.score, "
             + self._REPRESENTATIVE + " AS rank FROM evaluations e"
             "  WHERE e.design_id IN (SELECT value FROM json_each(:ids))"
-            "  AND (:tier IS NULL OR e.tier = :tier) AND (:version IS NULL OR e.tier_version = :version)) r"
+            f"  AND (:tier IS NULL OR e.tier = :tier) AND (:version IS NULL OR e.tier_version = :version)"
+            f"  AND e.{REPRESENTS}) r"
             " ON r.design_id = d.id AND r.rank = 1"
             " WHERE d.id IN (SELECT value FROM json_each(:ids)) ORDER BY d.id",
             {"ids": json.dumps([int(i) for i in design_ids]), "tier": tier, "version": tier_version},

@@ -124,3 +124,73 @@ def test_seed_table_shows_each_reference_and_names_failures():
     console.print(seed_table(rows, "smoke"))
     text = console.export_text()
     assert "deltanet" in text and "0.5" in text and "timeout: wall-clock limit" in text
+
+
+def test_check_of_a_missing_file_exits_2_before_torch_loads():
+    code = ("import sys; from discover.cli import main; rc = main(['check', 'missing.py']); "
+            "print(rc, 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True)
+    assert out.stdout.split() == ["2", "False"] and "no such file: missing.py" in out.stderr
+
+
+LONG_NAME = "a gated delta rule with a short convolution and an output gate beyond eighty columns"
+LONG_LINE = "        return self.out(self.norm(torch.cumsum(x, dim=1) * self.gate(x).sigmoid()))" + " + 0.0" * 20
+
+
+@pytest.fixture
+def wide(tmp_path):
+    """A workspace whose names, code lines and diff lines are far wider than 80 columns: a baseline and a
+    child of it, scored at smoke (the latest run's tier), and a newer evaluation at quick."""
+    from evaluator import get_tier
+    from memory import ExperienceDB
+
+    def design(body: str) -> str:
+        return f'"""{LONG_NAME}\n\nWide.\n"""\n\nimport torch\n\n\nclass Mixer(torch.nn.Module):\n' \
+               f"    def forward(self, x):\n{body}\n"
+
+    with ExperienceDB(tmp_path / "experience.db") as db:
+        run = db.records.start_run(2, "smoke", {})
+        base = db.records.add_design("linear_attention", "", design("        return x"), origin="baseline")
+        child = db.records.add_design(LONG_NAME, "", design(LONG_LINE), origin="offline", parents=[base])
+        for design_id, tier, score in ((base, "smoke", 1.0), (child, "smoke", 1.25), (child, "quick", 0.5)):
+            eval_id = db.records.begin_evaluation(design_id, run, "search", tier, get_tier(tier).version, 0)
+            db.records.finish_evaluation(eval_id, "ok", metrics={"mqar_acc": 0.5}, score=score)
+    return tmp_path, base, child
+
+
+def test_output_into_a_pipe_or_a_file_is_never_cut(wide, capsys):
+    """stdout is captured here, so not a terminal: tables keep whole cells, code and diffs whole lines."""
+    path, base, child = wide
+    assert main(["top", "--workspace", str(path), "-k", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "tier smoke" in out and LONG_NAME in out and "…" not in out  # the latest run's tier by default
+    assert main(["show", str(child), "--code", "--workspace", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert LONG_LINE in out and "smoke@v" in " ".join(out)
+    assert main(["diff", str(base), str(child), "--workspace", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert "+" + LONG_LINE in out and "-        return x" in out
+    assert main(["top", "--workspace", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["name"] == LONG_NAME
+
+
+def test_a_reader_that_closes_the_pipe_ends_the_command_quietly(wide):
+    from memory import ExperienceDB
+
+    path, *_ = wide
+    with ExperienceDB(path / "experience.db") as db:
+        for i in range(200):  # more than a pipe holds, so the writer meets the closed end
+            db.records.log_event(1, "stage", {"stage": f"step {i} " + "x" * 1000})
+    proc = subprocess.Popen([sys.executable, "-m", "discover.cli", "log", "--json", "--workspace", str(path)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+    assert proc.stdout.readline().strip() == b"{"
+    proc.stdout.close()
+    assert proc.wait(timeout=60) == 141
+    assert proc.stderr.read() == b""
+
+
+def test_resume_never_extends_a_run(wide, capsys):
+    path, *_ = wide
+    assert main(["run", "--resume", "--budget", "9", "--workspace", str(path)]) == 2
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "budget of 2" in err and "start a new run" in err

@@ -273,3 +273,86 @@ def test_results_at_another_tier_do_not_mix_with_the_requested_one(ws):
     assert (latest["best"]["tier"], latest["best"]["score"]) == ("smoke", 5.0)
     assert (at_quick["best"]["tier"], at_quick["best"]["score"]) == (TIER, 0.9)
     assert change["tier"] is None and change["metrics"] == []  # D has no smoke result to compare with
+
+
+def test_a_replay_never_stands_for_its_design(ws):
+    """A replay repeats a record; its own figures (here a higher score and throughput) change nothing that
+    `top`, `show` or the UI's leaderboard page show for the design."""
+    path, ids, run = ws
+    with ExperienceDB(path / "experience.db") as db:
+        replay = evaluate(db, ids["D"], None, score=5.0, metrics={"mqar_acc": 0.7, "tokens_per_s": 35911.0},
+                          purpose="replay")
+        original = next(e for e in db.records.evaluations(ids["D"]) if e.purpose == "search")
+        [(_, top_row)] = [(d, e) for d, e in db.records.top(TIER, 10, VERSION) if d.id == ids["D"]]
+        assert top_row.id == original.id and top_row.score == 1.2
+        rows, _ = db.views.leaderboard_page(TIER, VERSION)
+        board = next(r for r in rows if r["id"] == ids["D"])
+        assert board["evaluation_id"] == original.id and "tokens_per_s" not in board["metrics"]
+        assert db.views.design_summaries([ids["D"]])[ids["D"]]["score"] == 1.2
+        info = inspect.show(db, ids["D"], (TIER, VERSION))
+        assert info["best"]["id"] == original.id and info["comparison"]["score"] == 1.2
+        assert replay in [e["id"] for e in info["evaluations"]]  # still listed, as what it is
+
+
+def test_read_commands_default_to_the_tier_of_the_latest_run(ws, capsys):
+    path, ids, run = ws
+    with ExperienceDB(path / "experience.db") as db:
+        assert db.views.current_tier() == TIER
+        evaluate(db, ids["A"], None, score=1.0, tier="smoke", purpose="seed")  # newer, at another tier
+        assert db.views.current_tier() == TIER  # the latest run's tier wins over the latest evaluation's
+        db.records.start_run(2, "smoke", {})
+        assert db.views.current_tier() == "smoke"
+    assert main(["show", str(ids["D"]), "--workspace", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["best"] is not None  # D has no smoke result: its own tier's
+    assert main(["show", str(ids["A"]), "--workspace", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["best"]["tier"] == "smoke"
+    assert main(["show", str(ids["A"]), "--tier", TIER, "--workspace", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["best"]["tier"] == TIER  # an explicit --tier wins
+    assert main(["diff", str(ids["A"]), str(ids["C"]), "--workspace", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tier"] is None  # C has no smoke result to compare
+    assert main(["diff", str(ids["A"]), str(ids["C"]), "--tier", TIER, "--workspace", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["tier"] == f"{TIER}@v{VERSION}"
+
+
+def test_an_empty_workspace_has_no_tier_of_its_own(tmp_path):
+    with ExperienceDB(tmp_path / "experience.db") as db:
+        assert db.views.current_tier() is None
+        db.records.add_design("x", "", code("x"), origin="user")
+        assert db.views.current_tier() is None
+
+
+def test_an_llm_call_is_one_line():
+    data = {"role": "coder", "model": "openai/x", "status": "timeout", "attempt": 2, "latency_s": 120.0,
+            "prompt_tokens": 0, "completion_tokens": 0}
+    assert describe_event("llm-call", data) == "coder · openai/x · timeout (attempt 2) · 120.0 s"
+    ok = {**data, "status": "ok", "attempt": 1, "latency_s": 3.25, "prompt_tokens": 900, "completion_tokens": 300}
+    assert describe_event("llm-call", ok) == "coder · openai/x · ok · 3.2 s · 900+300 tokens"
+    state = RunState()
+    state.apply("llm-call", data)
+    assert list(state.lines) == ["coder · openai/x · timeout (attempt 2) · 120.0 s"]
+
+
+def test_long_event_lines_are_shortened_at_a_word_boundary():
+    from discover.live import clip
+
+    reason = "causality: changing future tokens changed the outputs at earlier positions by 0.25"
+    assert clip(reason, 200) == reason
+    short = clip(reason, 40)
+    assert short == "causality: changing future tokens…" and len(short) <= 40
+    assert clip("a " + "x" * 50, 20) == "a…"
+    assert clip("x" * 50, 20) == "x" * 19 + "…"  # one word wider than the line is the only cut inside a word
+
+
+def test_seeding_shows_its_progress_and_an_estimate_apart_from_the_search():
+    state = RunState(budget=6)
+    state.apply("stage", {"stage": "seeding references", "total": 10, "workers": 2})
+    assert state.stage == "seeding references 0/10" and not state.searching
+    state.apply("reference", {"name": "gla", "seed": 0, "status": "ok", "duration_s": 30.0})
+    assert state.stage == "seeding references 1/10 · about 2 min left"  # 9 left × 30 s over 2 workers
+    view = LiveView(6)
+    for kind, data in [("run-start", {"budget": 6}), ("stage", {"stage": "seeding references", "total": 1}),
+                       ("reference", {"name": "gla", "seed": 0, "status": "ok", "duration_s": 3.0})]:
+        view.on_event(kind, data)
+    assert not view.progress.tasks[0].started  # the search's clock has not started
+    view.on_event("stage", {"stage": "proposing"})
+    assert view.progress.tasks[0].started and view.state.stage == "proposing"

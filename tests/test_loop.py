@@ -54,7 +54,8 @@ def scripted_roles(codes):
 
 
 def config(tmp_path, budget, **kw):
-    return RunConfig(workspace=str(tmp_path / "ws"), tier=TIER, budget=budget, workers=2, references=REFS, **kw)
+    return RunConfig(**{"workspace": str(tmp_path / "ws"), "tier": TIER, "budget": budget, "workers": 2,
+                        "references": REFS, **kw})
 
 
 def test_duplicates_cost_nothing_and_renamed_copies_are_caught(tmp_path):
@@ -170,3 +171,37 @@ def test_results_are_described_on_the_submitting_thread(monkeypatch):
     result = run_module.submit(ThreadedExecutor(), code, "check").result(timeout=30)
     assert result.status == "ok" and result.name
     assert parsed_on and all(t is threading.main_thread() for t in parsed_on)
+
+
+def test_a_run_into_a_file_prints_plain_lines_and_resuming_it_once_finished_does_nothing(tmp_path, capsys):
+    """Not a terminal (stdout is captured): no live display, a line per reference seeded and per finished
+    evaluation as each happens; then `--resume` of the finished run says so and changes nothing."""
+    from discover.cli import main
+
+    cfg = tmp_path / "refs.toml"
+    cfg.write_text("references = " + json.dumps(list(REFS)) + "\n")
+    args = ["run", "--tier", TIER, "--workspace", str(tmp_path / "ws"), "--workers", "2", "--config", str(cfg)]
+    assert main([*args, "--budget", "1"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    seeded = [line for line in lines if line.startswith("seeding references ")]
+    assert [line.split(":")[0] for line in seeded] == ["seeding references 1/2", "seeding references 2/2"]
+    assert "left" in seeded[0] and "left" not in seeded[1]  # an estimate while some are still to come
+    assert any(line.startswith("[1/1] #") for line in lines)
+    assert "run 1 finished: 1/1 evaluations, 0 duplicate proposal(s) skipped" in lines
+    with ExperienceDB(tmp_path / "ws" / "experience.db") as db:
+        stage = next(e.data for e in db.records.events(1) if e.kind == "stage")
+        assert stage == {"stage": "seeding references", "total": 2, "workers": 2}
+        before = db.records.events(1)[-1].id
+    assert main([*args, "--resume"]) == 0
+    assert capsys.readouterr().out.strip() == "run 1 finished: 1/1 evaluations; nothing to resume"
+    with ExperienceDB(tmp_path / "ws" / "experience.db") as db:
+        assert db.records.events(1)[-1].id == before and db.records.run(1).status == "finished"
+        assert len(db.views.runs_overview()) == 1
+
+
+def test_resuming_an_interrupted_run_keeps_its_budget_and_tier(tmp_path):
+    summary = run(config(tmp_path, budget=1), roles=scripted_roles([GOOD]))
+    with ExperienceDB(tmp_path / "ws" / "experience.db") as db:
+        db.records.resume_run(summary.run_id)  # as a kill leaves it: running
+    again = run(config(tmp_path, budget=5, tier="smoke"), resume=True, roles=scripted_roles([GOOD]))
+    assert (again.run_id, again.budget, again.spent, again.nothing_to_resume) == (summary.run_id, 1, 1, False)

@@ -101,3 +101,12 @@ def test_verify_evaluates_missing_seeds_once_records_verdicts_and_top_shows_them
     assert main(["top", "--tier", TIER, "--workspace", str(tmp_path), "--json"]) == 0
     top = {row["id"]: row for row in json.loads(capsys.readouterr().out)}
     assert top[design_id]["verified"]["verdict"] in ("better", "worse", "not-distinguishable")
+    # Into a pipe or a file (capsys: not a terminal) no verdict or cell is cut; the tier defaults to the run's.
+    assert main(["verify", "--designs", str(design_id), "--seeds", "2", "--references", "linear_attention",
+                 "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"tier {TIER} v" in out and "…" not in out
+    assert all(c.verdict in out for c in report.comparisons)
+    assert main(["top", "--workspace", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert f"tier {TIER}" in out and " linear_attention" in out.split("verified")[1] and "…" not in out

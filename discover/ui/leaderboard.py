@@ -50,13 +50,12 @@ class BoardQuery:
 
 
 def default_tier(db: ExperienceDB) -> tuple[str, int] | None:
-    """The latest run's tier (its newest version with results), else the tier used most recently."""
+    """The tier the commands default to (``ReadModels.current_tier``: the latest run's, else the latest
+    evaluation's) at its most recently used version; else, while that tier has no results, the tier used most
+    recently; None in an empty workspace."""
     tiers = [(t["tier"], t["tier_version"]) for t in db.views.evaluated_tiers()]
-    run = db.records.latest_run()
-    for tier in tiers:
-        if run is not None and tier[0] == run.tier:
-            return tier
-    return tiers[0] if tiers else None
+    name = db.views.current_tier()
+    return next((tier for tier in tiers if tier[0] == name), tiers[0] if tiers else None)
 
 
 def cycle(options: list, current):
