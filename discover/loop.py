@@ -28,11 +28,10 @@ from discover.transcripts import DBJournal
 from discover.workspace import Workspace
 from evaluator.design import check_static
 from evaluator.run import submit
-from memory import DesignArchive, ExperienceDB
-from memory.baselines import BASELINES
+from memory import DesignArchive, ExperienceDB, Run
 from memory.context import ContextBuilder
 from memory.recorder import Recorder
-from memory.references import ensure_references, finished_references
+from memory.references import ensure_references
 
 # Failures a coder can fix by rewriting the file; the rest are verdicts on the architecture.
 FIXABLE = frozenset({"syntax", "unsafe", "contract", "build", "shape", "params", "error", "recurrent-mismatch"})
@@ -72,7 +71,7 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
     # made first: a cluster that cannot be reached fails the run before anything is recorded
     executor = evaluator.make_executor(config.executor, workers=config.effective_workers, **config.executor_options)
     records, recorder = db.records, Recorder(db.records, archive)
-    run_id = open_run(recorder, config, resume)
+    run_id = open_run(recorder, config, latest)
     (ws.logs / f"run-{run_id}-config.json").write_text(config.to_json())
     emit = Events(records, run_id, listener)
     tier = evaluator.get_tier(config.tier)
@@ -147,10 +146,9 @@ def agent_roles(config: RunConfig, db: ExperienceDB, run_id: int) -> Roles:
     return make_roles("llm", seed=seed, settings=llm_settings(config), journal=journal, static_check=check_static)
 
 
-def open_run(recorder: Recorder, config: RunConfig, resume: bool) -> int:
-    """A new run, or with ``resume`` the latest one, its interrupted evaluations released."""
-    latest = recorder.records.latest_run()
-    if resume and latest is not None:
+def open_run(recorder: Recorder, config: RunConfig, latest: Run | None) -> int:
+    """A new run, or the ``latest`` one to resume, its interrupted evaluations released."""
+    if latest is not None:
         recorder.abandon_run(latest.id)
         recorder.records.resume_run(latest.id)
         return latest.id
@@ -159,11 +157,10 @@ def open_run(recorder: Recorder, config: RunConfig, resume: bool) -> int:
 
 def seed_references(recorder: Recorder, executor, config: RunConfig, run_id: int, emit: Events) -> None:
     """The references every score is measured against: baselines evaluated at the run's tier."""
-    names, seeds, tier = config.references or tuple(BASELINES), range(config.reference_seeds), config.tier
-    done = finished_references(recorder.records, tier, evaluator.get_tier(tier).version)
-    emit("stage", stage="seeding references", total=sum((n, s) not in done for n in names for s in seeds),
-         workers=config.effective_workers)
-    ensure_references(recorder, executor, tier, seeds, names=names, run_id=run_id,
+    ensure_references(recorder, executor, config.tier, range(config.reference_seeds),
+                      names=config.references or None, run_id=run_id,
+                      on_planned=lambda total: emit("stage", stage="seeding references", total=total,
+                                                    workers=config.effective_workers),
                       on_done=lambda o: emit("reference", name=o.name, seed=o.seed, status=o.result.status,
                                              metrics=o.result.metrics, duration_s=o.result.duration_s))
 

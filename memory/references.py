@@ -42,8 +42,10 @@ def finished_references(records: Records, tier: str, version: int) -> set[tuple[
 
 def ensure_references(recorder: Recorder, executor, tier: str, seeds: Iterable[int] = (0,),
                       names: Iterable[str] | None = None, run_id: int | None = None,
+                      on_planned: Callable[[int], None] | None = None,
                       on_done: Callable[[SeedOutcome], None] | None = None) -> list[SeedOutcome]:
-    """Evaluate the baselines ``names`` (default: all) at ``seeds`` where no final evaluation exists."""
+    """Evaluate the baselines ``names`` (default: all) at ``seeds`` where no final evaluation exists.
+    ``on_planned(n)`` says how many evaluations that is, before the first ends; ``on_done`` follows each."""
     names = list(names or BASELINES)
     if unknown := sorted(set(names) - set(BASELINES)):
         raise KeyError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
@@ -59,6 +61,8 @@ def ensure_references(recorder: Recorder, executor, tier: str, seeds: Iterable[i
                 eval_id = recorder.begin(design_id, spec, seed, purpose="seed", run_id=run_id)
                 future = submit(executor, BASELINES[name].read_text(encoding="utf-8"), spec.name, seed)
                 pending[future] = (name, seed, design_id, eval_id)
+        if on_planned:
+            on_planned(len(pending))
         outcomes = []
         for future in as_completed(list(pending)):
             name, seed, design_id, eval_id = pending.pop(future)
