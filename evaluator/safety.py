@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from kernels.ast_names import dotted, resolve
 
 ALLOWED_IMPORTS = frozenset(
-    {"torch", "math", "einops", "triton", "typing", "functools", "dataclasses", "collections", "kernels", "__future__"}
+    {"torch", "math", "einops", "triton", "typing", "functools", "dataclasses", "kernels", "__future__"}
 )
+# Modules a design may take names from (``from M import name``) although their package is not allowed:
+# ``import collections`` would bind the package, whose private names reach ``sys``.
+FROM_ONLY = frozenset({"collections.abc"})
 
 FORBIDDEN_CALLS = frozenset(
     {
@@ -103,7 +106,8 @@ class _Scanner(ast.NodeVisitor):
             self._flag(node, "relative imports are not allowed")
             return
         module = node.module or ""
-        self._check_module(node, module)
+        if module not in FROM_ONLY:
+            self._check_module(node, module)
         for alias in node.names:
             if alias.name == "*":
                 self._flag(node, "star imports are not allowed")

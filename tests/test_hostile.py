@@ -42,6 +42,18 @@ def test_the_attacks_pass_the_static_scan():
     assert scan(ast.parse(design(init="        torch.os.listdir('/')\n")))  # the direct form is caught
 
 
+def test_collections_gives_its_abstract_classes_and_not_its_private_sys():
+    # collections.abc is allowed for annotations (the reference blocks use Callable); the collections
+    # package itself keeps `sys` under a private name, so importing it is refused.
+    attack = design(prelude="import collections\n\n\n",
+                    init="        collections._sys.modules['os'].listdir('/')\n")
+    result = evaluate(attack, "check", 0)
+    assert result.status == "unsafe" and "import of 'collections'" in result.reason
+    assert scan(ast.parse(design(prelude="from collections import abc\n\n\n"))) != []
+    assert scan(ast.parse(design(prelude="import collections.abc\n\n\n"))) != []
+    assert scan(ast.parse(design(prelude="from collections.abc import Callable\n\n\n"))) == []
+
+
 class _Counter(http.server.BaseHTTPRequestHandler):
     hits = 0
 
