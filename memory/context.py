@@ -10,7 +10,7 @@ it after references are seeded (seeding rescores), as the loop does.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from agents.base import Context, DesignSummary
 from memory.db import INTERRUPTED, RUNNING
@@ -40,7 +40,6 @@ class _Seen:
     best_ok: Evaluation | None = None  # highest score among ok ones (the earliest on ties)
     latest: Evaluation | None = None  # the latest finished one
     analysis: str | None = None  # the latest analyst's text
-    evaluations: list[int] = field(default_factory=list)
 
     def evaluation(self) -> Evaluation | None:
         """Its representative evaluation: the best ok one, else the latest finished one."""

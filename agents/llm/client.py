@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -37,7 +36,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Protocol, TypeVar
 
 from agents.base import AgentFailure, StopRun
-from agents.llm.preflight import api_key, is_local
+from agents.llm.preflight import api_key, is_local, load_litellm
 
 CACHE_MODES = ("record", "replay", "off")
 MAX_BACKOFF_S = 60.0
@@ -276,23 +275,13 @@ def reply_text(response: Any) -> str:
     return content if isinstance(content, str) else ""
 
 
-def _litellm():
-    """litellm, imported on first use (it takes seconds) with its network fetches and chatter off."""
-    os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-    import litellm
-
-    litellm.suppress_debug_info = True
-    litellm.telemetry = False
-    return litellm
-
-
 def _count(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
 
 
 def price(response: Any, model: str) -> float | None:
     """The reply's cost in dollars, or None when litellm has no price for the model."""
-    litellm = _litellm()
+    litellm = load_litellm()
     try:
         cost = float(litellm.completion_cost(completion_response=response))
     except Exception:  # litellm raises assorted error types for a model it cannot price
@@ -431,7 +420,7 @@ class LLMClient:
 
     def _request(self, call: LLMCall) -> tuple[Any, str]:
         """One HTTP attempt: the response and its text, or TransportFailure naming what went wrong."""
-        completion = self.completion or _litellm().completion
+        completion = self.completion or load_litellm().completion
         request, api_base = call.request, self.settings.api_base
         extra = {key: request[key] for key in ("max_tokens", "response_format") if key in request}
         try:

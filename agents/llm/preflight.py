@@ -33,7 +33,8 @@ class LLMConfigError(ValueError):
     """The LLM configuration cannot work; the message names the cause and the fix on one line."""
 
 
-def _litellm():
+def load_litellm():
+    """litellm, imported on first use (it takes seconds) with its network fetches and chatter off."""
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
     import litellm
 
@@ -62,13 +63,13 @@ def api_key(model: str, api_base: str | None) -> str | None:
     ``api_base`` whose provider's key is not set, a placeholder."""
     if not api_base:
         return None
-    keys = _litellm().validate_environment(model=model, api_base=api_base)
+    keys = load_litellm().validate_environment(model=model, api_base=api_base)
     return None if keys["keys_in_environment"] else PLACEHOLDER_KEY
 
 
 def provider_of(model: str) -> tuple[str, str]:
     """(provider, the model's name at the provider); LLMConfigError for a provider litellm does not know."""
-    litellm = _litellm()
+    litellm = load_litellm()
     try:
         name, provider, _, _ = litellm.get_llm_provider(model)
     except Exception:  # litellm raises BadRequestError, or ValueError for odd strings
@@ -103,7 +104,7 @@ def check_llm(models: Iterable[str], api_base: str | None = None, timeout_s: flo
 
 
 def _check_keys(model: str) -> None:
-    missing = _litellm().validate_environment(model=model)["missing_keys"]
+    missing = load_litellm().validate_environment(model=model)["missing_keys"]
     if missing:
         names = ", ".join(missing)
         raise LLMConfigError(f"model {model!r} needs {names} in the environment, which is not set; "
@@ -146,6 +147,6 @@ def _auth(model: str, url: str) -> dict[str, str]:
 
 
 def _key_variable(model: str) -> str:
-    missing = _litellm().validate_environment(model=model)["missing_keys"]
+    missing = load_litellm().validate_environment(model=model)["missing_keys"]
     provider = model.split("/", 1)[0]
     return missing[0] if missing else f"{provider.upper()}_API_KEY"
