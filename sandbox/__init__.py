@@ -13,11 +13,12 @@ fork server and the jobs it runs), ``executors`` the pools that run many jobs.
     sandbox.run(job)  # one job, blocking, in a sandbox of its own
 """
 
-from sandbox.child import child_info
+from sandbox.child import child_info, missing_protections
 from sandbox.executors import EXECUTORS, Executor, LocalExecutor, make_executor
 from sandbox.limits import OUTCOMES, Job, Limits, ProcessResult
 from sandbox.runner import Sandbox, run, scrubbed_environment
 from sandbox.zygote import ForkServerError
 
 __all__ = ["EXECUTORS", "OUTCOMES", "Executor", "ForkServerError", "Job", "Limits", "LocalExecutor",
-           "ProcessResult", "Sandbox", "child_info", "make_executor", "run", "scrubbed_environment"]
+           "ProcessResult", "Sandbox", "child_info", "make_executor", "missing_protections", "run",
+           "scrubbed_environment"]

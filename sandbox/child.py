@@ -11,12 +11,20 @@ candidate's import-time code runs unconfined:
 4. a private mount namespace: home directories hidden, everything but the working directory
    read-only (``sandbox.confine``);
 5. rlimits: address space, CPU time, processes, file size, no core files;
-6. the private working directory, the scrubbed environment, the parent's ``sys.path``, threads;
+6. the private working directory, the scrubbed environment, the parent's ``sys.path``;
 7. as root, the capability bounding set cleared, then a switch to a user id of the job's own
    (which empties the other capability sets and makes the kernel enforce RLIMIT_NPROC), and
    no-new-privileges set:
    a root process holding CAP_SYS_RESOURCE could raise its rlimits again and one holding
-   CAP_SYS_ADMIN could re-enter the host's network namespace.
+   CAP_SYS_ADMIN could re-enter the host's network namespace;
+8. Landlock (``sandbox.landlock``): reading only the runtime, the libraries and the product's own
+   packages, writing only the working directory, no execution, no TCP;
+9. a seccomp filter (``sandbox.syscalls``): no exec, no sockets, no ptrace, no namespaces;
+10. torch's thread count: its threads start only now, so that each one is under Landlock, which
+    binds only the thread that asks for it (and the threads and processes it starts afterwards).
+
+Steps 3, 4, 8 and 9 depend on what the kernel offers; whatever it refuses is recorded in the
+isolation facts as "not in force: <why>" (``missing_protections`` lists them), never skipped silently.
 
 The result travels as JSON lines on fd 3 (a "ready" line, an "imported" line, one final line),
 never on stdout: the candidate may print anything or write straight to fds 1 and 2.
@@ -36,6 +44,7 @@ import signal
 import sys
 import time
 import traceback
+from types import ModuleType
 from typing import NoReturn
 
 from sandbox.confine import confine_filesystem, drop_to_unprivileged
@@ -52,11 +61,32 @@ _CAPABILITY_VERSION_3 = 0x20080522
 
 _libc = ctypes.CDLL(None, use_errno=True)
 _info: dict = {}
+NOT_IN_FORCE = "not in force"
+# isolation key -> the protection it records; its value starts with NOT_IN_FORCE when the OS refused it
+PROTECTIONS = {"network": "network namespace", "filesystem": "filesystem confinement", "landlock": "landlock",
+               "seccomp": "seccomp", "capabilities": "privilege drop"}
 
 
 def child_info() -> dict:
     """The isolation facts of the sandboxed process this is called in; empty outside one."""
     return dict(_info)
+
+
+def missing_protections(isolation: dict) -> list[str]:
+    """The protections ``isolation`` (a ``ProcessResult.isolation``) says were not in force, each with why.
+
+    A job run with ``Limits(network=True)`` did not ask for the network namespace: that one is not listed.
+    """
+    missing = []
+    for key, name in PROTECTIONS.items():
+        fact = isolation.get(key)
+        if fact is None:
+            missing.append(f"{name}: not recorded")
+        elif isinstance(fact, str) and fact.startswith(NOT_IN_FORCE):
+            missing.append(f"{name}: {fact}")
+        elif isinstance(fact, str) and ", but not: " in fact:
+            missing.append(f"{name}: partly {NOT_IN_FORCE}: {fact}")
+    return missing
 
 
 def main(request: dict, stdout_fd: int, stderr_fd: int, result_fd: int) -> NoReturn:
@@ -116,9 +146,7 @@ def _isolate(request: dict) -> dict:
     sys.path[:] = request["sys_path"]
     sys.dont_write_bytecode = True
     importlib.invalidate_caches()
-    if "torch" in sys.modules:  # preloaded: its thread pool size was fixed in the fork server
-        sys.modules["torch"].set_num_threads(limits["threads"])
-    return {
+    info = {
         "network": network,
         "session": os.getsid(0) == os.getpid(),
         "env_scrubbed": not any(word in name.upper() for name in os.environ for word in SECRET_WORDS),
@@ -130,6 +158,16 @@ def _isolate(request: dict) -> dict:
         "threads": limits["threads"],
         "uid": real_uid,
     }
+    _set_no_new_privs()
+    _require_one_thread()
+    # Imported by the fork server already (``runner``); else here, before Landlock forbids running ldconfig.
+    from sandbox import landlock, syscalls
+
+    info["landlock"] = _restrict_files(landlock, request)
+    info["seccomp"] = _restrict_syscalls(syscalls, limits["network"])
+    if "torch" in sys.modules:  # preloaded: its thread pool size was fixed in the fork server
+        sys.modules["torch"].set_num_threads(limits["threads"])  # starts threads: only now, all of them confined
+    return info
 
 
 def _unshare_network() -> str:
@@ -139,7 +177,7 @@ def _unshare_network() -> str:
     # Without CAP_SYS_ADMIN a user namespace grants it, inside that namespace only.
     if _libc.unshare(_CLONE_NEWUSER | _CLONE_NEWNET) == 0:
         return "namespace (in a user namespace)"
-    return f"none: unshare(CLONE_NEWNET) failed ({plain}), with a user namespace too " \
+    return f"{NOT_IN_FORCE}: unshare(CLONE_NEWNET) failed ({plain}), with a user namespace too " \
            f"({os.strerror(ctypes.get_errno())})"
 
 
@@ -174,14 +212,43 @@ def _drop_capabilities(workdir: str) -> str:
         if _libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 and ctypes.get_errno() == 22:
             break  # EINVAL: past the last capability this kernel knows
     user = drop_to_unprivileged(workdir)
-    if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+    _set_no_new_privs()
     if os.getuid() == 0:  # root inside a user namespace: keep the uid, lose the capabilities
         header = (ctypes.c_uint32 * 2)(_CAPABILITY_VERSION_3, 0)
         empty = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable for capabilities 0-31 and 32-63
         if _libc.capset(header, empty) != 0:
             raise OSError(ctypes.get_errno(), "capset")
     return f"dropped ({user}, no new privileges)"
+
+
+def _set_no_new_privs() -> None:
+    """What Landlock and seccomp require of a process without CAP_SYS_ADMIN; exec can no longer gain privileges."""
+    if _libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS)")
+
+
+def _require_one_thread() -> None:
+    """Landlock binds the calling thread (and what it starts): a thread already running would escape it."""
+    threads = len(os.listdir("/proc/self/task"))
+    if threads != 1:
+        raise OSError(f"{threads} threads are running before Landlock; it would bind only one")
+
+
+def _restrict_files(landlock: ModuleType, request: dict) -> str:
+    allowed = landlock.allowed_paths(request["cwd"], request["sys_path"], target=request["target"])
+    if request["limits"].get("hidden"):
+        allowed = landlock.without(allowed, request["limits"]["hidden"])
+    try:
+        return landlock.restrict(allowed, tcp=request["limits"]["network"])
+    except landlock.LandlockUnavailable as exc:
+        return f"{NOT_IN_FORCE}: the kernel has no Landlock ({exc.strerror})"
+
+
+def _restrict_syscalls(syscalls: ModuleType, network: bool) -> str:
+    try:
+        return syscalls.install(network)
+    except syscalls.SeccompUnavailable as exc:
+        return f"{NOT_IN_FORCE}: {exc}"
 
 
 def _call(target: str, payload: bytes) -> dict:

@@ -113,7 +113,7 @@ def confine_filesystem(workdir: str, keep: Iterable[str], uid: int) -> str:
     root, or inside the user namespace the network confinement may have entered).
     """
     if _libc.unshare(_CLONE_NEWNS) != 0:
-        return f"not confined: unshare(CLONE_NEWNS) failed ({os.strerror(ctypes.get_errno())})"
+        return f"not in force: unshare(CLONE_NEWNS) failed ({os.strerror(ctypes.get_errno())})"
     workdir = os.path.realpath(workdir)
     keep = sorted({os.path.realpath(p) for p in (*keep, workdir) if p})
     homes = home_directories(uid)
@@ -123,7 +123,7 @@ def confine_filesystem(workdir: str, keep: Iterable[str], uid: int) -> str:
         for home in homes:
             _hide(home, keep)
     except OSError as exc:
-        return f"not confined: {exc}"
+        return f"not in force: {exc}"
     failed = []
     for point in _mount_points():
         if _under(point, workdir) or any(_under(point, p) for p in _LEAVE_WRITABLE):

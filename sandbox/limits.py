@@ -31,6 +31,7 @@ class Limits:
     output_bytes: int = 256 << 10        # stdout and stderr are each kept up to this (head and tail), then cut
     threads: int = 1                     # OMP/MKL/OpenBLAS variables and torch.set_num_threads in the child
     network: bool = False                # False: an empty network namespace where the OS allows
+    hidden: tuple[str, ...] = ()         # files or folders the job may not read, even inside an allowed tree
 
     def __post_init__(self) -> None:
         if not self.wall_s > 0:

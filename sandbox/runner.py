@@ -41,6 +41,9 @@ _OOM_MARKERS = ("can't allocate memory", "cannot allocate memory", "out of memor
 _MAX_RESULT_BYTES = 64 << 20
 _REPORT_GRACE_S = 30.0  # the supervisor reports at the deadline; past this margin it is presumed lost
 _DRAIN_S = 2.0  # after the report, how long output may still trickle in
+# What every fork server imports after its preload: the seccomp filter (finding libseccomp runs ldconfig,
+# which no job may run) and the allow-list of the code its jobs may read, computed once for all of them.
+_SERVER_IMPORTS = ("sandbox.syscalls", "sandbox.landlock")
 
 
 def scrubbed_environment(environ: Mapping[str, str], home: str, threads: int) -> dict[str, str]:
@@ -195,7 +198,7 @@ class Sandbox:
 
 def _start(preload: tuple[str, ...]) -> ForkServer:
     env = scrubbed_environment(os.environ, tempfile.gettempdir(), threads=1)
-    return ForkServer(preload, env, _sys_path())
+    return ForkServer((*preload, *_SERVER_IMPORTS), env, _sys_path())
 
 
 def _sys_path() -> list[str]:

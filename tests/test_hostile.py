@@ -100,7 +100,8 @@ def test_home_directory_and_ssh_keys_are_out_of_sight(home_secret):
     assert result.status == "build", (result.status, result.reason)
     assert not leaked(result)
     # ~ holds only what the job needs to run (e.g. a Python installed there), and the file is not there
-    assert home_secret.name not in result.reason and result.reason.endswith("FileNotFoundError")
+    assert home_secret.name not in result.reason
+    assert result.reason.endswith(("FileNotFoundError", f"Permission denied: {home!r}")), result.reason
 
 
 def test_environment_secrets_are_scrubbed_even_in_the_parents_proc_entry(monkeypatch):
@@ -167,7 +168,7 @@ def test_patching_the_loss_to_fake_metrics_is_tamper():
 
 def test_reaching_the_evaluator_through_sys_modules_is_tamper():
     patch = ("        modules = getattr([torch][0], 'sys').modules\n"
-             "        modules['evaluator.train'].accuracy = lambda *a, **k: 1.0\n")
+             "        modules['evaluator.train'].lr_at = lambda *a, **k: 0.0\n")
     result = evaluate(design(init=patch), tier="check", wall_s=60)
     assert result.status in ("tamper", "unsafe"), (result.status, result.reason)
 
