@@ -1,40 +1,65 @@
-"""Wall time per baseline at each tier, and the sandbox's start-up overhead.
+"""Wall time per baseline at each tier, optionally side by side with another commit, and the sandbox's start-up.
 
-    python bench/bench_tiers.py [--tiers check smoke quick] [--only NAME ...] [--workers 1]
+    python bench/bench_tiers.py [--tiers check smoke quick] [--only NAME ...] [--compare REV]
 
-Each evaluation runs exactly as in a search: a fresh sandboxed child, one compute thread. With
---workers 1 (the default) evaluations run one at a time, so times are not inflated by a
-neighbour; targets are smoke <= 45 s and quick <= 150 s per design, start-up <= 3 s.
+Each evaluation runs exactly as ``discover check`` runs one: ``evaluator.evaluate`` in a fresh
+process, its design in sandboxed children with one compute thread, timed around the call (the
+interpreter's start and imports excluded). With ``--compare REV`` the same evaluation runs from a
+worktree of REV right after it, alternating, so both see the same machine and load; the ratio
+new / REV is what to read on a shared machine. Targets: smoke <= 45 s and quick <= 150 s per
+design; the measurement outside the design's process within 10 % of REV's wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
-import time
+import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 
 import sandbox  # noqa: E402
-from evaluator.run import (  # noqa: E402
-    PRELOAD,  # noqa: E402
-    job_for,
-    result_from,
-)
+from evaluator.run import PRELOAD  # noqa: E402
 from memory.baselines import BASELINES  # noqa: E402
 
+_TIMED = """
+import json, sys, time
+from evaluator.run import evaluate
+code = open(sys.argv[1]).read()
+started = time.perf_counter()
+result = evaluate(code, sys.argv[2], int(sys.argv[3]))
+print(json.dumps({"status": result.status, "reason": result.reason, "wall": time.perf_counter() - started,
+                  "metrics": result.metrics}))
+"""
 
-def startup(box: sandbox.Sandbox, samples: int = 5) -> tuple[list[float], list[float]]:
+
+def startup(samples: int = 5) -> tuple[list[float], list[float]]:
     """Seconds from spawn to 'isolated' and to 'harness imported' for a trivial evaluation target."""
     ready, imported = [], []
-    box.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))  # a warm-up
-    for _ in range(samples):
-        process = box.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))
-        ready.append(process.ready_s)
-        imported.append(process.imported_s)
+    with sandbox.Sandbox(PRELOAD) as box:
+        box.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))  # a warm-up
+        for _ in range(samples):
+            process = box.run(sandbox.Job("evaluator.harness:environment", {}, sandbox.Limits(wall_s=60)))
+            ready.append(process.ready_s)
+            imported.append(process.imported_s)
     return ready, imported
+
+
+def timed(root: Path, name: str, tier: str, seed: int) -> dict:
+    """One evaluation of baseline ``name`` with the code at ``root``, in a fresh interpreter."""
+    design = root / "memory" / "baselines" / f"{name}.py"
+    out = subprocess.run([sys.executable, "-c", _TIMED, str(design), tier, str(seed)], cwd=root,
+                         capture_output=True, text=True, check=False)
+    lines = out.stdout.strip().splitlines()
+    if out.returncode != 0 or not lines:
+        return {"status": "bench-error", "reason": (out.stderr.strip().splitlines() or ["?"])[-1], "wall": 0.0,
+                "metrics": {}}
+    return json.loads(lines[-1])
 
 
 def main() -> None:
@@ -42,31 +67,47 @@ def main() -> None:
     parser.add_argument("--tiers", nargs="+", default=["check", "smoke", "quick"])
     parser.add_argument("--only", nargs="+", default=list(BASELINES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--compare", metavar="REV", help="a git revision to time side by side with this checkout")
     args = parser.parse_args()
 
-    with sandbox.Sandbox(PRELOAD) as box:  # preloaded as an evaluation executor's is
-        measure_tiers(box, args)
-
-
-def measure_tiers(box: sandbox.Sandbox, args: argparse.Namespace) -> None:
-    ready, imported = startup(box)
+    ready, imported = startup()
     print(f"sandbox start-up over {len(ready)} runs: spawn->isolated median {statistics.median(ready):.3f}s, "
           f"spawn->harness imported median {statistics.median(imported):.3f}s (max {max(imported):.3f}s)")
+    if args.compare is None:
+        measure_tiers(args, None)
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-tiers-") as scratch:
+        other = Path(scratch) / "rev"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.compare],
+                       check=True, capture_output=True)
+        try:
+            measure_tiers(args, other)
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(other)], check=False)
+
+
+def measure_tiers(args: argparse.Namespace, other: Path | None) -> None:
     for tier in args.tiers:
         print(f"\ntier {tier}")
-        print(f"{'baseline':<20} {'status':<10} {'wall s':>8} {'train s':>8}  metrics")
-        walls = []
+        header = f"{'baseline':<20} {'status':<10} {'wall s':>8}"
+        print(header + (f" {args.compare[:10]:>10} {'ratio':>6}" if other else "") + "  metrics")
+        walls, ratios = [], []
         for name in args.only:
-            code = BASELINES[name].read_text()
-            started = time.perf_counter()
-            result = result_from(box.run(job_for(code, tier, args.seed)), code, tier, args.seed)
-            wall = time.perf_counter() - started
-            walls.append(wall)
-            m = result.metrics
-            train = sum(v for k, v in m.items() if k.endswith("_train_s"))
-            shown = {k: m[k] for k in ("mqar_acc", "parity_acc", "lm_bpb", "time_exponent") if k in m}
-            print(f"{name:<20} {result.status:<10} {wall:8.1f} {train:8.1f}  {shown}", flush=True)
-        print(f"median wall time at {tier}: {statistics.median(walls):.1f}s over {len(walls)} baselines")
+            new = timed(ROOT, name, tier, args.seed)
+            walls.append(new["wall"])
+            shown = {k: new["metrics"][k] for k in ("mqar_acc", "parity_acc", "lm_bpb") if k in new["metrics"]}
+            line = f"{name:<20} {new['status']:<10} {new['wall']:8.1f}"
+            if other is not None:
+                old = timed(other, name, tier, args.seed)
+                ratio = new["wall"] / old["wall"] if old["wall"] else float("nan")
+                ratios.append(ratio)
+                line += f" {old['wall']:10.1f} {ratio:6.3f}"
+            print(f"{line}  {shown}" + (f"  ({new['reason']})" if new["status"] != "ok" else ""), flush=True)
+        summary = f"median wall time at {tier}: {statistics.median(walls):.1f}s over {len(walls)} baselines"
+        if ratios:
+            summary += f"; median ratio to {args.compare}: {statistics.median(ratios):.3f} " \
+                       f"(range {min(ratios):.3f}-{max(ratios):.3f})"
+        print(summary)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def opened(workspace: str | Path | None = None, *, store: str | None = None, wor
     a sandbox of its own). status: a spinner with this text while the command works. errors: the
     exceptions that mean the request cannot be met.
     """
-    session = Session(workers)
+    session = Session(workers, warn=lambda message: err.print(message, style="yellow", markup=False))
     try:
         if store is not None:
             session.open_store(workspace, store)

@@ -70,7 +70,7 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
     archive = DesignArchive(ws.archive_path)
     # made first: a cluster that cannot be reached fails the run before anything is recorded
     executor = evaluator.make_executor(config.executor, workers=config.effective_workers, **config.executor_options)
-    records, recorder = db.records, Recorder(db.records, archive)
+    records, recorder = db.records, Recorder(db.records, archive, db.heldout_key)
     run_id = open_run(recorder, config, latest)
     (ws.logs / f"run-{run_id}-config.json").write_text(config.to_json())
     emit = Events(records, run_id, listener)
@@ -104,7 +104,8 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                 db.journal.link_llm_calls((*draft.proposal.calls, *draft.calls), design_id)
                 eval_id = recorder.begin(design_id, tier, config.seed, purpose="search", run_id=run_id)
                 emit("evaluate-start", design_id=design_id, name=draft.proposal.name, attempt=draft.attempt)
-                flights.launch(submit(executor, draft.code, tier.name, config.seed), Flight(eval_id, design_id, draft))
+                evaluation = submit(executor, draft.code, tier.name, config.seed, recorder.heldout_key)
+                flights.launch(evaluation, Flight(eval_id, design_id, draft))
             if not flights:
                 break
             for flight, result in flights.landed():

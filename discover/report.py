@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from rich.console import Console, Group
 from rich.table import Table
+from rich.text import Text
 
 from evaluator.metrics import LEADERBOARD, REFERENCES, display_order, format_value, metric
 
@@ -58,6 +59,10 @@ def check_report(path: str, result: EvalResult) -> Group:
         parts.append(table)
     network = result.environment.get("isolation", {}).get("network")
     parts.append(f"took {result.duration_s:.1f}s" + (f"; network isolation: {network}" if network else ""))
+    if missing := result.environment.get("missing_protections"):
+        from discover.workspace import protection_warning
+
+        parts.append(Text(protection_warning(missing), style="yellow"))
     return Group(*parts)
 
 

@@ -37,6 +37,22 @@ class Workspace:
         return path
 
 
+def unprotected(executor) -> list[str]:
+    """The protections a job of ``executor``'s sandbox runs without on this machine (one trivial job asks)."""
+    import sandbox
+
+    box = getattr(executor, "sandbox", None)
+    if box is None:  # a remote executor: each result records its own
+        return []
+    return sandbox.missing_protections(box.run(sandbox.Job("sandbox:child_info", {}, sandbox.Limits(wall_s=60)))
+                                       .isolation)
+
+
+def protection_warning(missing: list[str]) -> str:
+    return ("warning: on this machine the sandbox runs designs without " + "; ".join(missing) +
+            ". Results record it (environment.missing_protections); see the README's threat model.")
+
+
 class Session:
     """What a command opened in a workspace (see ``discover.cli.opened``): its store and, when it evaluates many
     designs, an executor.
@@ -44,8 +60,9 @@ class Session:
     The archive and the executor are made on first use, so a command pays only for what it touches.
     """
 
-    def __init__(self, workers: int | None = None):
+    def __init__(self, workers: int | None = None, warn=None):
         self.workers = workers
+        self.warn = warn or (lambda message: None)  # told, once, what the sandbox cannot protect against
         self.workspace = self.db = self._archive = self._executor = None
 
     def open_store(self, workspace: str | Path, store: str) -> None:
@@ -74,7 +91,7 @@ class Session:
         """The recording service over this workspace's store and archive."""
         from memory.recorder import Recorder
 
-        return Recorder(self.db.records, self.archive)
+        return Recorder(self.db.records, self.archive, self.db.heldout_key)
 
     @property
     def executor(self):
@@ -83,6 +100,8 @@ class Session:
             import evaluator
 
             self._executor = evaluator.make_executor("local", workers=self.workers or None)
+            if missing := unprotected(self._executor):
+                self.warn(protection_warning(missing))
         return self._executor
 
     def close(self) -> None:

@@ -90,3 +90,26 @@ class LanguageModel(nn.Module):
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
+
+
+@torch.no_grad()
+def recurrent_logits(model: LanguageModel, tokens: torch.Tensor) -> torch.Tensor:
+    """The model's logits computed one token at a time through each mixer's ``step`` (and the
+    convolution's), which must equal ``model(tokens)`` for a design whose recurrent form is true."""
+    batch = tokens.shape[0]
+    convs = [b.token_conv.init_state(batch) if isinstance(b.token_conv, ShortConvolution) else None
+             for b in model.blocks]
+    states = [b.mixer.init_state(batch) for b in model.blocks]
+    outputs = []
+    for t in range(tokens.shape[1]):
+        x = model.embed(tokens[:, t])
+        for i, block in enumerate(model.blocks):
+            h = block.mixer_norm(x)
+            if convs[i] is not None:
+                h, convs[i] = block.token_conv.step(h, convs[i])
+            y, states[i] = block.mixer.step(h, states[i])
+            x = x + y
+            if block.mlp is not None:
+                x = x + block.mlp(block.mlp_norm(x))
+        outputs.append(model.head(model.norm(x)))
+    return torch.stack(outputs, dim=1)

@@ -1,8 +1,10 @@
-"""Detecting a design that patches what the harness relies on.
+"""Detecting a design that patches what the harness relies on: an early, friendly error.
 
-The harness snapshots the identity of every function it uses to train and measure before the
-candidate is imported, and re-checks after each phase. The static scan forbids the obvious ways
-to patch; this catches the rest (e.g. a method swapped through an object the design was handed).
+The harness snapshots the identity of every function it uses to train and answer queries before
+the candidate is imported, and re-checks after each phase. This is not what makes results
+trustworthy (a design shares the process and can do anything it can; the metrics are measured
+outside it, ``evaluator.measure``): it names the common way of trying, so the user reads
+``tamper`` instead of a mysterious score.
 """
 
 from __future__ import annotations
@@ -32,13 +34,16 @@ _NAMES = {
     "torch.nn.utils": ("clip_grad_norm_",),
     "math": ("log", "isfinite"),
     "builtins": ("sum", "abs", "min", "max", "len", "isinstance", "round", "float", "int"),
-    "evaluator.train": ("train", "accuracy", "bits_per_byte", "loss_fn", "lr_at"),
+    "evaluator.train": ("train", "loss_fn", "lr_at"),
     "evaluator.checks": ("check_shapes_and_causality", "check_model", "check_recurrent", "scaling_probe", "rel_rms"),
 }
 
 
 class Guard:
-    def __init__(self) -> None:
+    """``extra``: more owners to watch, {label: (object, attribute names)}."""
+
+    def __init__(self, extra: dict[str, tuple[object, tuple[str, ...]]] | None = None) -> None:
+        self._extra = dict(extra or {})
         # torch wraps some functions lazily on first use (AdamW.step gets a profiling hook when the
         # first optimizer is built); use them once so the snapshot holds their final form.
         param = torch.nn.Parameter(torch.zeros(1))
@@ -46,13 +51,15 @@ class Guard:
         torch.optim.AdamW([param]).step()
         self._snapshot = self._take()
 
-    @staticmethod
-    def _take() -> dict[str, int]:
-        return {f"{owner}.{name}": id(getattr(_WATCHED[owner], name))
-                for owner, names in _NAMES.items() for name in names}
+    def _take(self) -> dict[str, object]:
+        # The objects themselves, not their ids: a replaced function is freed, and a later object
+        # can be allocated at its address and so carry its id.
+        watched = {owner: (_WATCHED[owner], names) for owner, names in _NAMES.items()} | self._extra
+        return {f"{owner}.{name}": getattr(obj, name, None)
+                for owner, (obj, names) in watched.items() for name in names}
 
     def verify(self, phase: str) -> None:
         now = self._take()
-        changed = sorted(name for name, ident in self._snapshot.items() if now.get(name) != ident)
+        changed = sorted(name for name, original in self._snapshot.items() if now.get(name) is not original)
         if changed:
             raise EvalFailure("tamper", f"after {phase}: {', '.join(changed)} replaced")

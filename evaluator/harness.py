@@ -1,23 +1,32 @@
-"""The trusted side of an evaluation, run inside the sandbox's child process.
+"""The design's side of an evaluation: the code that runs in the sandboxed child with the design.
 
-Order matters: the tier's data is generated and the harness's functions are snapshotted
-*before* the candidate is imported; then checks, then tasks, re-verifying after each phase.
-Returns a JSON-ready dict with a named status, a one-line reason, metrics and a log.
+Nothing here is trusted, because the design's code shares the process: what this side reports is
+information, and the checks it runs are early, friendly errors. Two entry points:
+
+- ``train_in_child``: the static checks, the design's contract, the in-process checks, then one
+  model trained per task; returns the trained weights (and the check model's initial ones).
+- ``answer_in_child``: a fresh process loads trained weights into a freshly built model and
+  answers queries (logits for the inputs it is given), nothing else.
+
+The trusted side (``evaluator.measure``) never imports design code: it draws the held-out inputs,
+keeps their labels, asks the queries and computes every metric that counts.
 """
 
 from __future__ import annotations
 
 import os
 import platform
+import sys
 import time
 import traceback
 
 import torch
 
-from evaluator import checks
+from evaluator import checks, wire
+from evaluator.backbone import LanguageModel, recurrent_logits
 from evaluator.design import load
 from evaluator.guard import Guard
-from evaluator.profile import flops_per_token, peak_rss_mb
+from evaluator.profile import flops_per_token
 from evaluator.status import EvalFailure, is_oom
 from evaluator.tasks.common import build_model
 from evaluator.tiers import get_tier
@@ -26,7 +35,7 @@ from kernels.runtime import use_interpreter_without_gpu
 
 def environment(device: str) -> dict:
     return {"torch": torch.__version__, "python": platform.python_version(), "platform": platform.platform(),
-            "device": device, "threads": torch.get_num_threads(), "cpu": platform.processor() or platform.machine()}
+            "device": device, "threads": torch.get_num_threads(), "cpu": platform.machine()}
 
 
 def _classify(exc: BaseException) -> tuple[str, str]:
@@ -40,13 +49,31 @@ def _classify(exc: BaseException) -> tuple[str, str]:
     return "error", f"{type(exc).__name__}{at}: {message}"
 
 
-def evaluate_in_child(payload: dict) -> dict:
-    """payload: code, tier, seed. Never raises: every outcome is a status."""
+def check_model_shape(spec) -> dict:
+    """The model the check tier's probes query: the shape ``checks.check_model`` builds."""
+    return {"vocab": spec.vocab, "d_model": spec.d_model, "n_layers": spec.n_layers, "n_heads": spec.n_heads,
+            "mlp_ratio": 2.0, "token_conv": 4}
+
+
+def task_model_shape(task) -> dict:
+    shape = task.model
+    return {"vocab": task.vocab, "d_model": shape.d_model, "n_layers": shape.n_layers, "n_heads": shape.n_heads,
+            "mlp_ratio": shape.mlp_ratio, "token_conv": shape.token_conv}
+
+
+def export_model(model: torch.nn.Module) -> dict:
+    return {"weights": {name: wire.encode(t) for name, t in model.state_dict().items()},
+            "params": [name for name, _ in model.named_parameters()]}
+
+
+def train_in_child(payload: dict) -> dict:
+    """payload: code, tier, seed, sources ({task: bytes}). Never raises: every outcome is a status."""
     started = time.perf_counter()
     tier = get_tier(payload["tier"])
     seed = int(payload.get("seed", 0))
     device = "cuda" if tier.device == "cuda" and torch.cuda.is_available() else "cpu"
     metrics: dict = {}
+    models: dict = {}
     log: list[str] = []
     info = None
     guard: Guard | None = None
@@ -54,8 +81,10 @@ def evaluate_in_child(payload: dict) -> dict:
     try:
         torch.manual_seed(seed)
         generator = torch.Generator().manual_seed(seed)
-        data = {task.name: task.prepare(seed) for task in tier.tasks}
-        log.append(f"prepared data for {', '.join(data) or 'no tasks'} in {time.perf_counter() - started:.1f}s")
+        sources = payload.get("sources", {})
+        data = {task.name: task.train_data(seed, sources.get(task.name)) for task in tier.tasks}
+        log.append(f"prepared training data for {', '.join(data) or 'no tasks'} in "
+                   f"{time.perf_counter() - started:.1f}s")
         guard = Guard()
         use_interpreter_without_gpu()  # before the design's @triton.jit kernels are decorated
         module, info = load(payload["code"])
@@ -66,7 +95,8 @@ def evaluate_in_child(payload: dict) -> dict:
         mixers = checks.build_mixers(mixer_cls, spec)
         metrics.update(checks.check_params(mixers, spec))
         checks.check_shapes_and_causality(mixers, spec, generator)
-        metrics.update(checks.check_model(mixer_cls, spec, generator))
+        model_metrics, check_model = checks.check_model(mixer_cls, spec, generator)
+        metrics.update(model_metrics)
         if info.has_step:
             metrics.update(checks.check_recurrent(mixers, spec, generator))
         if info.has_kernels:
@@ -78,34 +108,95 @@ def evaluate_in_child(payload: dict) -> dict:
             metrics.update(checks.scaling_probe(mixers[0], spec, generator))
         guard.verify("checks")
         log.append(f"checks passed at {time.perf_counter() - started:.1f}s")
+        models["check"] = export_model(check_model)
 
         for task in tier.tasks:
             t0 = time.perf_counter()
-            metrics.update(task.run(mixer_cls, data[task.name], seed, device))
+            model, reported = task.train(mixer_cls, data[task.name], seed, device)
+            metrics.update(reported)
             guard.verify(task.name)
-            log.append(f"{task.name} done in {time.perf_counter() - t0:.1f}s")
+            models[task.name] = export_model(model)
+            log.append(f"{task.name} trained in {time.perf_counter() - t0:.1f}s")
         if tier.tasks:
             first = tier.tasks[0]
-            model = build_model(mixer_cls, first.spec.vocab, first.model, seed, device)
-            x, y = data[first.name]["test"] if "test" in data[first.name] else data[first.name]["val"]
+            x, y = data[first.name]
+            model = build_model(mixer_cls, first.vocab, first.model, seed, device)
             metrics["flops_per_token"] = round(flops_per_token(model, x[:8].to(device), y[:8].to(device)))
-            metrics["params"] = sum(p.numel() for p in model.parameters())
-        metrics["peak_rss_mb"] = round(peak_rss_mb(), 1)
     except EvalFailure as failure:
         status, reason = failure.status, failure.reason
     except (Exception, MemoryError) as exc:  # the candidate's own exception: a named outcome, not a crash
         status, reason = _classify(exc)
         log.append("".join(traceback.format_exception(exc, limit=-8)))
     if status not in ("ok", "tamper") and guard is not None:
-        # A patched loss or metric makes some check fail first (e.g. a zero loss at init); name the cause.
+        # A patched loss or check makes some check fail first (e.g. a zero loss at init); name the cause.
         try:
             guard.verify("the failed phase")
         except EvalFailure as failure:
             status, reason = failure.status, failure.reason
     return {
         "status": status, "reason": reason, "metrics": metrics, "log": "\n".join(log),
+        "models": models if status == "ok" else {},
         "name": info.name if info else None, "motivation": info.motivation if info else None,
         "has_step": info.has_step if info else None,
-        "tier": tier.name, "tier_version": tier.version, "seed": seed,
         "duration_s": round(time.perf_counter() - started, 3), "environment": environment(device),
     }
+
+
+def _answer(model: LanguageModel, tokens: torch.Tensor, mode: str, answers: str) -> dict:
+    logits = recurrent_logits(model, tokens) if mode == "step" else model(tokens)
+    if not isinstance(logits, torch.Tensor):
+        raise EvalFailure("shape", f"the model returned {type(logits).__name__}, expected a Tensor")
+    logprobs = torch.log_softmax(logits.float(), dim=-1)
+    if answers == "logprobs":
+        return {"logprobs": wire.encode(logprobs)}
+    top, index = logprobs.max(dim=-1)
+    return {"argmax": wire.encode(index.to(torch.int32)), "top": wire.encode(top)}
+
+
+def _answer_path() -> dict[str, tuple[object, tuple[str, ...]]]:
+    """What turns the design's model into answers, watched like the training path."""
+    import evaluator.backbone as backbone
+    import kernels.conv as conv
+
+    return {
+        "evaluator.harness": (sys.modules[__name__], ("_answer", "answer_in_child", "recurrent_logits")),
+        "evaluator.wire": (wire, ("encode",)),
+        "evaluator.backbone": (backbone, ("recurrent_logits",)),
+        "LanguageModel": (backbone.LanguageModel, ("forward", "load_state_dict")),
+        "Block": (backbone.Block, ("forward",)), "RMSNorm": (backbone.RMSNorm, ("forward",)),
+        "SwiGLU": (backbone.SwiGLU, ("forward",)), "ShortConvolution": (conv.ShortConvolution, ("forward", "step")),
+        "torch.nn.Linear": (torch.nn.Linear, ("forward",)), "torch.nn.Embedding": (torch.nn.Embedding, ("forward",)),
+        "torch.Tensor.answers": (torch.Tensor, ("max", "float", "to", "contiguous", "numpy")),
+        "torch.answers": (torch, ("log_softmax", "stack")),
+    }
+
+
+def answer_in_child(payload: dict) -> dict:
+    """payload: code, model (shape), weights, queries ([{tokens, mode, answers}]). Answers every query
+    in order, or says why it could not."""
+    use_interpreter_without_gpu()
+    guard = Guard(_answer_path())
+    try:
+        module, _ = load(payload["code"])
+        guard.verify("import")
+        shape = payload["model"]
+        device = payload.get("device", "cpu")
+        model = LanguageModel(module.Mixer, shape["vocab"], shape["d_model"], shape["n_layers"], shape["n_heads"],
+                              shape["mlp_ratio"], shape["token_conv"])
+        try:
+            model.load_state_dict(payload["weights"], strict=True)
+        except RuntimeError as exc:
+            raise EvalFailure("contract", "the trained weights do not fit a freshly built model: "
+                                          f"{str(exc).splitlines()[0][:300]}") from None
+        model.to(device).eval()
+        answers = []
+        with torch.no_grad():
+            for query in payload["queries"]:
+                answers.append(_answer(model, query["tokens"].to(device), query["mode"], query["answers"]))
+        guard.verify("answering")
+        return {"answers": answers}
+    except EvalFailure as failure:
+        return {"failed": {"status": failure.status, "reason": failure.reason}}
+    except (Exception, MemoryError) as exc:
+        status, reason = _classify(exc)
+        return {"failed": {"status": status, "reason": reason}}

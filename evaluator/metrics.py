@@ -15,6 +15,10 @@ Kinds say how a result can be reproduced (``evaluator.reproduce`` compares repla
 - drawn: depends on a draw made afresh in every evaluation, so no two evaluations share it (the kernel
   check's hidden shapes, and the errors measured on them).
 
+Sources say who measured it: ``measured``, the trusted side, from the design's answers on held-out
+data, the OS's accounting of its processes or the weights it sent (``evaluator.measure``); or
+``reported``, the design's own process, which could say anything: shown as information, never scored.
+
 This module imports nothing heavy: the command line and the terminal UI read it before torch loads.
 """
 
@@ -54,6 +58,7 @@ class Metric:
     chance: float | None = None
     format: str = ".4g"
     scored: bool = False
+    source: str = "reported"
 
     def display(self, value) -> str:
         return format_value(value, self.format)
@@ -67,25 +72,33 @@ _REGISTERED = (
     Metric("time_exponent", "time exp", "machine", False, "slope of forward time over length, log-log (2: quadratic)"),
     Metric("memory_exponent", "mem exp", "machine", False, "slope of saved activations over length, log-log"),
     Metric("superlinear", "superlinear", "machine", False, "the scaling probe found time or memory superlinear"),
+    Metric("unused_params", "unused", "structural", False, "parameters no gradient reaches at initialization "
+           "(a module some layers declare and do not use)"),
     Metric("kernels_declared", "kernels", "structural", True, "custom kernels the design declares"),
     # the tasks
     Metric("mqar_acc", "mqar", "accuracy", True, "multi-query associative recall: share of values recalled",
-           scored=True),
+           scored=True, source="measured"),
     Metric("mqar_final_loss", "mqar loss", "loss", False, "MQAR training loss at the last step"),
     Metric("mqar_train_s", "mqar train s", "machine", False, "seconds of MQAR training"),
-    Metric("tokens_per_s", "tok/s", "machine", True, "training throughput on MQAR", format=".0f"),
+    Metric("tokens_per_s", "tok/s", "machine", True, "training tokens per CPU second of the design's process, "
+           "by the OS's count", format=".0f", source="measured"),
     Metric("parity_acc", "parity", "accuracy", True, "parity of a bit string at the trained lengths", chance=0.5,
-           scored=True),
+           scored=True, source="measured"),
     Metric("parity_long_acc", "parity long", "accuracy", True, "parity at lengths longer than any trained",
-           chance=0.5),
+           chance=0.5, source="measured"),
     Metric("parity_final_loss", "parity loss", "loss", False, "parity training loss at the last step"),
     Metric("parity_train_s", "parity train s", "machine", False, "seconds of parity training"),
-    Metric("lm_bpb", "bits/B", "loss", False, "byte-level LM: validation bits per byte (the LM gate)"),
+    Metric("lm_bpb", "bits/B", "loss", False, "byte-level LM: validation bits per byte (the LM gate)",
+           source="measured"),
     Metric("lm_train_s", "lm train s", "machine", False, "seconds of LM training"),
     # the profile
-    Metric("params", "params", "structural", False, "parameters of the first task's model"),
+    Metric("params", "params", "structural", False, "parameters of the first task's model, from its weights",
+           source="measured"),
     Metric("flops_per_token", "FLOPs/tok", "structural", False, "forward and backward FLOPs of a step per token"),
-    Metric("peak_rss_mb", "rss MB", "machine", False, "peak resident memory of the evaluation process, MB"),
+    Metric("peak_rss_mb", "rss MB", "machine", False, "peak resident memory of the training process by the OS, MB",
+           source="measured"),
+    Metric("measure_s", "measure s", "machine", False, "seconds the trusted side spent measuring after training",
+           source="measured"),
 )
 
 # Selections, each in the order its view shows them.

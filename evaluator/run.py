@@ -1,8 +1,9 @@
 """Evaluating a design file: the parent's side.
 
-The static scan runs here first (it executes nothing); everything else runs in a sandboxed
-child through ``evaluator.harness.evaluate_in_child``. Whatever happens in the child comes back
-as an ``EvalResult`` with a named status; the caller's process is never at risk.
+The static scan runs here first (it executes nothing); the design runs only in sandboxed
+children, and every metric that counts is measured from outside them (``evaluator.measure``).
+Whatever happens in a child comes back as an ``EvalResult`` with a named status; the caller's
+process is never at risk.
 
 Many evaluations: ``submit`` them to an executor from ``make_executor``, whose fork server has
 ``PRELOAD`` imported once. One: ``evaluate``, which starts a sandbox of its own.
@@ -11,13 +12,15 @@ Many evaluations: ``submit`` them to an executor from ``make_executor``, whose f
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
-from concurrent.futures import Future
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import CancelledError, Future
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import sandbox
 from evaluator.design import check_static, describe
+from evaluator.measure import defines_step, measure, new_key
 from evaluator.status import EvalFailure
 from evaluator.tiers import DEFAULT_TIER, get_tier
 
@@ -56,42 +59,35 @@ def project_commit() -> str | None:
     return out.stdout.strip() or None
 
 
-def job_for(code: str, tier: str = DEFAULT_TIER, seed: int = 0, wall_s: float | None = None) -> sandbox.Job:
-    spec = get_tier(tier)
-    limits = sandbox.Limits(wall_s=wall_s or spec.wall_s, memory_bytes=spec.memory_bytes)
-    return sandbox.Job(target="evaluator.harness:evaluate_in_child",
-                       payload={"code": code, "tier": spec.name, "seed": seed}, limits=limits)
+def measured_result(run_job, code: str, tier: str, seed: int, key: bytes | None = None,
+                    described: tuple[str | None, str | None] | None = None,
+                    declares_step: bool | None = None) -> EvalResult:
+    """One evaluation measured from outside the design's processes (``evaluator.measure``), as a result.
 
-
-def result_from(process: sandbox.ProcessResult, code: str, tier: str, seed: int,
-                described: tuple[str | None, str | None] | None = None) -> EvalResult:
-    """Turn what the sandbox saw into a named outcome; ``described``: the design's (name, motivation)
-    when the caller has parsed it already."""
+    ``run_job`` runs one sandbox job; ``key`` is the secret the held-out data derive from (a fresh one
+    when None: results of the same key share their held-out data, so a workspace passes its own);
+    ``described`` and ``declares_step``: the design's (name, motivation) and whether its Mixer declares
+    ``step``, when the caller has parsed it already."""
+    started = time.perf_counter()
     spec = get_tier(tier)
     name, motivation = described if described is not None else describe_safely(code)
-    base = {"tier": spec.name, "tier_version": spec.version, "seed": seed, "name": name, "motivation": motivation}
-    isolation = {"isolation": process.isolation, "ready_s": process.ready_s}
-    if process.outcome == "returned" and process.value is not None:
-        value = dict(process.value)
-        env = {**value.pop("environment", {}), **isolation, "project_commit": project_commit()}
-        log = value.pop("log", "")
-        value.pop("has_step", None)
-        output = _output_tail(process)
-        return EvalResult(**{**base, **{k: v for k, v in value.items() if k in EvalResult.__dataclass_fields__}},
-                          log=log + output, environment=env)
-    # What the sandbox saw, as an evaluation status; "raised" means the harness itself failed,
-    # because the harness turns every exception of the design into a named status.
-    status = {"timeout": "timeout", "cpu-limit": "timeout", "memory": "oom", "raised": "harness",
-              "invalid-value": "harness", "sandbox-error": "harness"}.get(process.outcome, "crash")
-    reason = process.error or process.outcome
-    last_words = [line for line in process.stderr.strip().splitlines() if line.strip()]
-    if status == "crash" and last_words:
+    status, reason, metrics, value, processes = measure(run_job, code, spec.name, seed, key or new_key(),
+                                                        declares_step)
+    training = processes[0]
+    isolation = training.isolation
+    environment = {k: v for k, v in value.get("environment", {}).items() if isinstance(v, (str, int, float))} \
+        if isinstance(value.get("environment"), dict) else {}
+    missing = sorted({m for process in processes for m in sandbox.missing_protections(process.isolation)})
+    environment.update(isolation=isolation, ready_s=training.ready_s, project_commit=project_commit(),
+                       measured_outside=True, jobs=len(processes), missing_protections=missing)
+    log = value.get("log") if isinstance(value.get("log"), str) else ""
+    if status == "crash" and training.stderr.strip():
+        last_words = [line for line in training.stderr.strip().splitlines() if line.strip()]
         reason = f"{reason}; stderr ends: {last_words[-1][:300]}"
-    if status == "timeout":
-        reason = f"no result within {process.wall_s:.0f}s ({reason})"
-    return EvalResult(**base, status=status, reason=reason, duration_s=process.wall_s,
-                      log=(process.traceback or "") + _output_tail(process),
-                      environment={**isolation, "project_commit": project_commit()})
+    return EvalResult(status=status, reason=reason, tier=spec.name, tier_version=spec.version, seed=seed,
+                      metrics=metrics, name=name, motivation=motivation,
+                      log=log[-20000:] + (training.traceback or "") + _output_tail(training),
+                      duration_s=round(time.perf_counter() - started, 3), environment=environment)
 
 
 def _output_tail(process: sandbox.ProcessResult, limit: int = 4000) -> str:
@@ -136,42 +132,61 @@ def make_executor(name: str = "local", *, workers: int | None = None, **options)
     return sandbox.make_executor(name, workers=workers, preload=PRELOAD, **options)
 
 
-def submit(executor: sandbox.Executor, code: str, tier: str = DEFAULT_TIER, seed: int = 0) -> Future:
+def _runner(executor: sandbox.Executor):
+    """``run_job`` on ``executor``: a job submitted there and waited for; one the executor dropped
+    (``cancel_all``, or shut down) reads as cancelled."""
+    def run_job(job: sandbox.Job) -> sandbox.ProcessResult:
+        try:
+            return executor.submit(job).result()
+        except CancelledError:
+            return sandbox.ProcessResult("cancelled", error="withdrawn at the caller's request")
+        except RuntimeError as exc:  # submitted after shutdown
+            return sandbox.ProcessResult("cancelled", error=str(exc))
+    return run_job
+
+
+def submit(executor: sandbox.Executor, code: str, tier: str = DEFAULT_TIER, seed: int = 0,
+           key: bytes | None = None) -> Future:
     """Start one evaluation on ``executor``; the future resolves to an EvalResult.
 
-    Any sandbox executor works; one from ``make_executor`` has the harness imported already, so the
-    evaluation's start-up costs a fork."""
+    The evaluation's jobs (training, then queries) run on the executor; the measuring runs on a
+    thread of this process. Any sandbox executor works; one from ``make_executor`` has the harness
+    imported already, so each job's start-up costs a fork."""
     out: Future = Future()
     failed = static_failure(code, tier, seed)
     if failed is not None:
         out.set_result(failed)
         return out
-    started = time.perf_counter()
-    # Parsed here, not in the callback: done() runs on the executor's thread, and CPython 3.11's ast
-    # module is not safe to use from two threads at once (a parse racing the loop's own parses fails
-    # with "AST constructor recursion depth mismatch").
-    described = describe_safely(code)
+    # Parsed here, not on the measuring thread: CPython 3.11's ast module is not safe to use from two
+    # threads at once (a parse racing the loop's own parses fails with "AST constructor recursion
+    # depth mismatch").
+    described, declares_step = describe_safely(code), defines_step(code)
 
-    def done(process_future: Future) -> None:
+    def work() -> None:
         try:
-            result = result_from(process_future.result(), code, tier, seed, described)
+            out.set_result(measured_result(_runner(executor), code, tier, seed, key, described, declares_step))
         except BaseException as exc:  # surfaced to whoever waits on the future
             out.set_exception(exc)
-            return
-        out.set_result(_timed(result, started))
 
-    executor.submit(job_for(code, tier, seed)).add_done_callback(done)
+    threading.Thread(target=work, name="measure", daemon=True).start()
     return out
 
 
-def evaluate(code: str, tier: str = DEFAULT_TIER, seed: int = 0, wall_s: float | None = None) -> EvalResult:
-    """Evaluate one design in a fresh sandboxed process; blocks until it is done."""
+def evaluate(code: str, tier: str = DEFAULT_TIER, seed: int = 0, wall_s: float | None = None,
+             key: bytes | None = None) -> EvalResult:
+    """Evaluate one design in sandboxed processes of its own; blocks until it is done.
+
+    ``wall_s`` replaces the tier's limit on training; ``key``: see ``measured_result``."""
     started = time.perf_counter()
     failed = static_failure(code, tier, seed)
     if failed is not None:
         return failed
-    process = sandbox.run(job_for(code, tier, seed, wall_s), preload=PRELOAD)
-    return _timed(result_from(process, code, tier, seed), started)
+    with sandbox.Sandbox(PRELOAD) as box:
+        def run_job(job: sandbox.Job) -> sandbox.ProcessResult:
+            if wall_s is not None and job.target.endswith(":train_in_child"):
+                job = sandbox.Job(job.target, job.payload, replace(job.limits, wall_s=wall_s))
+            return box.run(job)
+        return _timed(measured_result(run_job, code, tier, seed, key), started)
 
 
 def evaluate_file(path: str | Path, tier: str = DEFAULT_TIER, seed: int = 0) -> EvalResult:

@@ -29,6 +29,9 @@ STATUSES: dict[str, str] = {
     "tamper": "the design modified a function the harness relies on",
     "lm-gate": "language-model loss far worse than the linear-attention reference",
     "leak-suspect": "language-model loss suspiciously far below every reference",
+    "inconsistent": "the same input got different outputs in two queries (randomness at inference, or "
+                    "a design that behaves differently when checked)",
+    "protocol": "the design's process sent a malformed, oversized or unexpected reply",
     "harness": "the evaluator itself failed; not the design's fault",
 }
 

@@ -1,7 +1,8 @@
-"""The training and measuring loop shared by every task.
+"""The training loop shared by every task, run in the design's process.
 
-All data is materialized before training (generated from the task's seed before candidate code
-runs), so a design can neither see nor alter what it will be tested on.
+Nothing here is trusted: the design's code runs in the same process and could change any of it.
+What counts is measured afterwards by ``evaluator.measure``, from outside, on data this process
+never sees; what training reports (its losses) is information only.
 """
 
 from __future__ import annotations
@@ -82,34 +83,3 @@ def train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, optim: O
     curve = tuple(sum(losses[i : i + tenth]) / len(losses[i : i + tenth]) for i in range(0, len(losses), tenth))
     return TrainLog(final_loss=curve[-1], tokens_per_s=timed_tokens / max(timed_seconds, 1e-9),
                     seconds=time.perf_counter() - start, losses=curve)
-
-
-@torch.no_grad()
-def accuracy(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch: int = 128) -> float:
-    """Fraction of labelled positions where the argmax prediction is the label."""
-    model.eval()
-    correct = total = 0
-    for lo in range(0, inputs.shape[0], batch):
-        x, y = inputs[lo : lo + batch], labels[lo : lo + batch]
-        logits = model(x)
-        if not torch.isfinite(logits).all():
-            raise EvalFailure("nan", "non-finite logits at evaluation")
-        mask = y != IGNORE
-        correct += (logits.argmax(-1)[mask] == y[mask]).sum().item()
-        total += mask.sum().item()
-    return correct / max(total, 1)
-
-
-@torch.no_grad()
-def bits_per_byte(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, batch: int = 64) -> float:
-    model.eval()
-    nats = count = 0.0
-    for lo in range(0, inputs.shape[0], batch):
-        x, y = inputs[lo : lo + batch], labels[lo : lo + batch]
-        logits = model(x)
-        loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]).float(), y.reshape(-1), reduction="sum")
-        if not torch.isfinite(loss):
-            raise EvalFailure("nan", "non-finite validation loss")
-        nats += loss.item()
-        count += y.numel()
-    return nats / count / math.log(2)

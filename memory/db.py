@@ -15,6 +15,7 @@ The file's tables are read and written through four stores over its one connecti
 Opening a file applies the schema migrations it lacks (`memory.schema`).
 """
 
+import os
 import sqlite3
 from pathlib import Path
 
@@ -71,6 +72,21 @@ class ExperienceDB(Store):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def heldout_key(self) -> bytes:
+        """The workspace's secret for held-out draws (``evaluator.measure``), made on first use.
+
+        Evaluations in one workspace share their held-out data, so a replay reproduces a result; the
+        file sits beside the database, which a design's process cannot read. Never exported."""
+        path = self.path.with_name(self.path.name + ".heldout-key")
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_bytes()
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(os.urandom(32))
+        return path.read_bytes()
 
     def data_version(self) -> int:
         """A number that changes whenever another connection commits: poll it to know when to read again."""

@@ -80,7 +80,7 @@ def import_design(recorder: Recorder, path: str | Path, tier: str = evaluator.DE
                              name, original.id, None, recorded.duplicate, {}, None, 0)
     eval_id = recorder.begin(recorded.design_id, spec, seed, purpose="search")
     try:
-        finished = recorder.finish(eval_id, evaluate(code, spec.name, seed))
+        finished = recorder.finish(eval_id, evaluate(code, spec.name, seed, key=recorder.heldout_key))
     except BaseException:
         recorder.abandon([eval_id])
         raise

@@ -59,10 +59,14 @@ class Finished:
 
 
 class Recorder:
-    """Records designs and evaluations in ``records`` and designs' code in ``archive``."""
+    """Records designs and evaluations in ``records`` and designs' code in ``archive``.
 
-    def __init__(self, records: Records, archive: DesignArchive):
+    ``heldout_key``: the workspace's secret for held-out draws, which every evaluation it starts passes
+    on (None: each evaluation draws its own)."""
+
+    def __init__(self, records: Records, archive: DesignArchive, heldout_key: bytes | None = None):
         self.records, self.archive = records, archive
+        self.heldout_key = heldout_key
         self._in_flight: set[int] = set()  # designs whose evaluation this process began and has not finished
 
     def design(self, code: str, *, name: str, motivation: str, origin: str, parents: Sequence[int] = (),

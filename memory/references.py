@@ -59,7 +59,8 @@ def ensure_references(recorder: Recorder, executor, tier: str, seeds: Iterable[i
                     continue
                 design_id = recorder.baseline(name, BASELINE_POINTS.get(name))
                 eval_id = recorder.begin(design_id, spec, seed, purpose="seed", run_id=run_id)
-                future = submit(executor, BASELINES[name].read_text(encoding="utf-8"), spec.name, seed)
+                future = submit(executor, BASELINES[name].read_text(encoding="utf-8"), spec.name, seed,
+                                recorder.heldout_key)
                 pending[future] = (name, seed, design_id, eval_id)
         if on_planned:
             on_planned(len(pending))

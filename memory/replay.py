@@ -94,7 +94,7 @@ def replay(db: ExperienceDB, archive: DesignArchive, design_id: int, evaluation_
     ``evaluate(code, tier, seed)`` is the sandboxed evaluation (a parameter so a caller can run it
     elsewhere). Raises ReplayError when the record cannot be replayed as it was made.
     """
-    recorder = Recorder(db.records, archive)
+    recorder = Recorder(db.records, archive, db.heldout_key)
     design = db.records.design(design_id)
     record = recorded_evaluation(db.records, design_id, evaluation_id)
     tier = evaluator.get_tier(record.tier)
@@ -104,7 +104,7 @@ def replay(db: ExperienceDB, archive: DesignArchive, design_id: int, evaluation_
     code, source = archived_code(archive, design)
     eval_id = recorder.begin(design_id, tier, record.seed, purpose="replay")
     try:
-        finished = recorder.finish(eval_id, evaluate(code, tier.name, record.seed))
+        finished = recorder.finish(eval_id, evaluate(code, tier.name, record.seed, key=recorder.heldout_key))
     except BaseException:
         recorder.abandon([eval_id], reason=ABANDONED)
         raise

@@ -146,7 +146,7 @@ def verify(db: ExperienceDB, archive: DesignArchive, executor, tier: str, *, top
     compare, record the verdicts and return the report. ``on_planned(n)`` says how many evaluations
     will run; ``on_done(name, seed, status)`` follows each."""
     spec = evaluator.get_tier(tier)
-    records, recorder = db.records, Recorder(db.records, archive)
+    records, recorder = db.records, Recorder(db.records, archive, db.heldout_key)
     if seeds < 2:
         raise VerifyError(f"verification needs at least 2 seeds to measure a spread; got {seeds}")
     if not 0 < confidence < 1:
@@ -192,7 +192,7 @@ def run_missing(recorder: Recorder, executor, tier: evaluator.Tier, designs: lis
     try:
         for design, seed in missing:
             eval_id = recorder.begin(design.id, tier, seed, purpose="verify")
-            pending[submit(executor, design.code, tier.name, seed)] = (design, seed, eval_id)
+            pending[submit(executor, design.code, tier.name, seed, recorder.heldout_key)] = (design, seed, eval_id)
         for future in as_completed(list(pending)):
             design, seed, eval_id = pending.pop(future)
             held.append((design, eval_id, future.result()))

@@ -25,7 +25,7 @@ def recorded(tmp_path_factory):
         design_id = db.records.add_design("Tiny linear attention", "test", GOOD, origin="user", run_id=run_id)
         db.records.set_archive_commit(design_id, archive.commit(design_id, "Tiny linear attention", GOOD, [], "test"))
         eval_id = db.records.begin_evaluation(design_id, run_id, "search", TIER, get_tier(TIER).version, 3)
-        result = evaluate(GOOD, TIER, 3)
+        result = evaluate(GOOD, TIER, 3, key=db.heldout_key)  # as the workspace's own evaluations do
         assert result.ok, result.reason
         db.records.finish_evaluation(eval_id, "ok", metrics=result.metrics, log=result.log,
                                      duration_s=result.duration_s, environment=result.environment)
@@ -38,7 +38,7 @@ def open_workspace(root):
 
 def canned(result):
     """An evaluation that returns a fixed result instead of running: for tests about the comparison."""
-    return lambda code, tier, seed: replace(result, seed=seed)
+    return lambda code, tier, seed, key=None: replace(result, seed=seed)
 
 
 def test_metric_kinds_decide_how_a_metric_is_compared():

@@ -34,3 +34,15 @@ def build_model(mixer_cls: type, vocab: int, shape: ModelShape, seed: int, devic
 
 def to_device(pair: tuple[torch.Tensor, torch.Tensor], device: str) -> tuple[torch.Tensor, torch.Tensor]:
     return pair[0].to(device), pair[1].to(device)
+
+
+class Sized:
+    """What the trusted side reads off every task: its vocabulary and how many tokens it trains on."""
+
+    @property
+    def vocab(self) -> int:
+        return self.spec.vocab
+
+    @property
+    def train_tokens(self) -> int:
+        return self.optim.steps * self.optim.batch * self.seq_len

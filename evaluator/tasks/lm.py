@@ -12,8 +12,8 @@ from pathlib import Path
 
 import torch
 
-from evaluator.tasks.common import ModelShape, build_model, seed_for, to_device
-from evaluator.train import Optim, bits_per_byte, train
+from evaluator.tasks.common import ModelShape, Sized, build_model, seed_for, to_device
+from evaluator.train import Optim, train
 
 
 @dataclass(frozen=True)
@@ -47,24 +47,49 @@ def windows(tokens: torch.Tensor, seq_len: int, n: int,
 
 
 @dataclass(frozen=True)
-class ByteLM:
-    """Train a fresh backbone on bytes of the corpus; report validation bits per byte."""
+class ByteLM(Sized):
+    """Train a fresh backbone on bytes of the corpus; the trusted side measures validation bits per byte.
+
+    The trusted side reads the corpus and hands the design's process the training split only
+    (``source``), so the validation text never passes through it.
+    """
 
     spec: LMSpec
     model: ModelShape
     optim: Optim
     n_val: int = 64
     name: str = "lm"
+    answers: str = "logprobs"
 
-    def prepare(self, seed: int) -> dict:
-        train_tokens, val_tokens = split(corpus_bytes(self.spec.corpus))
-        train_gen = torch.Generator().manual_seed(seed_for(seed, self.name, "train"))
-        val_gen = torch.Generator().manual_seed(seed_for(0, self.name, "val"))  # one validation set for all seeds
-        return {"train": windows(train_tokens, self.spec.seq_len, self.optim.steps * self.optim.batch, train_gen),
-                "val": windows(val_tokens, self.spec.seq_len, self.n_val, val_gen)}
+    @property
+    def seq_len(self) -> int:
+        return self.spec.seq_len
 
-    def run(self, mixer_cls: type, data: dict, seed: int, device: str = "cpu") -> dict:
+    def source(self) -> bytes:
+        """The training split, which the design's process receives instead of reading the corpus."""
+        train_tokens, _ = split(corpus_bytes(self.spec.corpus))
+        return train_tokens.to(torch.uint8).numpy().tobytes()
+
+    def hidden(self) -> tuple[str, ...]:
+        """What the design's processes may not read: the corpus, whose last tenth is the validation text."""
+        if self.spec.corpus:
+            return tuple(str(Path(path).resolve()) for path in self.spec.corpus)
+        import pydoc_data
+
+        return (str(Path(pydoc_data.__file__).resolve().parent),)
+
+    def train_data(self, seed: int, source: bytes | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = torch.frombuffer(bytearray(source or self.source()), dtype=torch.uint8).long()
+        generator = torch.Generator().manual_seed(seed_for(seed, self.name, "train"))
+        return windows(tokens, self.spec.seq_len, self.optim.steps * self.optim.batch, generator)
+
+    def heldout(self, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        _, val_tokens = split(corpus_bytes(self.spec.corpus))
+        return {"val": windows(val_tokens, self.spec.seq_len, self.n_val, torch.Generator().manual_seed(seed))}
+
+    measures = {"val": ("lm_bpb", "bpb")}
+
+    def train(self, mixer_cls: type, data: tuple, seed: int, device: str = "cpu") -> tuple:
         model = build_model(mixer_cls, self.spec.vocab, self.model, seed, device)
-        log = train(model, *to_device(data["train"], device), self.optim, self.name)
-        return {"lm_bpb": round(bits_per_byte(model, *to_device(data["val"], device)), 4),
-                "lm_train_s": round(log.seconds, 2)}
+        log = train(model, *to_device(data, device), self.optim, self.name)
+        return model, {"lm_train_s": round(log.seconds, 2)}

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from evaluator.tasks.common import ModelShape, build_model, seed_for, to_device
-from evaluator.train import IGNORE, Optim, accuracy, train
+from evaluator.tasks.common import ModelShape, Sized, build_model, seed_for, to_device
+from evaluator.train import IGNORE, Optim, train
 
 
 @dataclass(frozen=True)
@@ -50,25 +50,32 @@ def generate(spec: MQARSpec, n: int, generator: torch.Generator) -> tuple[torch.
 
 
 @dataclass(frozen=True)
-class MQAR:
-    """Train a fresh backbone on MQAR; report accuracy on a held-out set."""
+class MQAR(Sized):
+    """Train a fresh backbone on MQAR; the trusted side measures accuracy on a held-out set."""
 
     spec: MQARSpec
     model: ModelShape
     optim: Optim
     n_test: int = 512
     name: str = "mqar"
+    answers: str = "argmax"  # what a query returns per position (``evaluator.measure``)
 
-    def prepare(self, seed: int) -> dict:
-        train_gen = torch.Generator().manual_seed(seed_for(seed, self.name, "train"))
-        test_gen = torch.Generator().manual_seed(seed_for(seed, self.name, "test"))
-        x, y = generate(self.spec, self.optim.steps * self.optim.batch, train_gen)
-        tx, ty = generate(self.spec, self.n_test, test_gen)
-        return {"train": (x, y), "test": (tx, ty)}
+    @property
+    def seq_len(self) -> int:
+        return self.spec.seq_len
 
-    def run(self, mixer_cls: type, data: dict, seed: int, device: str = "cpu") -> dict:
+    def train_data(self, seed: int, source: bytes | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return generate(self.spec, self.optim.steps * self.optim.batch,
+                        torch.Generator().manual_seed(seed_for(seed, self.name, "train")))
+
+    def heldout(self, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        """The test set, from a seed only the trusted side knows."""
+        return {"test": generate(self.spec, self.n_test, torch.Generator().manual_seed(seed))}
+
+    measures = {"test": ("mqar_acc", "accuracy")}
+
+    def train(self, mixer_cls: type, data: tuple, seed: int, device: str = "cpu") -> tuple:
+        """The trained model and what training reports (information, never scored)."""
         model = build_model(mixer_cls, self.spec.vocab, self.model, seed, device)
-        log = train(model, *to_device(data["train"], device), self.optim, self.name)
-        acc = accuracy(model, *to_device(data["test"], device))
-        return {"mqar_acc": round(acc, 4), "mqar_final_loss": round(log.final_loss, 4),
-                "tokens_per_s": round(log.tokens_per_s, 1), "mqar_train_s": round(log.seconds, 2)}
+        log = train(model, *to_device(data, device), self.optim, self.name)
+        return model, {"mqar_final_loss": round(log.final_loss, 4), "mqar_train_s": round(log.seconds, 2)}

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import torch
 
-from evaluator.tasks.common import ModelShape, build_model, seed_for, to_device
-from evaluator.train import IGNORE, Optim, accuracy, train
+from evaluator.tasks.common import ModelShape, Sized, build_model, seed_for, to_device
+from evaluator.train import IGNORE, Optim, train
 
 BOS = 2
 
@@ -41,8 +41,9 @@ def generate(spec: ParitySpec, n: int, generator: torch.Generator,
 
 
 @dataclass(frozen=True)
-class Parity:
-    """Train a fresh backbone on parity; report per-bit accuracy at training lengths and beyond."""
+class Parity(Sized):
+    """Train a fresh backbone on parity; the trusted side measures per-bit accuracy at the trained
+    lengths and beyond."""
 
     spec: ParitySpec
     model: ModelShape
@@ -50,19 +51,24 @@ class Parity:
     n_test: int = 512
     long_len: int = 80  # extrapolation probe: lengths in (max_len, long_len]
     name: str = "parity"
+    answers: str = "argmax"
 
-    def prepare(self, seed: int) -> dict:
-        train_gen = torch.Generator().manual_seed(seed_for(seed, self.name, "train"))
-        test_gen = torch.Generator().manual_seed(seed_for(seed, self.name, "test"))
-        return {
-            "train": generate(self.spec, self.optim.steps * self.optim.batch, train_gen),
-            "test": generate(self.spec, self.n_test, test_gen),
-            "long": generate(self.spec, self.n_test // 2, test_gen, self.spec.max_len + 1, self.long_len),
-        }
+    @property
+    def seq_len(self) -> int:
+        return self.spec.max_len + 1
 
-    def run(self, mixer_cls: type, data: dict, seed: int, device: str = "cpu") -> dict:
+    def train_data(self, seed: int, source: bytes | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        return generate(self.spec, self.optim.steps * self.optim.batch,
+                        torch.Generator().manual_seed(seed_for(seed, self.name, "train")))
+
+    def heldout(self, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+        generator = torch.Generator().manual_seed(seed)
+        return {"test": generate(self.spec, self.n_test, generator),
+                "long": generate(self.spec, self.n_test // 2, generator, self.spec.max_len + 1, self.long_len)}
+
+    measures = {"test": ("parity_acc", "accuracy"), "long": ("parity_long_acc", "accuracy")}
+
+    def train(self, mixer_cls: type, data: tuple, seed: int, device: str = "cpu") -> tuple:
         model = build_model(mixer_cls, self.spec.vocab, self.model, seed, device)
-        log = train(model, *to_device(data["train"], device), self.optim, self.name)
-        return {"parity_acc": round(accuracy(model, *to_device(data["test"], device)), 4),
-                "parity_long_acc": round(accuracy(model, *to_device(data["long"], device)), 4),
-                "parity_final_loss": round(log.final_loss, 4), "parity_train_s": round(log.seconds, 2)}
+        log = train(model, *to_device(data, device), self.optim, self.name)
+        return model, {"parity_final_loss": round(log.final_loss, 4), "parity_train_s": round(log.seconds, 2)}

@@ -1,0 +1,460 @@
+"""The trusted side of an evaluation: every number that counts is measured here, out of the design's reach.
+
+This module never imports design code. It runs two kinds of sandboxed jobs:
+
+1. one training job (``harness.train_in_child``), which runs the design's checks, trains one
+   model per task and sends the weights back;
+2. query jobs (``harness.answer_in_child``), each a fresh process that loads trained weights into
+   a freshly built model and answers the input batches it is given.
+
+The held-out inputs and their labels are drawn here from a seed derived from a secret key the
+design's processes never see (``heldout_seed``), and every metric that counts (accuracies, bits
+per byte) is computed here from the answers. Probes are mixed among the evaluation batches at the
+evaluation's own shapes: each probe is a copy of an evaluation batch in which some rows keep their
+prefix and take another row's suffix, answered by a different process than the original. Outputs
+before the cut must be identical (causality) and unchanged rows identical everywhere (consistency);
+a design cannot tell a probe from work, and a process cannot remember another's queries. Where the
+design has a recurrent form, rows of an evaluation batch are answered token by token through
+``step`` and compared with the forward answers. Throughput and memory come from the OS's accounting
+of the design's processes; what the design's process reports (its training losses, its own checks'
+figures) is information, never scored.
+
+Everything a job sends back is untrusted data: checked against a schema, with tensors decoded by
+``evaluator.wire``; anything malformed or unexpected is the named status ``protocol``.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import math
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+import sandbox
+from evaluator import wire
+from evaluator.harness import check_model_shape, task_model_shape
+from evaluator.metrics import METRICS
+from evaluator.status import STATUSES
+from evaluator.tiers import Tier, get_tier
+from evaluator.train import IGNORE
+
+RunJob = Callable[[sandbox.Job], sandbox.ProcessResult]
+
+QUERY_ROWS = 128  # rows per evaluation batch, fewer when a batch's answers would pass BATCH_BYTES
+BATCH_BYTES = 16 << 20
+JOB_BYTES = 24 << 20  # answers per query job, kept well under the sandbox's cap on a result
+PROBED_BATCHES = 2  # per held-out set
+STEP_ROWS = 8
+CHECK_LENGTHS = (75, 130)  # the check tier's probe lengths: odd, across one and two 64-token chunks
+_WEIGHT_DTYPES = (torch.float32, torch.float16, torch.bfloat16, torch.float64, torch.int64, torch.int32,
+                  torch.uint8, torch.bool)
+# Statuses a design's process may name for itself; any other is a protocol failure.
+_KERNEL_FIGURE = re.compile(r"^kernel_[A-Za-z0-9_]{1,60}$")
+_DESIGN_STATUSES = frozenset(STATUSES) - {"ok", "harness", "timeout", "crash", "protocol", "lm-gate",
+                                          "leak-suspect", "inconsistent"}
+
+
+class Refused(Exception):
+    """An evaluation ends here with a named status."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(f"{status}: {reason}")
+        self.status, self.reason = status, reason
+
+
+def new_key() -> bytes:
+    """A fresh secret for held-out draws: an evaluation without a workspace key gets one of its own."""
+    return os.urandom(32)
+
+
+def heldout_seed(key: bytes, seed: int, tier: Tier, part: str) -> int:
+    """The seed of one held-out draw: a function of the secret ``key``, so the design cannot derive it."""
+    digest = hashlib.sha256(key + f"/{tier.key}/{seed}/{part}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+@dataclass
+class Query:
+    tokens: torch.Tensor
+    mode: str  # "forward" or "step"
+    answers: str  # "argmax" or "logprobs"
+    original: int | None = None  # for a probe or a step query: the index of the evaluation batch it shadows
+    rows: torch.Tensor | None = None  # a probe's spliced rows, or a step query's rows of the original
+    cuts: torch.Tensor | None = None  # a probe's cut per spliced row
+    answer: dict = field(default_factory=dict)
+
+
+@dataclass
+class Held:
+    """One held-out set of a task, split into evaluation batches."""
+
+    name: str
+    metric: str
+    kind: str  # "accuracy", "bpb" or "probe" (the check tier's random tokens: nothing to score)
+    labels: list[torch.Tensor]
+    batches: list[int]  # indices into the query list
+
+
+def _rows_per_batch(vocab: int, length: int, answers: str) -> int:
+    per_row = length * (vocab * 4 if answers == "logprobs" else 8)
+    return max(1, min(QUERY_ROWS, BATCH_BYTES // per_row))
+
+
+def _probe(batch: torch.Tensor, index: int, generator: torch.Generator, answers: str) -> Query:
+    """A copy of ``batch`` in which half the rows keep a prefix and take another row's suffix."""
+    rows, length = batch.shape
+    tokens = batch.clone()
+    if rows < 2 or length < 2:
+        return Query(tokens, "forward", answers, index, torch.empty(0, dtype=torch.long),
+                     torch.empty(0, dtype=torch.long))
+    spliced = torch.randperm(rows, generator=generator)[: max(1, rows // 2)]
+    donors = (spliced + 1 + torch.randint(0, rows - 1, spliced.shape, generator=generator)) % rows
+    cuts = torch.randint(1, length, spliced.shape, generator=generator)
+    for row, donor, cut in zip(spliced.tolist(), donors.tolist(), cuts.tolist()):
+        tokens[row, cut:] = batch[donor, cut:]
+    return Query(tokens, "forward", answers, index, spliced, cuts)
+
+
+def plan_task(sets: dict[str, tuple[torch.Tensor, torch.Tensor]], measures: dict, vocab: int, answers: str,
+              has_step: bool, generator: torch.Generator) -> tuple[list[Query], list[Held]]:
+    """The queries for one task's held-out sets: evaluation batches, probes, and a step query."""
+    queries: list[Query] = []
+    held: list[Held] = []
+    for name, (inputs, labels) in sets.items():
+        metric, kind = measures.get(name, (name, "probe"))
+        size = _rows_per_batch(vocab, inputs.shape[1], answers)
+        entry = Held(name, metric, kind, [], [])
+        for lo in range(0, inputs.shape[0], size):
+            entry.batches.append(len(queries))
+            entry.labels.append(labels[lo: lo + size])
+            queries.append(Query(inputs[lo: lo + size], "forward", answers))
+        held.append(entry)
+        chosen = torch.randperm(len(entry.batches), generator=generator)[:PROBED_BATCHES].tolist()
+        for i in chosen:
+            original = entry.batches[i]
+            queries.append(_probe(queries[original].tokens, original, generator, answers))
+    if has_step and held:
+        first = held[0].batches
+        original = first[int(torch.randint(0, len(first), (1,), generator=generator))]
+        batch = queries[original].tokens
+        rows = torch.randperm(batch.shape[0], generator=generator)[:STEP_ROWS].sort().values
+        queries.append(Query(batch[rows], "step", answers, original, rows))
+    return queries, held
+
+
+def _answer_bytes(query: Query, vocab: int) -> int:
+    rows, length = query.tokens.shape
+    return rows * length * (vocab * 4 if query.answers == "logprobs" else 8)
+
+
+def assign(queries: list[Query], vocab: int, generator: torch.Generator) -> list[list[int]]:
+    """Query indices per job: a probe or step query never shares a process with the batch it shadows;
+    each job's share of answers stays under ``JOB_BYTES``; the order within a job is random."""
+    jobs: list[list[int]] = []
+    loads: list[int] = []
+    sides: dict[int, int] = {}
+    for index in torch.randperm(len(queries), generator=generator).tolist():
+        query = queries[index]
+        partners = {query.original} | {i for i, q in enumerate(queries) if q.original == index}
+        size = _answer_bytes(query, vocab)
+        for job in range(len(jobs)):
+            if loads[job] + size <= JOB_BYTES and not any(sides.get(p) == job for p in partners):
+                break
+        else:
+            jobs.append([])
+            loads.append(0)
+            job = len(jobs) - 1
+        jobs[job].append(index)
+        loads[job] += size
+        sides[index] = job
+    while len(jobs) < 2 and len(jobs[0]) > 1:  # at least two processes, so every probe has its counterpart
+        jobs.append([jobs[0].pop()])
+    return jobs
+
+
+def _decode_answer(raw: object, query: Query, vocab: int) -> dict:
+    rows, length = query.tokens.shape
+    if not isinstance(raw, dict):
+        raise wire.WireError("an answer is not a dict")
+    if query.answers == "logprobs":
+        if set(raw) != {"logprobs"}:
+            raise wire.WireError(f"an answer has keys {sorted(raw)}, expected ['logprobs']")
+        return {"logprobs": wire.decode(raw["logprobs"], "logprobs", (rows, length, vocab), (torch.float32,))}
+    if set(raw) != {"argmax", "top"}:
+        raise wire.WireError(f"an answer has keys {sorted(raw)}, expected ['argmax', 'top']")
+    return {"argmax": wire.decode(raw["argmax"], "argmax", (rows, length), (torch.int32,)),
+            "top": wire.decode(raw["top"], "top", (rows, length), (torch.float32,))}
+
+
+def _values(answer: dict) -> list[torch.Tensor]:
+    return [answer["logprobs"]] if "logprobs" in answer else [answer["argmax"], answer["top"]]
+
+
+def check_probes(queries: list[Query]) -> None:
+    """Every probe against its original, unchanged rows first (the same sequence must get the same
+    outputs), then the spliced rows' prefixes; a step query against the forward answers of its rows."""
+    for query in queries:
+        if query.original is None or query.mode == "step":
+            continue
+        original = queries[query.original].answer
+        cut_of = dict(zip(query.rows.tolist(), query.cuts.tolist()))
+        length = query.tokens.shape[1]
+        for row in sorted(range(query.tokens.shape[0]), key=lambda r: r in cut_of):
+            cut = cut_of.get(row, length)
+            for mine, theirs in zip(_values(query.answer), _values(original)):
+                if torch.equal(mine[row, :cut], theirs[row, :cut]):
+                    continue
+                if row not in cut_of:
+                    raise Refused("inconsistent", "the same sequence, asked twice, got different outputs "
+                                                  f"(a {length}-token sequence of the evaluation)")
+                differs = (mine[row, :cut] != theirs[row, :cut]).reshape(cut, -1).any(dim=1).nonzero()
+                raise Refused("causality", f"changing tokens from position {cut} on changed the output at "
+                                           f"position {int(differs[0])} (a {length}-token sequence of the "
+                                           "evaluation)")
+    for query in queries:
+        if query.mode == "step":
+            _check_step(query, queries[query.original].answer)
+
+
+def _check_step(query: Query, original: dict, tolerance: float = 1e-3) -> None:
+    rows = query.rows
+    if "logprobs" in original:
+        mine, theirs = query.answer["logprobs"], original["logprobs"][rows]
+    else:
+        mine, theirs = query.answer["top"], original["top"][rows]
+        agree = (query.answer["argmax"] == original["argmax"][rows]).float().mean().item()
+        if agree < 0.99:
+            raise Refused("recurrent-mismatch", f"step() and forward() predict different tokens at "
+                                                f"{1 - agree:.1%} of positions of an evaluation batch")
+    error = ((mine.double() - theirs.double()).pow(2).mean().sqrt() /
+             theirs.double().pow(2).mean().sqrt().clamp_min(1.0)).item()
+    if not error <= tolerance:
+        raise Refused("recurrent-mismatch", f"step() vs forward() on an evaluation batch: relative RMS error "
+                                            f"{error:.2e} of the log-probabilities exceeds {tolerance:.0e}")
+
+
+def score_sets(queries: list[Query], held: list[Held]) -> dict:
+    """The metric of every held-out set, from the answers and the labels only this side has."""
+    metrics = {}
+    for entry in held:
+        if entry.kind == "probe":
+            continue
+        correct = total = 0
+        nats = 0.0
+        for index, labels in zip(entry.batches, entry.labels):
+            answer = queries[index].answer
+            if entry.kind == "accuracy":
+                mask = labels != IGNORE
+                correct += (answer["argmax"].long()[mask] == labels[mask]).sum().item()
+                total += int(mask.sum())
+            else:
+                # Normalised here: a design returning anything but log-probabilities gains nothing.
+                logprobs = answer["logprobs"].double()
+                logprobs = logprobs - torch.logsumexp(logprobs, dim=-1, keepdim=True)
+                nats -= logprobs.gather(-1, labels.unsqueeze(-1)).sum().item()
+                total += labels.numel()
+        value = correct / max(total, 1) if entry.kind == "accuracy" else nats / max(total, 1) / math.log(2)
+        metrics[entry.metric] = round(value, 4)
+    return metrics
+
+
+def _finite(queries: list[Query]) -> None:
+    for query in queries:
+        for value in _values(query.answer):
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise Refused("nan", f"non-finite outputs for a {query.tokens.shape[1]}-token evaluation batch")
+
+
+@dataclass
+class Trained:
+    """What the training job sent, checked."""
+
+    value: dict
+    models: dict[str, tuple[dict[str, torch.Tensor], list[str]]]
+    process: sandbox.ProcessResult
+
+
+def read_training(process: sandbox.ProcessResult, tier: Tier) -> Trained:
+    """The training job's reply, validated; raises ``Refused`` for a failure it names or a malformed reply."""
+    value = process.value or {}
+    status = value.get("status")
+    if status != "ok":
+        if status in _DESIGN_STATUSES and isinstance(value.get("reason"), str):
+            raise Refused(status, value["reason"][:500])
+        raise Refused("protocol", f"the design's process ended training with status {str(status)[:60]!r}")
+    for key, kind in (("metrics", dict), ("models", dict), ("log", str)):
+        if not isinstance(value.get(key), kind):
+            raise Refused("protocol", f"the training reply's {key!r} is not a {kind.__name__}")
+    wanted = {"check", *(task.name for task in tier.tasks)}
+    if set(value["models"]) != wanted:
+        raise Refused("protocol", f"the training reply holds models {sorted(value['models'])}, "
+                                  f"expected {sorted(wanted)}")
+    models = {}
+    try:
+        for name, exported in value["models"].items():
+            if not isinstance(exported, dict) or not isinstance(exported.get("weights"), dict) \
+                    or not isinstance(exported.get("params"), list):
+                raise wire.WireError(f"model {name!r} is not {{weights, params}}")
+            weights = {str(k): wire.decode(v, f"weight {k!r}", dtypes=_WEIGHT_DTYPES)
+                       for k, v in exported["weights"].items()}
+            params = [p for p in exported["params"] if isinstance(p, str) and p in weights]
+            models[name] = (weights, params)
+    except wire.WireError as exc:
+        raise Refused("protocol", f"the trained weights are malformed: {exc}") from None
+    return Trained(value, models, process)
+
+
+def reported_metrics(value: dict) -> dict:
+    """What the design's process says about itself, as information: only the figures it is expected to
+    report (registered as ``reported``, or a declared kernel's), and only plain finite numbers."""
+    out = {}
+    for name, figure in value.get("metrics", {}).items():
+        if not isinstance(name, str) or len(name) > 80:
+            continue
+        registered = METRICS.get(name)
+        expected = registered.source == "reported" if registered else bool(_KERNEL_FIGURE.match(name))
+        if expected and isinstance(figure, (int, float, bool)) and (not isinstance(figure, float)
+                                                                   or math.isfinite(figure)):
+            out[name] = figure
+    return out
+
+
+def defines_step(code: str) -> bool:
+    """Whether the design's Mixer declares a recurrent form, read from its source, not its word."""
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:
+        return False
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef) and node.name == "Mixer":
+            return any(isinstance(f, ast.FunctionDef) and f.name == "step" for f in node.body)
+    return False
+
+
+def hidden(tier: Tier) -> tuple[str, ...]:
+    """Files holding held-out data that the design's processes may not read (the LM corpus)."""
+    return tuple(path for task in tier.tasks if hasattr(task, "hidden") for path in task.hidden())
+
+
+def ask(run_job: RunJob, code: str, tier: Tier, shape: dict, weights: dict, queries: list[Query],
+        jobs: list[list[int]]) -> list[sandbox.ProcessResult]:
+    """Run the query jobs; fills each query's answer or raises ``Refused``."""
+    limits = sandbox.Limits(wall_s=max(60.0, tier.wall_s / 4), memory_bytes=tier.memory_bytes, hidden=hidden(tier))
+    device = "cuda" if tier.device == "cuda" and torch.cuda.is_available() else "cpu"
+    processes = []
+    for members in jobs:
+        payload = {"code": code, "model": shape, "weights": weights, "device": device,
+                   "queries": [{"tokens": queries[i].tokens, "mode": queries[i].mode,
+                                "answers": queries[i].answers} for i in members]}
+        process = run_job(sandbox.Job("evaluator.harness:answer_in_child", payload, limits))
+        processes.append(process)
+        if not process.ok:
+            raise Refused(*_process_failure(process, "answering queries"))
+        reply = process.value
+        failed = reply.get("failed")
+        if failed is not None:
+            if isinstance(failed, dict) and failed.get("status") in _DESIGN_STATUSES \
+                    and isinstance(failed.get("reason"), str):
+                raise Refused(failed["status"], f"answering queries: {failed['reason'][:500]}")
+            raise Refused("protocol", "a query job's failure report is malformed")
+        answers = reply.get("answers")
+        if not isinstance(answers, list) or len(answers) != len(members):
+            raise Refused("protocol", f"a query job answered {len(answers) if isinstance(answers, list) else 'no'} "
+                                      f"of {len(members)} queries")
+        try:
+            for index, raw in zip(members, answers):
+                queries[index].answer = _decode_answer(raw, queries[index], shape["vocab"])
+        except wire.WireError as exc:
+            raise Refused("protocol", f"a query job's answer is malformed: {exc}") from None
+    return processes
+
+
+def _process_failure(process: sandbox.ProcessResult, doing: str) -> tuple[str, str]:
+    status = {"timeout": "timeout", "cpu-limit": "timeout", "memory": "oom", "raised": "harness",
+              "invalid-value": "protocol", "sandbox-error": "harness"}.get(process.outcome, "crash")
+    reason = process.error or process.outcome
+    if status == "timeout":
+        reason = f"no answer within {process.wall_s:.0f}s ({reason})"
+    return status, f"{doing}: {reason}"
+
+
+def measure_task(run_job: RunJob, code: str, tier: Tier, task, trained: Trained, key: bytes, seed: int,
+                 has_step: bool) -> tuple[dict, list[sandbox.ProcessResult]]:
+    generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, f"{task.name}/plan"))
+    sets = task.heldout(heldout_seed(key, seed, tier, task.name))
+    queries, held = plan_task(sets, task.measures, task.vocab, task.answers, has_step, generator)
+    weights, _ = trained.models[task.name]
+    processes = ask(run_job, code, tier, task_model_shape(task), weights, queries,
+                    assign(queries, task.vocab, generator))
+    _finite(queries)
+    check_probes(queries)
+    return score_sets(queries, held), processes
+
+
+def measure_check_model(run_job: RunJob, code: str, tier: Tier, trained: Trained, key: bytes,
+                        seed: int) -> list[sandbox.ProcessResult]:
+    """Causality and consistency of the check model on random tokens at lengths across chunk borders."""
+    spec = tier.checks
+    generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, "check"))
+    sets = {f"random-{length}": (torch.randint(0, spec.vocab, (4, length), generator=generator),
+                                 torch.full((4, length), IGNORE)) for length in CHECK_LENGTHS}
+    queries, _ = plan_task(sets, {}, spec.vocab, "argmax", False, generator)
+    weights, _ = trained.models["check"]
+    processes = ask(run_job, code, tier, check_model_shape(spec), weights, queries,
+                    assign(queries, spec.vocab, generator))
+    _finite(queries)
+    check_probes(queries)
+    return processes
+
+
+def measured_metrics(tier: Tier, trained: Trained) -> dict:
+    """Figures from the OS's accounting and the weights, none of them from the design's word."""
+    metrics = {"peak_rss_mb": round(trained.process.max_rss_bytes / (1 << 20), 1)}
+    first = tier.tasks[0].name if tier.tasks else "check"
+    weights, params = trained.models[first]
+    metrics["params"] = sum(weights[name].numel() for name in params)
+    tokens = sum(task.train_tokens for task in tier.tasks)
+    if tokens and trained.process.cpu_s > 0:
+        metrics["tokens_per_s"] = round(tokens / trained.process.cpu_s, 1)
+    return metrics
+
+
+def measure(run_job: RunJob, code: str, tier_name: str, seed: int, key: bytes,
+            declares_step: bool | None = None) -> tuple[str, str, dict, dict, list]:
+    """(status, reason, metrics, the training reply, every process) of one evaluation.
+
+    ``run_job`` runs a sandbox job and says how it ended (``Sandbox.run``); ``key`` is the secret the
+    held-out draws derive from; ``declares_step``: ``defines_step(code)``, when the caller parsed it
+    already (on a thread of its own, as ``evaluator.run.submit`` must)."""
+    tier = get_tier(tier_name)
+    started = time.perf_counter()
+    sources = {task.name: task.source() for task in tier.tasks if hasattr(task, "source")}
+    limits = sandbox.Limits(wall_s=tier.wall_s, memory_bytes=tier.memory_bytes, hidden=hidden(tier))
+    process = run_job(sandbox.Job("evaluator.harness:train_in_child",
+                                  {"code": code, "tier": tier.name, "seed": seed, "sources": sources}, limits))
+    processes = [process]
+    value = process.value if process.ok and isinstance(process.value, dict) else {}
+    if not process.ok:
+        return (*_process_failure(process, "training"), {}, value, processes)
+    metrics = reported_metrics(value)
+    try:
+        trained = read_training(process, tier)
+        if declares_step is None:
+            declares_step = defines_step(code)
+        has_step = value.get("has_step") is True or declares_step
+        processes += measure_check_model(run_job, code, tier, trained, key, seed)
+        for task in tier.tasks:
+            task_metrics, task_processes = measure_task(run_job, code, tier, task, trained, key, seed, has_step)
+            metrics.update(task_metrics)
+            processes += task_processes
+        metrics.update(measured_metrics(tier, trained))
+    except Refused as refused:
+        return refused.status, refused.reason, metrics, value, processes
+    metrics["measure_s"] = round(time.perf_counter() - started - process.wall_s, 2)
+    return "ok", "", metrics, value, processes
