@@ -1,6 +1,7 @@
 """discover export and import: standalone modules that need only torch, and user designs entering memory."""
 
 import ast
+import importlib
 import importlib.metadata
 import json
 import random
@@ -20,7 +21,7 @@ from discover.cli import main
 from evaluator.run import EvalResult
 from memory import DesignArchive, ExperienceDB
 from memory.baselines import BASELINE_POINTS, BASELINES
-from memory.export import ExportError, einops_lite, export_design, standalone, triton_absent
+from memory.export import ExportError, einops_lite, export_design, standalone, torch_paths, triton_absent
 from memory.importer import import_design
 
 GOOD = (Path(__file__).parent / "designs" / "good_linear.py").read_text()
@@ -136,12 +137,221 @@ def test_every_exported_design_runs_in_a_python_with_only_torch_and_matches_the_
     finally:
         torch.set_num_threads(threads)
     torch.save(expected, tmp_path / "expected.pt")
+    assert run_torch_only(tmp_path, TORCH_ONLY_PROBE) == f"{len(designs)} ok"
+
+
+# Designs that import the kernels package's Triton modules themselves, rather than the chunked ops whose GPU path
+# they are: each Triton entry point, every decay it takes, through its module and through kernels.<op>.triton.
+TRITON_MODULE_DESIGNS = {
+    "triton_chunk_design": ("kernels.triton_chunk", '''"""Linear attention on kernels.triton_chunk
+
+Linear attention, simple GLA and GLA through chunked_recurrence, the chunked Triton kernel itself.
+"""
+
+import torch.nn.functional as F
+from torch import nn
+
+from kernels.triton_chunk import CHUNK_SIZE, chunked_recurrence
+
+
+class Mixer(nn.Module):
+    def __init__(self, d_model, n_heads, layer_idx, n_layers, **kw):
+        super().__init__()
+        self.h = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.gates = nn.Linear(d_model, n_heads + d_model // 2)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = (t.reshape(B, T, self.h, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        k = F.normalize(k, dim=-1)
+        head, channel = F.logsigmoid(self.gates(x)).split([self.h, D // 2], -1)
+        g_head = head.transpose(1, 2)  # (B, H, T)
+        g_channel = channel.reshape(B, T, self.h, -1).transpose(1, 2)  # (B, H, T, K / 2)
+        o = chunked_recurrence(q, k, v)[0] + chunked_recurrence(q, k, v, g=g_head, chunk_size=CHUNK_SIZE)[0]
+        o = o + chunked_recurrence(q[..., ::2], k[..., ::2], v, g=g_channel, scale=0.5)[0]
+        return self.out(o.transpose(1, 2).reshape(B, T, D))
+'''),
+    "triton_chunk_delta_design": ("kernels.triton_chunk_delta", '''"""DeltaNet on kernels.triton_chunk_delta
+
+The delta rule and the gated delta rule through chunked_delta_recurrence, imported under another name.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels.triton_chunk_delta import chunked_delta_recurrence as delta_kernel
+
+
+class Mixer(nn.Module):
+    def __init__(self, d_model, n_heads, layer_idx, n_layers, **kw):
+        super().__init__()
+        self.h = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.gates = nn.Linear(d_model, 2 * n_heads)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = (t.reshape(B, T, self.h, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        a, b = self.gates(x).transpose(1, 2).chunk(2, 1)  # (B, H, T) each
+        beta, g = torch.sigmoid(b), F.logsigmoid(a)
+        o = delta_kernel(q, k, v, beta)[0] + delta_kernel(q, k, v, beta, g=g)[0]
+        return self.out(o.transpose(1, 2).reshape(B, T, D))
+'''),
+    "op_triton_design": ("kernels.gated_delta_rule.triton", '''"""Gated DeltaNet on kernels.<op>.triton
+
+The per-op Triton modules, which call kernels.triton_chunk_delta and kernels.triton_recurrence.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kernels.gated_delta_rule.triton import fused_recurrent_gated_delta_rule, triton_gated_delta_rule
+
+
+class Mixer(nn.Module):
+    def __init__(self, d_model, n_heads, layer_idx, n_layers, **kw):
+        super().__init__()
+        self.h = n_heads
+        self.qkv = nn.Linear(d_model, 3 * d_model, bias=False)
+        self.gates = nn.Linear(d_model, 2 * n_heads)
+        self.out = nn.Linear(d_model, d_model, bias=False)
+
+    def forward(self, x):
+        B, T, D = x.shape
+        q, k, v = (t.reshape(B, T, self.h, -1).transpose(1, 2) for t in self.qkv(x).chunk(3, -1))
+        q, k = F.normalize(q, dim=-1), F.normalize(k, dim=-1)
+        a, b = self.gates(x).transpose(1, 2).chunk(2, 1)
+        beta, g = torch.sigmoid(b), F.logsigmoid(a)
+        o = triton_gated_delta_rule(q, k, v, g, beta)[0] + fused_recurrent_gated_delta_rule(q, k, v, g, beta)[0]
+        return self.out(o.transpose(1, 2).reshape(B, T, D))
+'''),
+}
+
+TRITON_ABSENT_PROBE = """\
+import sys, torch
+for name in ('einops', 'kernels', 'discover', 'evaluator', 'triton', 'memory'):
+    try:
+        __import__(name)
+        sys.exit(f'{name} is importable')
+    except ImportError:
+        pass
+torch.set_num_threads(1)
+expected = torch.load('expected.pt')
+close = {'rtol': 1e-4, 'atol': 1e-5}  # the PyTorch forms, not the Triton kernels: equal up to rounding
+for name, want in expected.items():
+    module = __import__(name)
+    assert isinstance(module.triton, module.MissingTriton), name
+    torch.manual_seed(0)
+    mixer = module.Mixer(32, 2, 0, 2)
+    weights = mixer.state_dict()
+    assert all(torch.equal(weights[k], want['weights'][k]) for k in want['weights']), f'{name}: other weights'
+    x = want['x'].clone().requires_grad_()
+    y = mixer(x)
+    torch.testing.assert_close(y, want['y'], **close, msg=lambda m: f'{name}: {m}')
+    y.backward(want['dy'])
+    torch.testing.assert_close(x.grad, want['dx'], **close, msg=lambda m: f'{name} dx: {m}')
+    for key, p in mixer.named_parameters():
+        torch.testing.assert_close(p.grad, want['grads'][key], **close, msg=lambda m: f'{name} {key}: {m}')
+print(len(expected), 'ok')
+"""
+
+
+def run_torch_only(tmp_path: Path, probe: str) -> str:
+    """Run `probe` in tmp_path in a Python that sees only the standard library, torch and tmp_path's files."""
     site = torch_only_path(tmp_path)
     # -S: no site-packages, so only the standard library, torch with its requirements, and the files' folder.
-    out = subprocess.run([sys.executable, "-S", "-c", TORCH_ONLY_PROBE], cwd=tmp_path, capture_output=True,
-                         text=True, env={"PYTHONPATH": f"{tmp_path}:{site}", "PATH": "/usr/bin:/bin"}, timeout=300)
+    out = subprocess.run([sys.executable, "-S", "-c", probe], cwd=tmp_path, capture_output=True, text=True,
+                         env={"PYTHONPATH": f"{tmp_path}:{site}", "PATH": "/usr/bin:/bin"}, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.strip() == f"{len(designs)} ok"
+    return out.stdout.strip()
+
+
+def forward_and_backward(module: types.ModuleType) -> dict:
+    """A Mixer's output and every gradient on one input and one output gradient, from one seed."""
+    torch.manual_seed(0)
+    mixer = module.Mixer(32, 2, 0, 2)
+    x = torch.randn(2, 37, 32, requires_grad=True)  # 37: two whole chunks of 16 and a ragged one
+    y = mixer(x)
+    dy = torch.randn_like(y)
+    y.backward(dy)
+    return {"x": x.detach(), "y": y.detach(), "dy": dy, "dx": x.grad, "weights": mixer.state_dict(),
+            "grads": {key: p.grad for key, p in mixer.named_parameters()}}
+
+
+def test_designs_importing_the_triton_modules_export_and_run_with_torch_alone_within_float_tolerance(tmp_path):
+    expected, threads = {}, torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for name, (module, code) in TRITON_MODULE_DESIGNS.items():
+            exported = standalone(code)
+            assert module in exported.inlined
+            assert (exported.requires, exported.optional) == ((), ("triton",))
+            assert imported_roots(exported.code) <= STDLIB_OR_TORCH | {"triton"}
+            assert exported.code.split("# --- the design\n")[1].strip() in code  # the design is as written
+            (tmp_path / f"{name}.py").write_text(exported.code)
+            original = forward_and_backward(load(code, name))  # on the Triton kernels (interpreted on a CPU)
+            again = forward_and_backward(load(exported.code, f"{name}_exported"))  # triton is installed here
+            assert torch.equal(again["y"], original["y"]) and torch.equal(again["dx"], original["dx"])
+            expected[name] = original
+    finally:
+        torch.set_num_threads(threads)
+    torch.save(expected, tmp_path / "expected.pt")
+    assert run_torch_only(tmp_path, TRITON_ABSENT_PROBE) == f"{len(expected)} ok"
+
+
+def test_without_triton_each_triton_entry_point_is_bound_to_its_pytorch_form_after_triton_is_chosen():
+    exported = standalone(TRITON_MODULE_DESIGNS["triton_chunk_delta_design"][1]).code
+    assert ("if isinstance(triton, MissingTriton):\n    chunked_delta_recurrence = torch_chunked_delta_recurrence\n"
+            in exported)
+    assert "delta_kernel = chunked_delta_recurrence\n" in exported  # the design's name, after the binding
+    assert exported.index("chunked_delta_recurrence = torch_") < exported.index("delta_kernel = ") < exported.index(
+        "# --- the design")
+    # triton is imported once, where the first inlined module imported it: after the interpreter is chosen,
+    # before the first kernel is decorated.
+    assert exported.count("import triton\n") == 1 and "# --- triton, where it is installed" not in exported
+    assert exported.index("use_interpreter_without_gpu()\n") < exported.index("try:\n    import triton\n") \
+        < exported.index("@triton.jit")
+    op = standalone(TRITON_MODULE_DESIGNS["op_triton_design"][1]).code
+    assert ("if isinstance(triton, MissingTriton):\n    chunked_delta_recurrence = torch_chunked_delta_recurrence\n"
+            "    fused_recurrence = torch_fused_recurrence\n") in op
+
+
+@pytest.mark.parametrize("module, gates", [
+    ("triton_chunk", ()), ("triton_chunk", ("g_head",)), ("triton_chunk", ("g_channel",)),
+    ("triton_chunk_delta", ("beta",)), ("triton_chunk_delta", ("beta", "g_head")),
+    ("triton_recurrence", ("g_channel",)), ("triton_recurrence", ("beta", "g_head")),
+    ("triton_recurrence", ("beta", "g_channel")),
+])
+def test_each_pytorch_form_keeps_its_triton_entry_points_contract(module, gates):
+    kernels_module = f"kernels.{module}"
+    entry, stand_in = torch_paths.STANDS_IN[kernels_module]
+    kernel = getattr(importlib.import_module(kernels_module), entry)
+    torch_form = getattr(importlib.import_module(torch_paths.module_for(kernels_module)), stand_in)
+    gen = torch.Generator().manual_seed(1)
+    B, H, T, K, V = 1, 2, 21, 16, 24
+    q, k, v = (torch.randn(B, H, T, d, generator=gen) for d in (K, K, V))
+    k = torch.nn.functional.normalize(k, dim=-1)
+    drawn = {"beta": torch.rand(B, H, T, generator=gen),
+             "g_head": torch.nn.functional.logsigmoid(torch.randn(B, H, T, generator=gen) + 2),
+             "g_channel": torch.nn.functional.logsigmoid(torch.randn(B, H, T, K, generator=gen) + 2)}
+    gate = {("g" if name.startswith("g_") else name): drawn[name] for name in gates}
+    h0 = torch.randn(B, H, K, V, generator=gen)
+    results = []
+    for fn in (kernel, torch_form):
+        inputs = [t.clone().requires_grad_() for t in (q, k, v, h0, *gate.values())]
+        o, final = fn(*inputs[:3], **dict(zip(gate, inputs[4:])), scale=0.3, initial_state=inputs[3],
+                      output_final_state=True)
+        (o * torch.cos(o)).sum().backward(retain_graph=True)
+        final.sum().backward()
+        results.append([o, final] + [t.grad for t in inputs])
+    for got, want in zip(results[1], results[0]):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_a_design_with_its_own_triton_kernel_exports_without_its_kernel_check():
@@ -293,7 +503,7 @@ def test_an_exported_baseline_imports_back_as_a_valid_design(tmp_path, capsys):
     assert (outcome["status"], outcome["name"]) == ("ok", "DeltaNet")
 
 
-def must_not_run(code, tier, seed):
+def must_not_run(code, tier, seed, key=None):
     raise AssertionError("an unchanged export costs no evaluation")
 
 
@@ -313,7 +523,7 @@ def test_an_unchanged_export_imports_as_a_duplicate_of_its_source_and_a_changed_
     evaluated = []
     path.write_text(path.read_text().replace("self.o_proj = nn.Linear(d_model, d_model, bias=False)",
                                              "self.o_proj = nn.Linear(d_model, d_model, bias=True)"))
-    changed = import_design(recorder, path, tier="check", evaluate=lambda code, tier, seed: evaluated.append(
+    changed = import_design(recorder, path, tier="check", evaluate=lambda code, tier, seed, key=None: evaluated.append(
         code) or EvalResult("error", "not evaluated here", tier, 1, seed))
     assert changed.duplicate_of is None and changed.design_id != source.design_id and len(evaluated) == 1
     assert len(db.records.duplicates()) == 1  # the card names design 1, but the code is no longer its export

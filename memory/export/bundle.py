@@ -12,10 +12,16 @@ torch is installed:
 3. einops' ``rearrange`` and ``repeat`` are replaced by ``memory.export.einops_lite``, their plain-torch
    equivalent; anything else from einops stays an import and is listed in ``requires``;
 4. triton is optional: its imports are guarded, and where it is absent they name the stand-in of
-   ``memory.export.triton_absent``, so the Triton kernels load but never launch. The ``KERNELS``
-   declaration (the evaluator's kernel-check metadata) is left out with its ``kernels.spec`` imports,
-   and where triton is absent each declared kernel is bound to its reference
-   (``memory.export.declared``).
+   ``memory.export.triton_absent``, so the Triton kernels load but never launch. The guard stands where
+   the first inlined module imported triton (after ``use_interpreter_without_gpu()``, whose choice must
+   come first), or above the design where only the design imports it. The ``KERNELS`` declaration (the
+   evaluator's kernel-check metadata) is left out with its ``kernels.spec`` imports, and where triton is
+   absent each declared kernel is bound to its reference (``memory.export.declared``);
+5. a design that reaches the kernels package's Triton modules (``kernels.triton_chunk``,
+   ``kernels.triton_chunk_delta``, ``kernels.triton_recurrence``, directly or through
+   ``kernels.<op>.triton``) gets, where triton is absent, each module's entry point (``chunked_recurrence``
+   ...) bound to its PyTorch form from ``memory.export.torch_paths``, inlined with the blocks it uses.
+   A design that launches those modules' kernels or autograd functions itself still needs triton.
 
 ``memory.export.card`` writes the header card that ``export_design`` puts in the module docstring.
 """
@@ -31,10 +37,11 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from memory.export import einops_lite, triton_absent
+from memory.export import einops_lite, torch_paths, triton_absent
 from memory.export.declared import DeclarationError, Fallback, declaration
 
 KERNELS_ROOT = Path(__file__).resolve().parent.parent.parent / "kernels"
+ROOT = KERNELS_ROOT.parent  # where kernels and memory.export.torch_paths, both inlined, are found
 EINOPS_LITE = ("rearrange", "repeat")
 OPTIONAL = "triton"  # imported where installed; the module loads without it
 
@@ -46,7 +53,7 @@ class ExportError(ValueError):
 @dataclass(frozen=True)
 class Export:
     code: str
-    inlined: tuple[str, ...]  # kernels modules inlined, in order
+    inlined: tuple[str, ...]  # kernels (and memory.export.torch_paths) modules inlined, in order
     requires: tuple[str, ...]  # packages besides torch the file cannot load without
     optional: tuple[str, ...] = ()  # packages the file uses where installed (triton)
 
@@ -65,7 +72,7 @@ class _Module:
     @property
     def key(self) -> str:
         """kernels.delta_rule.chunk -> delta_rule_chunk: the prefix for a renamed name."""
-        return self.name.removeprefix("kernels.").replace(".", "_")
+        return self.name.removeprefix("kernels.").removeprefix(torch_paths.__name__ + ".").replace(".", "_")
 
     @property
     def has_code(self) -> bool:
@@ -151,10 +158,10 @@ def _without_branches(source: str, branches: list[tuple[ast.If, bool]]) -> str:
 
 @cache
 def _load(name: str) -> _Module:
-    """The kernels module `name` (e.g. "kernels.delta_rule"), parsed."""
-    parts = name.split(".")[1:]
-    package_init = KERNELS_ROOT.joinpath(*parts, "__init__.py")
-    path = package_init if package_init.exists() else KERNELS_ROOT.joinpath(*parts).with_suffix(".py")
+    """The kernels module `name` (e.g. "kernels.delta_rule"), or a module of memory.export.torch_paths, parsed."""
+    parts = name.split(".")
+    package_init = ROOT.joinpath(*parts, "__init__.py")
+    path = package_init if package_init.exists() else ROOT.joinpath(*parts).with_suffix(".py")
     if not path.exists():
         raise ExportError(f"there is no module {name!r} in the kernels package")
     original = path.read_text(encoding="utf-8")
@@ -181,8 +188,7 @@ def _resolve(module: str, name: str) -> tuple[str, str]:
     for source, imported, bound in loaded.kernel_imports:
         if bound == name:
             return _resolve(source, imported)
-    if (KERNELS_ROOT.joinpath(*module.split(".")[1:], name)).exists() or \
-            KERNELS_ROOT.joinpath(*module.split(".")[1:], f"{name}.py").exists():
+    if ROOT.joinpath(*module.split("."), name).exists() or ROOT.joinpath(*module.split("."), f"{name}.py").exists():
         raise ExportError(f"`from {module} import {name}` imports a module; import the names it defines instead")
     raise ExportError(f"{module} defines no {name!r}")
 
@@ -233,9 +239,11 @@ def _rename_tokens(source: str, renames: dict[str, str]) -> str:
     return "".join(lines)
 
 
-def _strip(source: str, tree: ast.Module, drop, comments=lambda node: False) -> str:
+def _strip(source: str, tree: ast.Module, drop, comments=lambda node: False,
+           replace: tuple[ast.stmt, str] | None = None) -> str:
     """`source` without the top-level statements for which `drop(node)` is true (whole lines), and for
-    those where `comments(node)` is also true, the comment lines right above them."""
+    those where `comments(node)` is also true, the comment lines right above them. `replace`, a dropped
+    statement and a text, puts the text where that statement was."""
     lines = source.splitlines(keepends=True)
     dropped = set()
     for node in tree.body:
@@ -244,6 +252,10 @@ def _strip(source: str, tree: ast.Module, drop, comments=lambda node: False) -> 
             while comments(node) and first > 1 and lines[first - 2].lstrip().startswith("#"):
                 first -= 1
             dropped.update(range(first, node.end_lineno + 1))
+    if replace is not None:
+        node, text = replace
+        dropped.discard(node.lineno)
+        lines[node.lineno - 1] = text.rstrip("\n") + "\n"
     kept = [line for number, line in enumerate(lines, start=1) if number not in dropped]
     return re.sub(r"\n{3,}", "\n\n\n", "".join(kept)).strip("\n") + "\n"
 
@@ -298,6 +310,16 @@ class _Imports:
         self.guarded.setdefault(statement, [])
         if bound not in self.guarded[statement]:
             self.guarded[statement].append(bound)
+
+    def is_guarded(self, node: ast.stmt) -> bool:
+        """Whether `node` is a top-level import of triton, which the guard takes the place of."""
+        if isinstance(node, ast.ImportFrom):
+            return (node.module or "").split(".")[0] == OPTIONAL and not node.level
+        return isinstance(node, ast.Import) and any(a.name.split(".")[0] == OPTIONAL for a in node.names)
+
+    def triton(self) -> str:
+        """A name the guard binds: triton, or the stand-in where triton is absent."""
+        return next(names[0] for names in self.guarded.values())
 
     def guard(self, stand_in: str) -> str:
         """The guarded imports: inside `try`, and bound to `stand_in` where triton is not installed."""
@@ -362,7 +384,12 @@ def standalone(code: str, card: str | None = None) -> Export:
     # Without triton a declared kernel is its reference; with no triton import there is nothing to fall back from.
     fallbacks = declared.fallbacks if imports.guarded else ()
     roots = [m for m, _, _ in wanted] + [f.module for f in fallbacks if f.module]
-    modules = [_load(m) for m in _closure(list(dict.fromkeys(roots)))]
+    closure = _closure(list(dict.fromkeys(roots)))
+    # The Triton entry points reached, each with its PyTorch form, inlined for where triton is absent.
+    triton_modules = [m for m in closure if m in torch_paths.STANDS_IN]
+    if triton_modules:
+        closure = _closure(list(dict.fromkeys(roots + [torch_paths.module_for(m) for m in triton_modules])))
+    modules = [_load(m) for m in closure]
     with_code = [m for m in modules if m.has_code]
     for module in with_code:
         for node in module.tree.body:
@@ -383,14 +410,20 @@ def standalone(code: str, card: str | None = None) -> Export:
         taken |= shim_names
     flat = _flat_names(with_code, taken)
     sections = [f"# --- {_SHIM_TITLES[shim]} ({_shim_path(shim)})\n\n{_shim_body(shim)}" for shim in shims]
+    # The guard goes where the first inlined module imports triton, as its kernels are decorated at load.
+    guard_at = next((node for module in with_code for node in module.tree.body if imports.is_guarded(node)), None)
     for module in with_code:
         local = {n: flat[(module.name, n)] for n in module.defines}
         local |= {bound: flat[_resolve(source, name)] for source, name, bound in module.kernel_imports}
         source = _rename_tokens(module.source, {k: v for k, v in local.items() if k != v})
-        body = _strip(source, module.tree, lambda n: _is_import(n) or _is_docstring(n) or _is_all(n))
+        here = any(node is guard_at for node in module.tree.body)
+        body = _strip(source, module.tree, lambda n: _is_import(n) or _is_docstring(n) or _is_all(n),
+                      replace=(guard_at, imports.guard("MissingTriton")) if here else None)
         title = (ast.get_docstring(module.tree) or "").strip().splitlines()
         relative = module.path.relative_to(KERNELS_ROOT.parent).as_posix()
         sections.append(f"# --- {relative}" + (f": {title[0][:100]}" if title else "") + "\n\n" + body)
+    if triton_modules:
+        sections.append(_torch_paths_note(triton_modules, flat, imports))
     aliases = [f"{bound} = {flat[_resolve(module, name)]}" for module, name, bound in wanted
                if bound != flat[_resolve(module, name)]]
     docstring = (ast.get_docstring(tree, clean=False) or "").strip()
@@ -402,7 +435,7 @@ def standalone(code: str, card: str | None = None) -> Export:
     if sections:
         parts.append("# Reference blocks from Discover's kernels package, inlined so this file needs only torch.\n\n"
                      + "\n\n".join(sections).rstrip("\n") + ("\n\n" + "\n".join(aliases) if aliases else ""))
-    if imports.guarded:
+    if imports.guarded and guard_at is None:
         parts.append("# --- triton, where it is installed\n\n" + imports.guard("MissingTriton"))
     parts.append("# --- the design\n\n" + design_body)
     if declared.statements:
@@ -416,10 +449,21 @@ def _declaration_note(fallbacks: tuple[Fallback, ...], flat: dict[tuple[str, str
     """What stands in the export for the KERNELS declaration: a note, and the fallbacks where triton is absent."""
     lines = ["# export: the KERNELS declaration, which the evaluator checks each kernel against, is left out."]
     if fallbacks:
-        triton = next(names[0] for names in imports.guarded.values())
+        triton = imports.triton()
         lines += ["# Without triton, each declared kernel is the PyTorch reference it was checked against.",
                   f"if isinstance({triton}, MissingTriton):"]
         lines += [f"    {f.kernel} = {flat[_resolve(f.module, f.name)] if f.module else f.name}" for f in fallbacks]
+    return "\n".join(lines)
+
+
+def _torch_paths_note(triton_modules: list[str], flat: dict[tuple[str, str], str], imports: _Imports) -> str:
+    """Where triton is absent, each Triton entry point reached is bound to its PyTorch form."""
+    lines = ["# --- without triton, the Triton entry points above run as their PyTorch forms "
+             f"({Path(torch_paths.__file__).parent.relative_to(ROOT).as_posix()})", "",
+             f"if isinstance({imports.triton()}, MissingTriton):"]
+    for module in triton_modules:
+        entry, stand_in = torch_paths.STANDS_IN[module]
+        lines.append(f"    {flat[(module, entry)]} = {flat[(torch_paths.module_for(module), stand_in)]}")
     return "\n".join(lines)
 
 
