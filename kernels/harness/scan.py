@@ -9,8 +9,14 @@ host code may allocate, reshape and launch, but not:
 - ``try`` / ``except`` (a fallback path; a kernel that fails should fail),
 - name the reference or one of the project's reference ops (``naive_*``, ``chunk_*``, ``*_step``),
 - call torch beyond allocation, dtype and shape helpers (``torch.matmul``, ``F.*``, ...), call a
-  computing tensor method (``.matmul``, ``.cumsum``, ``.exp``, ...) or use the ``@`` operator,
-- create CUDA streams or graphs, or use threads.
+  computing tensor method (``.matmul``, ``.cumsum``, ``.exp``, ``.__matmul__``, ``torch.Tensor.mm``, ...),
+  use the ``@`` operator, ``operator`` or numpy, or read tensor values (``.tolist()``, ``.item()``),
+- create CUDA streams or graphs, or use threads,
+- reach past the scan (``getattr`` with a computed name, ``importlib``, ``__import__``, ``sys.modules``,
+  ``gc``, ``inspect``, ``eval``) or assign attributes of imported modules (a patched timer).
+
+The scan is the first line only: what it cannot see (an alias bound outside a function, an op it does
+not list) the run-time watch (``watch``) catches while the kernel runs.
 """
 
 from __future__ import annotations
@@ -43,6 +49,13 @@ COMPUTING_METHODS = frozenset({
     "solve_triangular", "inverse", "cholesky", "masked_fill", "masked_fill_", "where", "scatter_add",
     "index_add", "index_add_", "conv1d", "linear", "norm", "amax", "max", "min", "clamp", "cross",
 })
+ARITHMETIC_DUNDERS = frozenset({
+    f"__{op}__" for base in ("matmul", "mul", "add", "sub", "truediv", "floordiv", "pow", "mod", "neg", "and", "or",
+                            "xor") for op in (base, "r" + base, "i" + base)})
+READ_METHODS = frozenset({"tolist", "numpy", "item"})
+HOST_COMPUTE_MODULES = frozenset({"numpy", "operator", "scipy"})
+INTROSPECTION = frozenset({"gc", "inspect", "importlib", "ctypes", "builtins", "sys.modules", "sys._getframe"})
+INTROSPECTION_BUILTINS = frozenset({"__import__", "globals", "vars", "eval", "exec", "__builtins__"})
 THREAD_NAMES = frozenset({"threading", "Thread", "ThreadPoolExecutor", "ProcessPoolExecutor", "multiprocessing",
                           "concurrent", "asyncio", "_thread"})
 STREAM_NAMES = frozenset({"Stream", "ExternalStream", "stream", "set_stream", "CUDAGraph", "graph", "graphs"})
@@ -116,13 +129,15 @@ class _HostScanner(ast.NodeVisitor):
             self.flag(node, f"kernel code uses the reference {node.id!r}")
         elif node.id in THREAD_NAMES:
             self.flag(node, f"kernel code uses {node.id!r} (threads are not allowed)")
+        elif node.id in INTROSPECTION_BUILTINS and node.id not in self.aliases:
+            self.flag(node, f"kernel code uses {node.id} (reaching past the scan is not allowed)")
         else:
             self._check_path(node, self.aliases.get(node.id))
 
     def visit_Attribute(self, node: ast.Attribute) -> None:
         path = resolve(node, self.aliases)
         if path is not None:
-            self._check_path(node, path)
+            self._check_path(node, path, imported=(dotted(node) or "").split(".")[0] in self.aliases)
             # the chain's root is checked here; only visit it for name collection
             root = node
             while isinstance(root, ast.Attribute):
@@ -134,12 +149,15 @@ class _HostScanner(ast.NodeVisitor):
             return
         self.generic_visit(node)
 
-    def _check_path(self, node: ast.AST, path: str | None) -> None:
+    def _check_path(self, node: ast.AST, path: str | None, imported: bool = True) -> None:
+        """``imported``: the path starts at an imported name (not a local that shares a module's name)."""
         if not path:
             return
         root = path.split(".")[0]
         if root == "kernels" and _is_reference_op(path):
             self.flag(node, f"kernel code uses the reference op {path}")
+        elif imported and any(path == name or path.startswith(name + ".") for name in INTROSPECTION):
+            self.flag(node, f"kernel code uses {path} (reaching past the scan is not allowed)")
         elif any(word in THREAD_NAMES for word in path.split(".")):
             self.flag(node, f"kernel code uses {path} (threads are not allowed)")
         elif path.startswith("torch.cuda.") and path.split(".")[2] in STREAM_NAMES:
@@ -149,13 +167,37 @@ class _HostScanner(ast.NodeVisitor):
             return
         elif root == "torch" and not any(path == ok or path.startswith(ok + ".") for ok in ALLOWED_TORCH):
             self.flag(node, f"host code calls {path}: the kernel must compute the result itself")
+        elif path.startswith("torch.Tensor.") and path.split(".")[2] in COMPUTING_METHODS | ARITHMETIC_DUNDERS:
+            self.flag(node, f"host code calls {path}: the kernel must compute the result itself")
+        elif imported and any(path == name or path.startswith(name + ".") for name in HOST_COMPUTE_MODULES):
+            self.flag(node, f"host code calls {path}: the kernel must compute the result itself")
         elif root == "einops" and path not in EINOPS_ALLOWED:
             self.flag(node, f"host code calls {path}: the kernel must compute the result itself")
 
     def visit_Call(self, node: ast.Call) -> None:
-        if not self.device and isinstance(node.func, ast.Attribute) and node.func.attr in COMPUTING_METHODS:
+        method = node.func.attr if isinstance(node.func, ast.Attribute) else None
+        if not self.device and method in COMPUTING_METHODS | ARITHMETIC_DUNDERS:
             if (called := resolve(node.func, self.aliases)) is None or not called.startswith(("triton.", "tl.")):
-                self.flag(node, f"host code calls .{node.func.attr}(): the kernel must compute the result itself")
+                self.flag(node, f"host code calls .{method}(): the kernel must compute the result itself")
+        elif not self.device and method in READ_METHODS:
+            self.flag(node, f"host code reads tensor values with .{method}(): the kernel must compute the result "
+                            "itself")
+        if isinstance(node.func, ast.Name) and node.func.id in {"getattr", "setattr", "delattr"} and node.args:
+            name = node.args[1] if len(node.args) > 1 else None
+            if not (isinstance(name, ast.Constant) and isinstance(name.value, str)):
+                self.flag(node, f"kernel code calls {node.func.id} with a computed name (the scan cannot follow it)")
+            elif (owner := resolve(node.args[0], self.aliases)) is not None:
+                if node.func.id != "getattr" and (dotted(node.args[0]) or "").split(".")[0] in self.aliases:
+                    self.flag(node, f"kernel code assigns {owner}.{name.value}: patching modules is not allowed")
+                self._check_path(node, f"{owner}.{name.value}",
+                                 imported=(dotted(node.args[0]) or "").split(".")[0] in self.aliases)
+        self.generic_visit(node)
+
+    def visit_Assign(self, node: ast.Assign) -> None:
+        for target in node.targets:
+            owner = dotted(target.value) if isinstance(target, ast.Attribute) else None
+            if owner is not None and owner.split(".")[0] in self.aliases:
+                self.flag(node, f"kernel code assigns {resolve(target, self.aliases)}: patching modules is not allowed")
         self.generic_visit(node)
 
     def visit_BinOp(self, node: ast.BinOp) -> None:

@@ -8,7 +8,10 @@
   that add up to more than the host saw mean a broken measurement (e.g. work left on another
   stream), and the result is rejected;
 - a roofline floor from the analytic FLOP and byte counts rejects a median below what the device
-  could possibly do.
+  could possibly do;
+- the clocks (``time.perf_counter``, ``torch.cuda.Event`` and its methods, ``torch.cuda.synchronize``)
+  are the ones found when the harness was imported, before any design: a kernel that replaces them
+  changes nothing here, and the replacement itself is rejected (``tampered``).
 
 On a machine without CUDA, ``time_kernel`` raises ``NoGPU``: there is no CPU timing of kernels (the
 interpreter's speed means nothing); the harness reports analytic counts instead.
@@ -35,6 +38,11 @@ PEAKS: dict[str, tuple[float, float]] = {
 }
 DEFAULT_PEAKS = (2.5e15, 8.0e12)  # above any device listed: unknown devices are never falsely rejected
 L2_FLUSH_BYTES = 256 << 20
+
+_perf_counter = time.perf_counter
+_Event = torch.cuda.Event
+_record, _elapsed_time = torch.cuda.Event.record, torch.cuda.Event.elapsed_time
+_synchronize = torch.cuda.synchronize
 
 
 class NoGPU(RuntimeError):
@@ -68,6 +76,15 @@ def roofline_floor_ms(flops: int, nbytes: int, peaks: tuple[float, float]) -> fl
     return max(flops / peak_flops, nbytes / peak_bytes) * 1e3
 
 
+def tampered() -> list[str]:
+    """The clocks timing relies on that no longer are the ones found at import."""
+    found = {"time.perf_counter": (time.perf_counter, _perf_counter), "torch.cuda.Event": (torch.cuda.Event, _Event),
+             "torch.cuda.Event.record": (_Event.record, _record),
+             "torch.cuda.Event.elapsed_time": (_Event.elapsed_time, _elapsed_time),
+             "torch.cuda.synchronize": (torch.cuda.synchronize, _synchronize)}
+    return [name for name, (now, then) in found.items() if now is not then]
+
+
 def time_kernel(fn: Callable[[], object], flops: int = 0, nbytes: int = 0, warmup: int = 10, reps: int = 50,
                 flush_l2: bool = True) -> Timing:
     """Time ``fn()`` (a closure over its inputs) on the current CUDA device."""
@@ -75,20 +92,24 @@ def time_kernel(fn: Callable[[], object], flops: int = 0, nbytes: int = 0, warmu
         raise NoGPU("timing needs a CUDA device; on a CPU the harness reports FLOP and byte counts only")
     for _ in range(warmup):
         fn()
+    if replaced := tampered():
+        raise TimingError(f"{', '.join(replaced)} was replaced after the harness was imported: a patched clock")
     flush = torch.empty(L2_FLUSH_BYTES // 4, dtype=torch.float32, device="cuda") if flush_l2 else None
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    torch.cuda.synchronize()
-    host_start = time.perf_counter()
+    starts = [_Event(enable_timing=True) for _ in range(reps)]
+    ends = [_Event(enable_timing=True) for _ in range(reps)]
+    _synchronize()
+    host_start = _perf_counter()
     for start, end in zip(starts, ends):
         if flush is not None:
             flush.zero_()
-        start.record()
+        _record(start)
         fn()
-        end.record()
-    torch.cuda.synchronize()
-    host_ms = (time.perf_counter() - host_start) * 1e3
-    times = sorted(s.elapsed_time(e) for s, e in zip(starts, ends))
+        _record(end)
+    _synchronize()
+    host_ms = (_perf_counter() - host_start) * 1e3
+    if replaced := tampered():
+        raise TimingError(f"{', '.join(replaced)} was replaced while the kernel was timed: a patched clock")
+    times = sorted(_elapsed_time(s, e) for s, e in zip(starts, ends))
     floor = roofline_floor_ms(flops, nbytes, device_peaks(torch.cuda.get_device_name()))
     result = Timing(median_ms=statistics.median(times), p10_ms=times[len(times) // 10],
                     p90_ms=times[(9 * len(times)) // 10], host_ms=host_ms / reps, floor_ms=floor, reps=reps)
