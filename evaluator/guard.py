@@ -39,16 +39,24 @@ _NAMES = {
 }
 
 
+def _settle() -> None:
+    """torch wraps some functions lazily on first use (AdamW.step gets a profiling hook when the first
+    optimizer is built, and its first step imports torch._dynamo, about 1.2 s): use them once, here,
+    so a snapshot holds their final form. Done at import, in the sandbox's fork server, every job
+    inherits the result instead of paying for it."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    param.grad = torch.zeros(1)
+    torch.optim.AdamW([param]).step()
+
+
+_settle()
+
+
 class Guard:
     """``extra``: more owners to watch, {label: (object, attribute names)}."""
 
     def __init__(self, extra: dict[str, tuple[object, tuple[str, ...]]] | None = None) -> None:
         self._extra = dict(extra or {})
-        # torch wraps some functions lazily on first use (AdamW.step gets a profiling hook when the
-        # first optimizer is built); use them once so the snapshot holds their final form.
-        param = torch.nn.Parameter(torch.zeros(1))
-        param.grad = torch.zeros(1)
-        torch.optim.AdamW([param]).step()
         self._snapshot = self._take()
 
     def _take(self) -> dict[str, object]:
