@@ -1,11 +1,10 @@
 """Checks a design must pass before any training: build, budget, shapes, causality, initial
-loss, gradients, recurrent form, declared kernels, and a scaling probe. Each raises ``EvalFailure`` with a named
+loss, gradients, recurrent form and declared kernels. Each raises ``EvalFailure`` with a named
 status and an expected-versus-actual reason, or returns measured figures."""
 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +30,6 @@ class CheckSpec:
     step_len: int = 70
     step_tol: float = 1e-3  # relative RMS error of step() against forward()
     scaling_lengths: tuple[int, ...] = (512, 1024, 2048, 4096)
-    scaling_repeats: int = 2
     # Declared KERNELS: one input draw per case (plus its in-place redraw) and one hidden shape keep a
     # recurrence kernel's check near 10 s under Triton's CPU interpreter; a GPU runs it in well under 1 s.
     kernel_check: CheckConfig = CheckConfig(seeds=1, hidden=1)
@@ -167,45 +165,6 @@ def check_recurrent(mixers: list[nn.Module], spec: CheckSpec, generator: torch.G
                                                     f"exceeds {spec.step_tol:.0e}")
         total_state += state_numel(state) // 2
     return {"state_size": total_state}
-
-
-def _slope(xs: list[float], ys: list[float]) -> float:
-    lx, ly = [math.log(v) for v in xs], [math.log(max(v, 1e-12)) for v in ys]
-    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
-    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
-
-
-def saved_bytes(mixer: nn.Module, x: torch.Tensor) -> int:
-    """Bytes of activations autograd keeps for the backward pass of one forward."""
-    storages: dict[int, int] = {}
-
-    def pack(tensor: torch.Tensor):
-        storage = tensor.untyped_storage()
-        storages[storage.data_ptr()] = storage.nbytes()
-        return tensor
-
-    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        mixer(x.requires_grad_())
-    return sum(storages.values())
-
-
-def scaling_probe(mixer: nn.Module, spec: CheckSpec, generator: torch.Generator) -> dict:
-    """Exponents of forward time and saved-activation memory in T (1 = linear, 2 = quadratic)."""
-    times, memory = [], []
-    for T in spec.scaling_lengths:
-        x = torch.randn(1, T, spec.d_model, generator=generator)
-        best = math.inf
-        with torch.no_grad():
-            for _ in range(spec.scaling_repeats):
-                t0 = time.perf_counter()
-                mixer(x)
-                best = min(best, time.perf_counter() - t0)
-        times.append(best)
-        memory.append(saved_bytes(mixer, x))
-    lengths = list(spec.scaling_lengths)
-    time_exp, mem_exp = _slope(lengths, times), _slope(lengths, memory)
-    return {"time_exponent": round(time_exp, 3), "memory_exponent": round(mem_exp, 3),
-            "superlinear": bool(time_exp > 1.5 or mem_exp > 1.3)}
 
 
 def check_kernels(module, code: str, spec: CheckSpec, seed: int) -> tuple[dict, EvalFailure | None]:

@@ -35,7 +35,7 @@ _NAMES = {
     "math": ("log", "isfinite"),
     "builtins": ("sum", "abs", "min", "max", "len", "isinstance", "round", "float", "int"),
     "evaluator.train": ("train", "loss_fn", "lr_at"),
-    "evaluator.checks": ("check_shapes_and_causality", "check_model", "check_recurrent", "scaling_probe", "rel_rms"),
+    "evaluator.checks": ("check_shapes_and_causality", "check_model", "check_recurrent", "rel_rms"),
 }
 
 

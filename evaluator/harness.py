@@ -104,8 +104,6 @@ def train_in_child(payload: dict) -> dict:
             metrics.update(kernel_metrics)
             if kernel_failure is not None:
                 raise kernel_failure
-        if tier.scaling_probe:
-            metrics.update(checks.scaling_probe(mixers[0], spec, generator))
         guard.verify("checks")
         log.append(f"checks passed at {time.perf_counter() - started:.1f}s")
         models["check"] = export_model(check_model)

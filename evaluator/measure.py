@@ -413,6 +413,58 @@ def measure_check_model(run_job: RunJob, code: str, tier: Tier, trained: Trained
     return processes
 
 
+COST_BASE = 16  # the length of the query job that measures a query job's fixed cost
+SUPERLINEAR_TIME, SUPERLINEAR_MEMORY = 1.5, 1.3  # exponents past which growth is flagged
+
+
+def _slope(xs: list[float], ys: list[float]) -> float:
+    lx, ly = [math.log(v) for v in xs], [math.log(max(v, 1e-12)) for v in ys]
+    mx, my = sum(lx) / len(lx), sum(ly) / len(ly)
+    return sum((a - mx) * (b - my) for a, b in zip(lx, ly)) / sum((a - mx) ** 2 for a in lx)
+
+
+def measure_scaling(run_job: RunJob, code: str, tier: Tier, trained: Trained, key: bytes, seed: int) -> dict:
+    """How time and memory grow with the sequence, and whether the last output still sees the first
+    token, all measured from outside the design's processes.
+
+    Each length is a query job on the check model asking the same work: two sequences that differ
+    only in their first token, and two more. The OS's accounting of the job (wall time, peak resident
+    memory), less that of the same job at ``COST_BASE`` tokens, is the cost of the forward passes at
+    that length, the least of two jobs; the slopes over the lengths on log-log axes are the exponents
+    (1 linear, 2 quadratic). The design cannot tell these queries from any other and cannot time them.
+    """
+    spec = tier.checks
+    generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, "scaling"))
+    weights, _ = trained.models["check"]
+    shape = check_model_shape(spec)
+    train_len = tier.tasks[0].seq_len if tier.tasks else spec.seq_len
+    lengths = tuple(dict.fromkeys((COST_BASE, *spec.scaling_lengths, train_len)))
+    wall: dict[int, float] = {}
+    rss: dict[int, float] = {}
+    reaches: dict[int, bool] = {}
+    for _ in range(2):
+        for length in lengths:
+            pair = torch.randint(0, spec.vocab, (1, length), generator=generator).repeat(2, 1)
+            pair[1, 0] = (pair[0, 0] + 1) % spec.vocab
+            queries = [Query(pair, "forward", "argmax"),
+                       *(Query(torch.randint(0, spec.vocab, (1, length), generator=generator), "forward", "argmax")
+                         for _ in range(2))]
+            [process] = ask(run_job, code, tier, shape, weights, queries, [[0, 1, 2]])
+            _finite(queries)
+            top = queries[0].answer["top"]
+            reaches[length] = reaches.get(length, False) or not torch.equal(top[0, -1], top[1, -1])
+            wall[length] = min(wall.get(length, math.inf), process.wall_s)
+            rss[length] = min(rss.get(length, math.inf), process.max_rss_bytes)
+    probed = spec.scaling_lengths
+    times = [max(wall[n] - wall[COST_BASE], 1e-3) for n in probed]
+    memory = [max(rss[n] - rss[COST_BASE], 1 << 16) for n in probed]
+    time_exp, mem_exp = _slope(probed, times), _slope(probed, memory)
+    return {"time_exponent": round(time_exp, 3), "memory_exponent": round(mem_exp, 3),
+            "superlinear": bool(time_exp > SUPERLINEAR_TIME or mem_exp > SUPERLINEAR_MEMORY),
+            "forward_s_longest": round(times[-1] / 4, 4), "forward_mb_longest": round(memory[-1] / (1 << 20), 1),
+            "sees_whole_sequence": reaches[probed[-1]], "sees_whole_training_sequence": reaches[train_len]}
+
+
 def measured_metrics(tier: Tier, trained: Trained) -> dict:
     """Figures from the OS's accounting and the weights, none of them from the design's word."""
     metrics = {"peak_rss_mb": round(trained.process.max_rss_bytes / (1 << 20), 1)}
@@ -449,6 +501,8 @@ def measure(run_job: RunJob, code: str, tier_name: str, seed: int, key: bytes,
             declares_step = defines_step(code)
         has_step = value.get("has_step") is True or declares_step
         processes += measure_check_model(run_job, code, tier, trained, key, seed)
+        if tier.scaling_probe:
+            metrics.update(measure_scaling(run_job, code, tier, trained, key, seed))
         for task in tier.tasks:
             task_metrics, task_processes = measure_task(run_job, code, tier, task, trained, key, seed, has_step)
             metrics.update(task_metrics)

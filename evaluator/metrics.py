@@ -69,9 +69,20 @@ _REGISTERED = (
     Metric("init_loss", "init loss", "loss", False, "loss at initialization; the check expects about ln V"),
     Metric("mixer_params_per_d2", "mixer/d²", "structural", False, "parameters of the largest mixer layer / d_model²"),
     Metric("state_size", "state", "structural", False, "numbers the recurrent state holds per sequence, all layers"),
-    Metric("time_exponent", "time exp", "machine", False, "slope of forward time over length, log-log (2: quadratic)"),
-    Metric("memory_exponent", "mem exp", "machine", False, "slope of saved activations over length, log-log"),
-    Metric("superlinear", "superlinear", "machine", False, "the scaling probe found time or memory superlinear"),
+    Metric("time_exponent", "time exp", "machine", False, "slope of forward time over length, log-log (2: quadratic), "
+           "timed by the OS from outside", source="measured"),
+    Metric("memory_exponent", "mem exp", "machine", False, "slope of a forward pass's peak memory over length, "
+           "log-log, by the OS", source="measured"),
+    Metric("superlinear", "superlinear", "machine", False, "the scaling probe found time or memory superlinear",
+           source="measured"),
+    Metric("forward_s_longest", "fwd s", "machine", False, "seconds of one forward pass at the longest probed length",
+           source="measured"),
+    Metric("forward_mb_longest", "fwd MB", "machine", False, "peak memory of a forward pass at the longest probed "
+           "length, MB", source="measured"),
+    Metric("sees_whole_sequence", "sees all", "structural", True, "the last output at the longest probed length "
+           "changes with the first token", source="measured"),
+    Metric("sees_whole_training_sequence", "sees train", "structural", True, "the last output at the training "
+           "length changes with the first token", source="measured"),
     Metric("unused_params", "unused", "structural", False, "parameters no gradient reaches at initialization "
            "(a module some layers declare and do not use)"),
     Metric("kernels_declared", "kernels", "structural", True, "custom kernels the design declares"),
