@@ -312,17 +312,22 @@ class RecordStore(Store):
         return [(self.design(r["design_id"]), Evaluation.from_row(r)) for r in rows]
 
     def references(self, tier: str, tier_version: int) -> dict[str, list[dict]]:
-        """Metrics of every ok evaluation of each baseline at this tier and version, by baseline name."""
+        """The yardstick at this tier and version: each baseline's metrics from its seeding evaluations
+        (ok ones), by baseline name; a baseline never seeded here falls back to its verifications.
+
+        Replays never count, and neither do a seeded baseline's verifications: extra seeds landing
+        would otherwise move every score after them."""
         rows = self._rows(
-            "SELECT d.name, e.metrics FROM evaluations e JOIN designs d ON d.id = e.design_id"
-            " WHERE d.origin = 'baseline' AND e.tier = ? AND e.tier_version = ? AND e.status = 'ok'"
-            " ORDER BY d.name, e.id",
+            "SELECT d.name, e.purpose, e.metrics FROM evaluations e JOIN designs d ON d.id = e.design_id"
+            " WHERE d.origin = 'baseline' AND e.purpose IN ('seed', 'verify') AND e.tier = ?"
+            " AND e.tier_version = ? AND e.status = 'ok' ORDER BY d.name, e.id",
             [tier, tier_version],
         )
-        references: dict[str, list[dict]] = {}
+        by_purpose: dict[str, dict[str, list[dict]]] = {}
         for row in rows:
-            references.setdefault(row["name"], []).append(json.loads(row["metrics"] or "{}"))
-        return references
+            by_purpose.setdefault(row["name"], {}).setdefault(row["purpose"], []).append(
+                json.loads(row["metrics"] or "{}"))
+        return {name: found.get("seed") or found["verify"] for name, found in by_purpose.items()}
 
     def lineage(self, design_id: int) -> list[Design]:
         """Ancestors along first parents, nearest first, up to a root (the design itself excluded)."""

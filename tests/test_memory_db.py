@@ -252,10 +252,12 @@ def test_transaction_rolls_back_every_change_together(db):
     assert db.records.events(run_id) == [] and db.records.designs() == []
 
 
-def add_scored(db, name, score, *, tier="quick", version=1, origin="llm", status="ok", spec=None, parents=()):
+def add_scored(db, name, score, *, tier="quick", version=1, origin="llm", status="ok", spec=None, parents=(),
+               purpose=None):
     design_id = db.records.add_design(name, "why", f"{CODE}NAME = {name!r}\n", origin=origin, spec=spec,
                                       parents=parents)
-    eval_id = db.records.begin_evaluation(design_id, None, "search", tier, version, 0)
+    purpose = purpose or ("seed" if origin == "baseline" else "search")
+    eval_id = db.records.begin_evaluation(design_id, None, purpose, tier, version, 0)
     db.records.finish_evaluation(eval_id, status, score=score if status == "ok" else None, metrics={"score": score})
     return design_id
 
@@ -279,6 +281,20 @@ def test_references_collect_baseline_metrics(db):
     add_scored(db, "linear", 0.4, origin="baseline", version=2)
     add_scored(db, "candidate", 2.0)
     assert db.records.references("quick", 1) == {"softmax": [{"score": 1.0}]}
+
+
+def test_a_verification_or_replay_of_a_seeded_baseline_does_not_move_the_references(db):
+    softmax = add_scored(db, "softmax", 1.0, origin="baseline")
+    before = db.records.references("quick", 1)
+    for purpose in ("verify", "replay"):
+        eval_id = db.records.begin_evaluation(softmax, None, purpose, "quick", 1, 1)
+        db.records.finish_evaluation(eval_id, "ok", score=1.3, metrics={"score": 1.3})
+    assert db.records.references("quick", 1) == before
+    # A baseline only a verification evaluated is still a yardstick; its replay is not.
+    linear = add_scored(db, "linear", 0.4, origin="baseline", purpose="verify")
+    eval_id = db.records.begin_evaluation(linear, None, "replay", "quick", 1, 0)
+    db.records.finish_evaluation(eval_id, "ok", score=0.1, metrics={"score": 0.1})
+    assert db.records.references("quick", 1) == {**before, "linear": [{"score": 0.4}]}
 
 
 def test_lineage_children_and_siblings(db):
