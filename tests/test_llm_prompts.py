@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from agents.llm.schemas import PROPOSAL
+from agents.llm.schemas import JUDGEMENT, PROPOSAL
 from agents.llm.templates import TemplateError, knowledge, placeholders, render, render_text, template_names
 
 ROLE_TEMPLATES = ("researcher", "coder", "coder_fix", "analyst", "judge")
@@ -57,14 +57,15 @@ def test_the_knowledge_notes_cover_the_principles_of_linear_attention_design():
 JSON_OBJECT_LITERAL = re.compile(r'^\s*[{\[]|"[A-Za-z_][A-Za-z0-9_ ]*"\s*:|\{\s*"|\[\s*<', re.MULTILINE)
 
 
-@pytest.mark.parametrize("name", ["researcher", "researcher_repair"])
-def test_the_researcher_prompts_describe_the_reply_in_prose_without_a_json_template_to_echo(name):
+@pytest.mark.parametrize("name", ["researcher", "researcher_repair", "judge"])
+def test_the_prompts_asking_for_json_describe_the_reply_in_prose_without_a_template_to_echo(name):
     values = {key: f"<{key}>" for key in placeholders(name)}
     if "knowledge" in values:
         values["knowledge"] = knowledge()  # the notes are sent as they are, so they are checked too
     text = "\n".join(m["content"] for m in render(name, **values))
     assert not JSON_OBJECT_LITERAL.search(text), JSON_OBJECT_LITERAL.search(text).group(0)
     assert "JSON object" in text  # the parser still reads one object, and the prompt says so
-    for key in PROPOSAL["required"]:  # every field the schema and the parser read is named
+    schema = JUDGEMENT if name == "judge" else PROPOSAL
+    for key in schema["required"]:  # every field the schema and the parser read is named
         assert re.search(rf"\b{key}\b", text), key
     assert JSON_OBJECT_LITERAL.search('Answer with:\n{"name": "<short name>", "parents": [<ids>]}')
