@@ -33,6 +33,7 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 
@@ -337,6 +338,29 @@ def defines_step(code: str) -> bool:
     return False
 
 
+def gpu_toolchain() -> tuple[str, ...]:
+    """What Triton runs to compile a kernel for a GPU, the only programs a job on one may execute: its
+    bundled CUDA tools, the C compiler with its helpers and the binutils it calls, and ldconfig (which
+    it asks where libcuda is). Untested where no GPU was at hand; a CPU job runs no program at all."""
+    import shutil
+
+    import triton
+
+    found = [str(Path(triton.__file__).parent / "backends" / "nvidia" / "bin"), "/usr/lib/gcc", "/usr/libexec/gcc"]
+    for name in (os.environ.get("CC", "gcc"), "cc", "as", "ld", "ldconfig"):
+        where = shutil.which(name) or shutil.which(name, path="/sbin:/usr/sbin")
+        if where:
+            found.append(os.path.realpath(where))
+    return tuple(found)
+
+
+def _limits(tier: Tier, wall_s: float) -> sandbox.Limits:
+    """A job's limits: the tier's memory, held-out files hidden, and on a GPU the compiler's programs."""
+    gpu = tier.device == "cuda" and torch.cuda.is_available()
+    return sandbox.Limits(wall_s=wall_s, memory_bytes=tier.memory_bytes, hidden=hidden(tier),
+                          programs=gpu_toolchain() if gpu else ())
+
+
 def hidden(tier: Tier) -> tuple[str, ...]:
     """Files holding held-out data that the design's processes may not read (the LM corpus)."""
     return tuple(path for task in tier.tasks if hasattr(task, "hidden") for path in task.hidden())
@@ -345,7 +369,7 @@ def hidden(tier: Tier) -> tuple[str, ...]:
 def ask(run_job: RunJob, code: str, tier: Tier, shape: dict, weights: dict, queries: list[Query],
         jobs: list[list[int]]) -> list[sandbox.ProcessResult]:
     """Run the query jobs; fills each query's answer or raises ``Refused``."""
-    limits = sandbox.Limits(wall_s=max(60.0, tier.wall_s / 4), memory_bytes=tier.memory_bytes, hidden=hidden(tier))
+    limits = _limits(tier, max(60.0, tier.wall_s / 4))
     device = "cuda" if tier.device == "cuda" and torch.cuda.is_available() else "cpu"
     processes = []
     for members in jobs:
@@ -427,11 +451,11 @@ def measure_scaling(run_job: RunJob, code: str, tier: Tier, trained: Trained, ke
     """How time and memory grow with the sequence, and whether the last output still sees the first
     token, all measured from outside the design's processes.
 
-    Each length is a query job on the check model asking the same work: two sequences that differ
-    only in their first token, and two more. The OS's accounting of the job (wall time, peak resident
-    memory), less that of the same job at ``COST_BASE`` tokens, is the cost of the forward passes at
-    that length, the least of two jobs; the slopes over the lengths on log-log axes are the exponents
-    (1 linear, 2 quadratic). The design cannot tell these queries from any other and cannot time them.
+    Each length is a query job on the check model: two sequences that differ only in their first
+    token. The OS's accounting of the job (wall time, peak resident memory), less that of the same job
+    at ``COST_BASE`` tokens, is the cost of the forward passes at that length; the slopes over the
+    lengths on log-log axes are the exponents (1 linear, 2 quadratic). The design cannot tell these
+    queries from any other and cannot time them.
     """
     spec = tier.checks
     generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, "scaling"))
@@ -442,26 +466,22 @@ def measure_scaling(run_job: RunJob, code: str, tier: Tier, trained: Trained, ke
     wall: dict[int, float] = {}
     rss: dict[int, float] = {}
     reaches: dict[int, bool] = {}
-    for _ in range(2):
-        for length in lengths:
-            pair = torch.randint(0, spec.vocab, (1, length), generator=generator).repeat(2, 1)
-            pair[1, 0] = (pair[0, 0] + 1) % spec.vocab
-            queries = [Query(pair, "forward", "argmax"),
-                       *(Query(torch.randint(0, spec.vocab, (1, length), generator=generator), "forward", "argmax")
-                         for _ in range(2))]
-            [process] = ask(run_job, code, tier, shape, weights, queries, [[0, 1, 2]])
-            _finite(queries)
-            top = queries[0].answer["top"]
-            reaches[length] = reaches.get(length, False) or not torch.equal(top[0, -1], top[1, -1])
-            wall[length] = min(wall.get(length, math.inf), process.wall_s)
-            rss[length] = min(rss.get(length, math.inf), process.max_rss_bytes)
+    for length in lengths:
+        pair = torch.randint(0, spec.vocab, (1, length), generator=generator).repeat(2, 1)
+        pair[1, 0] = (pair[0, 0] + 1) % spec.vocab
+        query = Query(pair, "forward", "argmax")
+        [process] = ask(run_job, code, tier, shape, weights, [query], [[0]])
+        _finite([query])
+        top = query.answer["top"]
+        reaches[length] = not torch.equal(top[0, -1], top[1, -1])
+        wall[length], rss[length] = process.wall_s, process.max_rss_bytes
     probed = spec.scaling_lengths
     times = [max(wall[n] - wall[COST_BASE], 1e-3) for n in probed]
     memory = [max(rss[n] - rss[COST_BASE], 1 << 16) for n in probed]
     time_exp, mem_exp = _slope(probed, times), _slope(probed, memory)
     return {"time_exponent": round(time_exp, 3), "memory_exponent": round(mem_exp, 3),
             "superlinear": bool(time_exp > SUPERLINEAR_TIME or mem_exp > SUPERLINEAR_MEMORY),
-            "forward_s_longest": round(times[-1] / 4, 4), "forward_mb_longest": round(memory[-1] / (1 << 20), 1),
+            "forward_s_longest": round(times[-1] / 2, 4), "forward_mb_longest": round(memory[-1] / (1 << 20), 1),
             "sees_whole_sequence": reaches[probed[-1]], "sees_whole_training_sequence": reaches[train_len]}
 
 
@@ -487,7 +507,7 @@ def measure(run_job: RunJob, code: str, tier_name: str, seed: int, key: bytes,
     tier = get_tier(tier_name)
     started = time.perf_counter()
     sources = {task.name: task.source() for task in tier.tasks if hasattr(task, "source")}
-    limits = sandbox.Limits(wall_s=tier.wall_s, memory_bytes=tier.memory_bytes, hidden=hidden(tier))
+    limits = _limits(tier, tier.wall_s)
     process = run_job(sandbox.Job("evaluator.harness:train_in_child",
                                   {"code": code, "tier": tier.name, "seed": seed, "sources": sources}, limits))
     processes = [process]

@@ -164,7 +164,7 @@ def _isolate(request: dict) -> dict:
     from sandbox import landlock, syscalls
 
     info["landlock"] = _restrict_files(landlock, request)
-    info["seccomp"] = _restrict_syscalls(syscalls, limits["network"])
+    info["seccomp"] = _restrict_syscalls(syscalls, limits["network"], bool(limits.get("programs")))
     if "torch" in sys.modules:  # preloaded: its thread pool size was fixed in the fork server
         sys.modules["torch"].set_num_threads(limits["threads"])  # starts threads: only now, all of them confined
     return info
@@ -238,15 +238,17 @@ def _restrict_files(landlock: ModuleType, request: dict) -> str:
     allowed = landlock.allowed_paths(request["cwd"], request["sys_path"], target=request["target"])
     if request["limits"].get("hidden"):
         allowed = landlock.without(allowed, request["limits"]["hidden"])
+    if request["limits"].get("programs"):
+        allowed = landlock.with_programs(allowed, request["limits"]["programs"])
     try:
         return landlock.restrict(allowed, tcp=request["limits"]["network"])
     except landlock.LandlockUnavailable as exc:
         return f"{NOT_IN_FORCE}: the kernel has no Landlock ({exc.strerror})"
 
 
-def _restrict_syscalls(syscalls: ModuleType, network: bool) -> str:
+def _restrict_syscalls(syscalls: ModuleType, network: bool, programs: bool) -> str:
     try:
-        return syscalls.install(network)
+        return syscalls.install(network, programs)
     except syscalls.SeccompUnavailable as exc:
         return f"{NOT_IN_FORCE}: {exc}"
 

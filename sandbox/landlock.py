@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import glob
 import importlib.util
 import os
 import stat
@@ -73,6 +74,7 @@ class Allowed:
     write: tuple[str, ...]
     devices: tuple[str, ...] = ()
     listable: tuple[str, ...] = ()  # folders whose entries may be listed, not read (``without``)
+    programs: tuple[str, ...] = ()  # files, or folders of them, that may be executed (``with_programs``)
 
 
 def abi_version() -> int:
@@ -172,6 +174,14 @@ def allowed_paths(workdir: str, sys_path: Iterable[str], modules: Mapping[str, M
     return Allowed(read=tuple(sorted(read)), write=_existing([workdir]), devices=devices)
 
 
+def with_programs(allowed: Allowed, programs: Iterable[str]) -> Allowed:
+    """``allowed`` with ``programs`` (files, or folders of them) executable, and no other; the dynamic
+    loader too, which the kernel opens for execution whenever it starts a dynamically linked program."""
+    found = _existing([*programs, *glob.glob("/lib*/ld-linux*.so*"), *glob.glob("/lib*/ld64.so*")])
+    return Allowed(read=allowed.read, write=allowed.write, devices=allowed.devices, listable=allowed.listable,
+                   programs=found)
+
+
 def without(allowed: Allowed, hidden: Iterable[str]) -> Allowed:
     """``allowed`` with each ``hidden`` path carved out of what it may read: a folder that holds one is
     replaced by its entries, down the branch that leads to it, so everything else beneath stays
@@ -181,7 +191,8 @@ def without(allowed: Allowed, hidden: Iterable[str]) -> Allowed:
     runtime) is kept out of reach."""
     hidden = [os.path.realpath(h) for h in hidden if os.path.exists(h)]
     read, listable = _carve(allowed.read, tuple(sorted(hidden)))
-    return Allowed(read=read, write=allowed.write, devices=allowed.devices, listable=allowed.listable + listable)
+    return Allowed(read=read, write=allowed.write, devices=allowed.devices, listable=allowed.listable + listable,
+                   programs=allowed.programs)
 
 
 @functools.lru_cache(maxsize=16)
@@ -285,14 +296,15 @@ def restrict(allowed: Allowed, tcp: bool = False) -> str:
     ruleset = _check(_syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0),
                      "landlock_create_ruleset")
     try:
-        for paths, rights in ((allowed.read, READ), (allowed.listable, READ_DIR), (allowed.write, READ_WRITE),
+        for paths, rights in ((allowed.read, READ), (allowed.listable, READ_DIR), (allowed.programs, READ | EXECUTE),
+                              (allowed.write, READ_WRITE),
                               (allowed.devices, READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV)):
             for path in paths:
                 _add_rule(ruleset, path, rights & handled)
         _check(_syscall(_SYS_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
     finally:
         os.close(ruleset)
-    denied = ["execution"]
+    denied = [f"execution of all but {len(allowed.programs)} programs" if allowed.programs else "execution"]
     if abi >= 4 and not tcp:
         denied.append("TCP bind and connect")
     if abi >= 6:

@@ -32,6 +32,8 @@ class Limits:
     threads: int = 1                     # OMP/MKL/OpenBLAS variables and torch.set_num_threads in the child
     network: bool = False                # False: an empty network namespace where the OS allows
     hidden: tuple[str, ...] = ()         # files or folders the job may not read, even inside an allowed tree
+    programs: tuple[str, ...] = ()       # the only programs the job may execute (files, or folders of them);
+                                         # empty: none at all (a GPU compiler's tool chain is the use)
 
     def __post_init__(self) -> None:
         if not self.wall_s > 0:

@@ -38,6 +38,7 @@ DENIED = (
     "personality",
 )
 SOCKETS = ("socket", "socketpair")  # allowed to a job that may use the network
+EXEC = ("execve", "execveat")  # allowed to a job given programs to run, which Landlock then names one by one
 NOT_IMPLEMENTED = ("clone3",)  # its flags sit in memory a filter cannot read; glibc falls back to clone
 # CLONE_NEWNS, CLONE_NEWCGROUP, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWUSER, CLONE_NEWPID, CLONE_NEWNET
 # (CLONE_NEWTIME shares its bit with clone's exit signal and can only be asked of unshare and clone3).
@@ -48,15 +49,17 @@ class SeccompUnavailable(RuntimeError):
     """pyseccomp or libseccomp is missing, or the kernel refused the filter."""
 
 
-def build(network: bool = False):
+def build(network: bool = False, programs: bool = False):
     """The filter, not yet installed, and the words saying what it denies; raises ``SeccompUnavailable``.
 
     ``network``: the job may use the network (``Limits.network``), so sockets are not denied.
+    ``programs``: the job may run the programs ``Limits.programs`` names, so exec is left to Landlock,
+    which allows those and no other.
     """
     seccomp = pyseccomp
     if seccomp is None:
         raise SeccompUnavailable(_MISSING)
-    denied = [name for name in DENIED if not (network and name in SOCKETS)]
+    denied = [name for name in DENIED if not (network and name in SOCKETS) and not (programs and name in EXEC)]
     unknown = [name for name in (*denied, *NOT_IMPLEMENTED) if seccomp.resolve_syscall(seccomp.Arch.NATIVE, name) < 0]
     try:
         rules = seccomp.SyscallFilter(seccomp.ALLOW)
@@ -75,17 +78,20 @@ def build(network: bool = False):
                                          "io_uring_setup") if name in denied)
     fact = (f"{len(denied) + len(NOT_IMPLEMENTED) - len(unknown)} system calls denied ({listed}, ...; "
             f"clone3: ENOSYS), clone with a namespace flag denied")
+    if programs:
+        fact += "; execve allowed, Landlock names the programs"
     if unknown:
         fact += f"; not on this architecture or unknown to libseccomp, so not denied: {', '.join(unknown)}"
     return rules, fact
 
 
-def install(network: bool = False) -> str:
+def install(network: bool = False, programs: bool = False) -> str:
     """Install the filter on this process (all its threads) and everything it starts; returns what it denies.
 
     Sets no_new_privs, which an unprivileged process needs for a filter. Raises ``SeccompUnavailable``.
     """
-    rules, fact = _built if _built is not None and not network else build(network)
+    default = _built is not None and not network and not programs
+    rules, fact = _built if default else build(network, programs)
     try:
         rules.load()
     except OSError as exc:

@@ -281,3 +281,14 @@ def real_work(payload):
             "numpy": float(np.linalg.norm(np.ones(4))), "product": list(product.shape), "thread": len(seen),
             "fork": os.waitstatus_to_exitcode(status), "temp": handle.name.startswith(os.environ["TMPDIR"]),
             "interpreted": os.environ.get("TRITON_INTERPRET"), "torch_threads": torch.get_num_threads()}
+
+
+def run_programs(payload):
+    """Run each program of ``payload["programs"]``: its exit code, or the error that stopped it."""
+    outcome = {}
+    for program in payload["programs"]:
+        try:
+            outcome[program] = subprocess.run([program], capture_output=True, timeout=20).returncode
+        except OSError as exc:
+            outcome[program] = f"{type(exc).__name__}: {exc.strerror}"
+    return outcome

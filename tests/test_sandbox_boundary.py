@@ -263,3 +263,16 @@ def test_the_allow_list_of_this_checkout(workspace_in_checkout, tmp_path):
     assert _beneath(Path(sys.base_prefix) / "lib", allowed.read) and "/usr" in allowed.read
     assert f"/proc/{os.getpid()}" in allowed.read and "/proc" not in allowed.read
     assert allowed.write == (str(tmp_path.resolve()),) and "/dev/null" in allowed.devices
+
+
+def test_a_job_given_programs_runs_those_and_no_other(run):
+    """A GPU compiler's tool chain is the use: the job names the programs, Landlock allows only them."""
+    true, shell = shutil.which("true"), shutil.which("sh")
+    given = run("run_programs", {"programs": [true, shell]}, programs=(os.path.realpath(true),))
+    if any(m.startswith(("landlock", "seccomp")) for m in missing_protections(given.isolation)):
+        pytest.skip("Landlock or seccomp is not in force on this machine")
+    assert given.value[true] == 0
+    assert given.value[shell] == "PermissionError: Permission denied"
+    assert "execve allowed" in given.isolation["seccomp"]
+    none = run("run_programs", {"programs": [true]})
+    assert none.value[true].startswith("PermissionError")
