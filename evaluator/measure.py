@@ -102,9 +102,13 @@ class Held:
     batches: list[int]  # indices into the query list
 
 
+def _answer_bytes(rows: int, length: int, vocab: int, answers: str) -> int:
+    """The size of the answers to ``rows`` sequences: every log-probability, or an argmax and its value."""
+    return rows * length * (vocab * 4 if answers == "logprobs" else 8)
+
+
 def _rows_per_batch(vocab: int, length: int, answers: str) -> int:
-    per_row = length * (vocab * 4 if answers == "logprobs" else 8)
-    return max(1, min(QUERY_ROWS, BATCH_BYTES // per_row))
+    return max(1, min(QUERY_ROWS, BATCH_BYTES // _answer_bytes(1, length, vocab, answers)))
 
 
 def _probe(batch: torch.Tensor, index: int, generator: torch.Generator, answers: str) -> Query:
@@ -149,11 +153,6 @@ def plan_task(sets: dict[str, tuple[torch.Tensor, torch.Tensor]], measures: dict
     return queries, held
 
 
-def _answer_bytes(query: Query, vocab: int) -> int:
-    rows, length = query.tokens.shape
-    return rows * length * (vocab * 4 if query.answers == "logprobs" else 8)
-
-
 def assign(queries: list[Query], vocab: int, generator: torch.Generator) -> list[list[int]]:
     """Query indices per job: a probe or step query never shares a process with the batch it shadows;
     each job's share of answers stays under ``JOB_BYTES``; the order within a job is random."""
@@ -163,7 +162,7 @@ def assign(queries: list[Query], vocab: int, generator: torch.Generator) -> list
     for index in torch.randperm(len(queries), generator=generator).tolist():
         query = queries[index]
         partners = {query.original} | {i for i, q in enumerate(queries) if q.original == index}
-        size = _answer_bytes(query, vocab)
+        size = _answer_bytes(*query.tokens.shape, vocab, query.answers)
         for job in range(len(jobs)):
             if loads[job] + size <= JOB_BYTES and not any(sides.get(p) == job for p in partners):
                 break
