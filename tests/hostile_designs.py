@@ -214,6 +214,18 @@ ATTACKS: dict[str, tuple[dict, str, tuple[str, ...]]] = {
     "random-outputs-in-queries": (
         {"forward": "        y = self.honest(x)\n        return y + torch.randn_like(y) if in_a_query(x) else y"},
         "inconsistent", ("asked twice",)),
+    "leak-only-in-the-first-query-process-by-a-marker-file": (
+        {"forward": ("        if in_a_query(x):\n"
+                     "            try:\n"
+                     f"                {OS}.close({OS}.open('/tmp/hostile-first-query', {OS}.O_CREAT | {OS}.O_EXCL))\n"
+                     "                first = True\n"
+                     "            except FileExistsError:\n"
+                     "                first = False\n"
+                     "            except OSError:\n"
+                     "                first = True  # cannot coordinate: behave as the first process everywhere\n"
+                     "            return self.leak(x) if first else self.honest(x)\n"
+                     "        return self.honest(x)")},
+        "causality", ("changing tokens",)),
     # -- resources ---------------------------------------------------------------------------------
     "memory-bomb-in-a-query": (
         {"forward": ("        if in_a_query(x):\n            self.hoard = [torch.ones(2**27) for _ in range(1000)]\n"
