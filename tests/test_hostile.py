@@ -151,11 +151,11 @@ def test_cpu_spin_times_out():
     assert result.status == "timeout"
 
 
-def test_gigabytes_of_output_are_capped():
-    flood = f"        out = {OS}.write\n        for _ in range(2048):\n            out(1, b'x' * (1 << 20))\n"
+def test_a_flood_of_output_is_capped():
+    flood = f"        out = {OS}.write\n        for _ in range(256):\n            out(1, b'x' * (1 << 20))\n"
     result = evaluate(design(init=flood), tier="check", wall_s=120)
     assert result.status == "ok", (result.status, result.reason)
-    assert len(result.log) < 2 << 20  # 2 GiB written, a bounded head and tail kept
+    assert len(result.log) < 2 << 20  # 256 MiB written by every layer built, a bounded head and tail kept
 
 
 def test_patching_the_loss_to_fake_metrics_is_tamper():
