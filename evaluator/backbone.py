@@ -96,10 +96,19 @@ class LanguageModel(nn.Module):
 def recurrent_logits(model: LanguageModel, tokens: torch.Tensor) -> torch.Tensor:
     """The model's logits computed one token at a time through each mixer's ``step`` (and the
     convolution's), which must equal ``model(tokens)`` for a design whose recurrent form is true."""
+    return resume(model, tokens, None)[0]
+
+
+def resume(model: LanguageModel, tokens: torch.Tensor, state: dict | None) -> tuple[torch.Tensor, dict]:
+    """(logits, state): ``tokens`` stepped from ``state`` (None: the start of the sequence), and the model's
+    state after them, ``{"convs": [...], "mixers": [...]}`` with one entry per block. A true recurrent form
+    continues from that state in any process and still equals ``model`` over the whole sequence."""
     batch = tokens.shape[0]
-    convs = [b.token_conv.init_state(batch) if isinstance(b.token_conv, ShortConvolution) else None
-             for b in model.blocks]
-    states = [b.mixer.init_state(batch) for b in model.blocks]
+    if state is None:
+        state = {"convs": [b.token_conv.init_state(batch) if isinstance(b.token_conv, ShortConvolution) else None
+                           for b in model.blocks],
+                 "mixers": [b.mixer.init_state(batch) for b in model.blocks]}
+    convs, states = list(state["convs"]), list(state["mixers"])
     outputs = []
     for t in range(tokens.shape[1]):
         x = model.embed(tokens[:, t])
@@ -112,4 +121,4 @@ def recurrent_logits(model: LanguageModel, tokens: torch.Tensor) -> torch.Tensor
             if block.mlp is not None:
                 x = x + block.mlp(block.mlp_norm(x))
         outputs.append(model.head(model.norm(x)))
-    return torch.stack(outputs, dim=1)
+    return torch.stack(outputs, dim=1), {"convs": convs, "mixers": states}

@@ -23,7 +23,7 @@ import traceback
 import torch
 
 from evaluator import checks, wire
-from evaluator.backbone import LanguageModel, recurrent_logits
+from evaluator.backbone import LanguageModel, recurrent_logits, resume
 from evaluator.design import load
 from evaluator.guard import Guard
 from evaluator.profile import flops_per_token
@@ -140,8 +140,19 @@ def train_in_child(payload: dict) -> dict:
     }
 
 
-def _answer(model: LanguageModel, tokens: torch.Tensor, mode: str, answers: str) -> dict:
-    logits = recurrent_logits(model, tokens) if mode == "step" else model(tokens)
+def _answer(model: LanguageModel, tokens: torch.Tensor, mode: str, answers: str, state=None) -> dict:
+    """The answers to one query; a ``resume`` query steps from ``state`` and sends the state it ends in."""
+    if mode == "resume":
+        logits, after = resume(model, tokens, state)
+        try:
+            sent = wire.encode_tree(after)
+        except wire.WireError as exc:
+            raise EvalFailure("contract", f"the recurrent state cannot be sent on: {exc}") from None
+        return {**_answers(logits, answers), "state": sent}
+    return _answers(recurrent_logits(model, tokens) if mode == "step" else model(tokens), answers)
+
+
+def _answers(logits, answers: str) -> dict:
     if not isinstance(logits, torch.Tensor):
         raise EvalFailure("shape", f"the model returned {type(logits).__name__}, expected a Tensor")
     logprobs = torch.log_softmax(logits.float(), dim=-1)
@@ -151,15 +162,27 @@ def _answer(model: LanguageModel, tokens: torch.Tensor, mode: str, answers: str)
     return {"argmax": wire.encode(index.to(torch.int32)), "top": wire.encode(top)}
 
 
+def _to_device(state, device: str):
+    """A state sent to resume from, on the device the model runs on."""
+    if isinstance(state, torch.Tensor):
+        return state.to(device)
+    if isinstance(state, (tuple, list)):
+        return type(state)(_to_device(v, device) for v in state)
+    if isinstance(state, dict):
+        return {k: _to_device(v, device) for k, v in state.items()}
+    return state
+
+
 def _answer_path() -> dict[str, tuple[object, tuple[str, ...]]]:
     """What turns the design's model into answers, watched like the training path."""
     import evaluator.backbone as backbone
     import kernels.conv as conv
 
     return {
-        "evaluator.harness": (sys.modules[__name__], ("_answer", "answer_in_child", "recurrent_logits")),
-        "evaluator.wire": (wire, ("encode",)),
-        "evaluator.backbone": (backbone, ("recurrent_logits",)),
+        "evaluator.harness": (sys.modules[__name__], ("_answer", "_answers", "answer_in_child", "recurrent_logits",
+                                                        "resume")),
+        "evaluator.wire": (wire, ("encode", "encode_tree")),
+        "evaluator.backbone": (backbone, ("recurrent_logits", "resume")),
         "LanguageModel": (backbone.LanguageModel, ("forward", "load_state_dict")),
         "Block": (backbone.Block, ("forward",)), "RMSNorm": (backbone.RMSNorm, ("forward",)),
         "SwiGLU": (backbone.SwiGLU, ("forward",)), "ShortConvolution": (conv.ShortConvolution, ("forward", "step")),
@@ -190,7 +213,8 @@ def answer_in_child(payload: dict) -> dict:
         answers = []
         with torch.no_grad():
             for query in payload["queries"]:
-                answers.append(_answer(model, query["tokens"].to(device), query["mode"], query["answers"]))
+                state = _to_device(query.get("state"), device)
+                answers.append(_answer(model, query["tokens"].to(device), query["mode"], query["answers"], state))
         guard.verify("answering")
         return {"answers": answers}
     except EvalFailure as failure:

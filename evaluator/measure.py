@@ -32,13 +32,13 @@ import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
 
 import sandbox
-from evaluator import wire
+from evaluator import cost, wire
 from evaluator.harness import check_model_shape, task_model_shape
 from evaluator.metrics import METRICS
 from evaluator.status import STATUSES
@@ -83,11 +83,12 @@ def heldout_seed(key: bytes, seed: int, tier: Tier, part: str) -> int:
 @dataclass
 class Query:
     tokens: torch.Tensor
-    mode: str  # "forward" or "step"
+    mode: str  # "forward", "step", or "resume" (step from ``state``, sending back the state it ends in)
     answers: str  # "argmax" or "logprobs"
     original: int | None = None  # for a probe or a step query: the index of the evaluation batch it shadows
     rows: torch.Tensor | None = None  # a probe's spliced rows, or a step query's rows of the original
     cuts: torch.Tensor | None = None  # a probe's cut per spliced row
+    state: object = None  # a resume query's state to start from (None: the start of the sequence)
     answer: dict = field(default_factory=dict)
 
 
@@ -182,6 +183,12 @@ def _decode_answer(raw: object, query: Query, vocab: int) -> dict:
     rows, length = query.tokens.shape
     if not isinstance(raw, dict):
         raise wire.WireError("an answer is not a dict")
+    if query.mode == "resume":
+        if "state" not in raw:
+            raise wire.WireError("a resume query's answer has no state")
+        rest = {k: v for k, v in raw.items() if k != "state"}
+        return {**_decode_answer(rest, replace(query, mode="forward"), vocab),
+                "state": wire.decode_tree(raw["state"], "the recurrent state")}
     if query.answers == "logprobs":
         if set(raw) != {"logprobs"}:
             raise wire.WireError(f"an answer has keys {sorted(raw)}, expected ['logprobs']")
@@ -222,20 +229,26 @@ def check_probes(queries: list[Query]) -> None:
             _check_step(query, queries[query.original].answer)
 
 
-def _check_step(query: Query, original: dict, tolerance: float = 1e-3) -> None:
+def _check_step(query: Query, original: dict) -> None:
     rows = query.rows
-    if "logprobs" in original:
-        mine, theirs = query.answer["logprobs"], original["logprobs"][rows]
+    _compare_step(query.answer, {k: v[rows] for k, v in original.items()}, "on an evaluation batch")
+
+
+def _compare_step(mine: dict, theirs: dict, where: str, tolerance: float = 1e-3) -> None:
+    """Step answers against forward answers of the same rows: the same predictions, and log-probabilities
+    within a relative RMS error of ``tolerance``."""
+    if "logprobs" in theirs:
+        mine_values, their_values = mine["logprobs"], theirs["logprobs"]
     else:
-        mine, theirs = query.answer["top"], original["top"][rows]
-        agree = (query.answer["argmax"] == original["argmax"][rows]).float().mean().item()
+        mine_values, their_values = mine["top"], theirs["top"]
+        agree = (mine["argmax"] == theirs["argmax"]).float().mean().item()
         if agree < 0.99:
             raise Refused("recurrent-mismatch", f"step() and forward() predict different tokens at "
-                                                f"{1 - agree:.1%} of positions of an evaluation batch")
-    error = ((mine.double() - theirs.double()).pow(2).mean().sqrt() /
-             theirs.double().pow(2).mean().sqrt().clamp_min(1.0)).item()
+                                                f"{1 - agree:.1%} of positions {where}")
+    error = ((mine_values.double() - their_values.double()).pow(2).mean().sqrt() /
+             their_values.double().pow(2).mean().sqrt().clamp_min(1.0)).item()
     if not error <= tolerance:
-        raise Refused("recurrent-mismatch", f"step() vs forward() on an evaluation batch: relative RMS error "
+        raise Refused("recurrent-mismatch", f"step() vs forward() {where}: relative RMS error "
                                             f"{error:.2e} of the log-probabilities exceeds {tolerance:.0e}")
 
 
@@ -373,8 +386,9 @@ def ask(run_job: RunJob, code: str, tier: Tier, shape: dict, weights: dict, quer
     processes = []
     for members in jobs:
         payload = {"code": code, "model": shape, "weights": weights, "device": device,
-                   "queries": [{"tokens": queries[i].tokens, "mode": queries[i].mode,
-                                "answers": queries[i].answers} for i in members]}
+                   "queries": [{"tokens": queries[i].tokens, "mode": queries[i].mode, "answers": queries[i].answers,
+                                **({"state": queries[i].state} if queries[i].state is not None else {})}
+                               for i in members]}
         process = run_job(sandbox.Job("evaluator.harness:answer_in_child", payload, limits))
         processes.append(process)
         if not process.ok:
@@ -484,6 +498,58 @@ def measure_scaling(run_job: RunJob, code: str, tier: Tier, trained: Trained, ke
             "sees_whole_sequence": reaches[probed[-1]], "sees_whole_training_sequence": reaches[train_len]}
 
 
+STATE_ROWS, STATE_TAIL = 4, 8  # sequences the state is measured on; tokens stepped past the training length
+
+
+def _state_size(state: object) -> tuple[int, int, int]:
+    """(numbers, non-zero numbers, bytes) per sequence of a decoded state of ``STATE_ROWS`` sequences."""
+    tensors = wire.tree_tensors(state)
+    return (sum(t.numel() for t in tensors) // STATE_ROWS, sum(int(t.count_nonzero()) for t in tensors) // STATE_ROWS,
+            sum(t.numel() * t.element_size() for t in tensors) // STATE_ROWS)
+
+
+def measure_state(run_job: RunJob, code: str, tier: Tier, trained: Trained, key: bytes, seed: int,
+                  has_step: bool) -> tuple[dict, list[sandbox.ProcessResult]]:
+    """The recurrent state the check model carries, measured by resuming from it in new processes, and
+    the cost class it implies (``evaluator.cost``).
+
+    One process answers the whole sequence forward and steps its first half (and, apart, its first
+    token); a second continues from the half's state to the training length, a third a few tokens past
+    it. Stepped answers must equal the forward ones, so a state that leaves anything out (a cache kept
+    in the process) is ``recurrent-mismatch``. Without a recurrent form the class is ``unproven``.
+    """
+    if not has_step:
+        return {"cost_class": "unproven"}, []
+    spec = tier.checks
+    shape = check_model_shape(spec)
+    weights, _ = trained.models["check"]
+    train_len = tier.tasks[0].seq_len if tier.tasks else spec.seq_len
+    half = train_len // 2
+    generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, "state"))
+    tokens = torch.randint(0, spec.vocab, (STATE_ROWS, train_len + STATE_TAIL), generator=generator)
+    forward = Query(tokens, "forward", "argmax")
+    first = Query(tokens[:, :1], "resume", "argmax")
+    head = Query(tokens[:, :half], "resume", "argmax")
+    processes = ask(run_job, code, tier, shape, weights, [forward, first, head], [[0, 1, 2]])
+    middle = Query(tokens[:, half:train_len], "resume", "argmax", state=head.answer["state"])
+    processes += ask(run_job, code, tier, shape, weights, [middle], [[0]])
+    tail = Query(tokens[:, train_len:], "resume", "argmax", state=middle.answer["state"])
+    processes += ask(run_job, code, tier, shape, weights, [tail], [[0]])
+    stepped = [head, middle, tail]
+    _finite([forward, *stepped])
+    _compare_step({k: torch.cat([q.answer[k] for q in stepped], dim=1) for k in ("argmax", "top")},
+                  forward.answer, "when each part of a sequence is stepped in a new process from the state "
+                                  "the last one ended in")
+    numbers_first = _state_size(first.answer["state"])[0]
+    numbers_mid, nonzero_mid, bytes_mid = _state_size(middle.state)
+    numbers_end, nonzero_end, bytes_end = _state_size(tail.state)
+    cache = 2 * spec.n_layers * train_len * spec.d_model
+    cost_class, why = cost.classify(numbers_first, numbers_mid, numbers_end, nonzero_mid, nonzero_end, cache)
+    at_long = cost.state_bytes_at(cost.LONG_CONTEXT, train_len, bytes_mid, bytes_end, cost_class)
+    return {"cost_class": cost_class, "cost_reason": why, "state_numbers": numbers_end,
+            "state_kb": round(bytes_end / 1024, 2), "state_mb_16k": round(at_long / (1 << 20), 3)}, processes
+
+
 def measured_metrics(tier: Tier, trained: Trained) -> dict:
     """Figures from the OS's accounting and the weights, none of them from the design's word."""
     metrics = {"peak_rss_mb": round(trained.process.max_rss_bytes / (1 << 20), 1)}
@@ -520,6 +586,9 @@ def measure(run_job: RunJob, code: str, tier_name: str, seed: int, key: bytes,
             declares_step = defines_step(code)
         has_step = value.get("has_step") is True or declares_step
         processes += measure_check_model(run_job, code, tier, trained, key, seed)
+        state_metrics, state_processes = measure_state(run_job, code, tier, trained, key, seed, has_step)
+        metrics.update(state_metrics)
+        processes += state_processes
         if tier.scaling_probe:
             metrics.update(measure_scaling(run_job, code, tier, trained, key, seed))
         for task in tier.tasks:

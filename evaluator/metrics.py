@@ -83,6 +83,16 @@ _REGISTERED = (
            "changes with the first token", source="measured"),
     Metric("sees_whole_training_sequence", "sees train", "structural", True, "the last output at the training "
            "length changes with the first token", source="measured"),
+    Metric("cost_class", "cost", "structural", False, "what the design costs at inference: constant, windowed, "
+           "quadratic, or unproven (no recurrent form), from its state measured by resuming in new processes "
+           "(evaluator.cost)", source="measured"),
+    Metric("cost_reason", "cost why", "structural", False, "the state sizes the cost class rests on",
+           source="measured"),
+    Metric("state_numbers", "state n", "structural", False, "numbers the check model's recurrent state holds at the "
+           "training length, measured by resuming from it in a new process", source="measured"),
+    Metric("state_kb", "state KB", "structural", False, "bytes of that state, KB", source="measured"),
+    Metric("state_mb_16k", "state MB@16k", "structural", False, "the state's memory at 16k tokens, MB: as measured "
+           "for a bounded state, extended along its growth for a growing one", source="measured"),
     Metric("unused_params", "unused", "structural", False, "parameters no gradient reaches at initialization "
            "(a module some layers declare and do not use)"),
     Metric("kernels_declared", "kernels", "structural", True, "custom kernels the design declares"),
@@ -113,12 +123,13 @@ _REGISTERED = (
 )
 
 # Selections, each in the order its view shows them.
-SUMMARY = ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "tokens_per_s", "state_size", "params",
-           "flops_per_token", "time_exponent", "memory_exponent", "peak_rss_mb")  # first in every metric listing
-LEADERBOARD = ("mqar_acc", "parity_acc", "lm_bpb", "state_size", "tokens_per_s")  # `discover top`
-REFERENCES = ("mqar_acc", "parity_acc", "lm_bpb", "state_size")  # the table `discover seed` prints
+SUMMARY = ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "cost_class", "state_kb", "state_mb_16k",
+           "tokens_per_s", "state_size", "params", "flops_per_token", "time_exponent", "memory_exponent",
+           "peak_rss_mb")  # first in every metric listing
+LEADERBOARD = ("cost_class", "mqar_acc", "parity_acc", "lm_bpb", "state_kb", "tokens_per_s")  # `discover top`
+REFERENCES = ("cost_class", "mqar_acc", "parity_acc", "lm_bpb", "state_kb")  # the table `discover seed` prints
 LIVE = ("mqar_acc", "parity_acc")  # the best-so-far table of a running loop
-BROWSER = ("mqar_acc", "parity_acc", "lm_bpb", "state_size", "tokens_per_s", "params", "parity_long_acc",
+BROWSER = ("cost_class", "mqar_acc", "parity_acc", "lm_bpb", "state_kb", "tokens_per_s", "params", "parity_long_acc",
            "time_exponent", "peak_rss_mb")  # the terminal UI's leaderboard, where a page's rows have them
 GATE = ("lm_bpb",)  # not scored, but a design can fail on it (``evaluator.score.gate``), so verification compares it
 

@@ -7,7 +7,9 @@ v3 of the training tiers: the backbone's RMSNorm as one fused op, q/k L2 normali
 rule's chunk recursion with written-out backwards; smoke trains 360 steps instead of 400, so that the
 slowest baseline, Gated DeltaNet at 46 s, fits the tier's 45 s budget; v4 of every tier: metrics
 measured outside the design's process on held-out data drawn from a secret, with causality probes
-among the evaluation batches, ``evaluator.measure``). Settings
+among the evaluation batches, ``evaluator.measure``; v5 (check v4): the recurrent state measured by resuming in
+new processes, a cost class, and scores against references of the same class or a cheaper one,
+``evaluator.cost``). Settings
 follow the measurements in EVALUATION.md, sized so one design costs about the tier's budget on
 one CPU thread.
 """
@@ -48,12 +50,12 @@ class Tier:
 _CHECKS = CheckSpec()
 
 CHECK = Tier(
-    name="check", version=3, description="static scan, build, shapes, causality, recurrent form, scaling",
+    name="check", version=4, description="static scan, build, shapes, causality, recurrent form, scaling",
     checks=_CHECKS, wall_s=120.0,
 )
 
 SMOKE = Tier(
-    name="smoke", version=4, description="checks + a small MQAR run (~30 s on one CPU thread)",
+    name="smoke", version=5, description="checks + a small MQAR run (~30 s on one CPU thread)",
     checks=_CHECKS,
     tasks=(MQAR(MQARSpec(vocab=256, seq_len=64, n_pairs=16), ModelShape(64, 2, 2), Optim(steps=360, batch=64)),),
     score_weights={"mqar_acc": 1.0}, chance={"mqar_acc": 1 / 128},
@@ -61,7 +63,7 @@ SMOKE = Tier(
 )
 
 QUICK = Tier(
-    name="quick", version=4,
+    name="quick", version=5,
     description="checks + MQAR at harder settings, parity, a byte-level LM gate (~2 min on one CPU thread)",
     checks=_CHECKS,
     tasks=(
@@ -75,7 +77,7 @@ QUICK = Tier(
 )
 
 FULL = Tier(
-    name="full", version=4, description="GPU: Zoology-scale MQAR, parity, a larger byte-level LM",
+    name="full", version=5, description="GPU: Zoology-scale MQAR, parity, a larger byte-level LM",
     checks=CheckSpec(d_model=128, n_heads=4),
     tasks=(
         MQAR(MQARSpec(vocab=8192, seq_len=256, n_pairs=64), ModelShape(128, 2, 4),
@@ -92,7 +94,7 @@ FULL = Tier(
 
 # The full tier's protocol at a size a CPU runs in seconds, so its code path is tested everywhere.
 FULL_TINY = Tier(
-    name="full-tiny", version=4, description="the full tier's tasks at a tiny size, for tests on CPU",
+    name="full-tiny", version=5, description="the full tier's tasks at a tiny size, for tests on CPU",
     checks=CheckSpec(scaling_lengths=(128, 256)),
     tasks=(
         MQAR(MQARSpec(vocab=64, seq_len=32, n_pairs=4), ModelShape(32, 2, 2), Optim(steps=4, batch=8), n_test=16),
