@@ -153,8 +153,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     if summary.nothing_to_resume:
         console.print(f"run {summary.run_id} finished: {summary.spent}/{summary.budget} evaluations; nothing to resume")
         return 0
-    console.print(f"run {summary.run_id} {summary.status}: {summary.spent}/{summary.budget} evaluations, "
-                  f"{summary.duplicates} duplicate proposal(s) skipped")
+    console.print(f"run {summary.run_id} {summary.status}: {summary.spent}/{summary.budget} evaluations "
+                  f"({summary.extra_seeds} on more seeds of contenders), {summary.duplicates} duplicate "
+                  "proposal(s) skipped")
     if summary.reason:
         err.print(f"[yellow]stopped: {summary.reason}[/yellow]")
     if summary.llm is not None:
@@ -375,9 +376,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
 
     top = sub.add_parser("top", help="print the leaderboard",
-                         description=f"With --json: a list of rows, best first, each with rank, id, name, origin, "
-                                     f"score, {', '.join(LEADERBOARD)}, tier, seed and verified (the latest "
-                                     "verification's verdict, null when not verified).")
+                         description="Designs ranked by their mean score over seeds; the score compares each "
+                                     "design with the best reference of its cost class or a cheaper one (constant "
+                                     "< windowed < quadratic; a design without a recurrent form is ranked with "
+                                     "quadratic); ◆ marks the quality-cost Pareto front. With --json: a list of "
+                                     "rows, best first, each with rank, id, name, origin, score (the mean), seeds, "
+                                     "interval (half-width of the mean's 95% interval, null on one seed), "
+                                     f"{', '.join(LEADERBOARD)}, quality (0 at chance, 1 perfect), "
+                                     "front, tier, seed and verified (the latest verification's verdict, null when "
+                                     "not verified).")
     _tier_arg(top, None, WORKSPACE_TIER)
     _workspace_arg(top)
     top.add_argument("-k", type=int, default=20, help="rows (default: 20)")

@@ -35,6 +35,7 @@ class RunConfig:
     executor: str = "local"          # where evaluations run: "local" (process pool) or "ray" (one Ray task each)
     ray_address: str = ""            # a running Ray cluster ("auto", "HOST:PORT", "ray://HOST:10001"); empty: start one
     reference_seeds: int = 1         # seeds per baseline when references are seeded
+    race_seeds: int = 3              # seeds a design that could reach the top gets, within the budget; 1 = no racing
     max_attempts: int = 3            # coder attempts per proposal, pre-check failures included (self-debugging)
     references: tuple[str, ...] = ()  # baselines seeded as references; empty = all of them
     # The LLM backend (any model other than "offline"); see agents/llm.
@@ -70,6 +71,8 @@ class RunConfig:
             object.__setattr__(self, "references", tuple(self.references))
         if self.reference_seeds < 1:
             raise ConfigError(f"reference_seeds must be >= 1, got {self.reference_seeds}")
+        if self.race_seeds < 1:
+            raise ConfigError(f"race_seeds must be >= 1, got {self.race_seeds}")
         if self.executor not in EXECUTORS:
             raise ConfigError(f"executor must be one of {', '.join(EXECUTORS)}, got {self.executor!r}")
         if self.ray_address and self.executor != "ray":

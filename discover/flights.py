@@ -16,6 +16,7 @@ class Flight:
     eval_id: int
     design_id: int
     draft: Draft
+    race: bool = False  # another seed of a design already evaluated (``memory.racing``)
 
 
 class Flights:
@@ -31,6 +32,9 @@ class Flights:
     def has_room(self, spent: int, budget: int) -> bool:
         """A worker is free and the budget has room for one more (evaluations in flight count as spent)."""
         return len(self._futures) < self.workers and spent + len(self._futures) < budget
+
+    def design_ids(self) -> set[int]:
+        return {flight.design_id for flight in self._futures.values()}
 
     def launch(self, future: Future, flight: Flight) -> None:
         self._futures[future] = flight

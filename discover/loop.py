@@ -28,7 +28,7 @@ from discover.transcripts import DBJournal
 from discover.workspace import Workspace
 from evaluator.design import check_static
 from evaluator.run import submit
-from memory import DesignArchive, ExperienceDB, Run
+from memory import DesignArchive, ExperienceDB, Run, racing
 from memory.context import ContextBuilder
 from memory.recorder import Recorder
 from memory.references import ensure_references
@@ -49,6 +49,7 @@ class RunSummary:
     llm: dict | None = None  # the run's LLM usage (calls, tokens, cost, unknown_cost_calls); None offline
     nothing_to_resume: bool = False  # resume=True found the latest run finished and did nothing
     agents_failed: bool = False  # stopped because the agents failed max_llm_failures times in a row
+    extra_seeds: int = 0  # evaluations spent on more seeds of designs that could reach the top (racing)
 
 
 def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dict], None] | None = None,
@@ -85,8 +86,17 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
         seed_references(recorder, executor, config, run_id, emit)
         memory = ContextBuilder(db.views, tier.name, tier.version, config.seed)
         queue = [redraft(design) for design in recorder.awaiting(run_id)]  # what a kill left unevaluated
+        races = contenders(records, tier, config, run_id, flights)  # and what it left mid-race
         while True:
             while not stop.is_set() and flights.has_room(records.spent(run_id), config.budget):
+                if races:
+                    design_id, seed = races.pop(0)
+                    design = records.design(design_id)
+                    eval_id = recorder.begin(design_id, tier, seed, purpose="search", run_id=run_id)
+                    emit("evaluate-start", design_id=design_id, name=design.name, seed=seed, race=True)
+                    evaluation = submit(executor, design.code, tier.name, seed, recorder.heldout_key)
+                    flights.launch(evaluation, Flight(eval_id, design_id, redraft(design), race=True))
+                    continue
                 if not queue:
                     emit("stage", stage="proposing")
                     context = memory.context(records.spent(run_id) + len(flights))
@@ -112,7 +122,9 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                 finished = recorder.finish(flight.eval_id, result)
                 emit("evaluate-done", design_id=flight.design_id, name=flight.draft.proposal.name,
                      status=finished.status, reason=finished.reason, score=finished.score, metrics=result.metrics,
-                     duration_s=result.duration_s)
+                     duration_s=result.duration_s, race=flight.race)
+                if flight.race:
+                    continue
                 context = memory.context(records.spent(run_id))
                 outcome = Outcome(flight.design_id, flight.draft.proposal, finished.status, finished.reason,
                                   result.metrics, finished.score)
@@ -122,6 +134,7 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                                   feedback=f"{finished.status}: {finished.reason}", previous=flight.draft)
                     if fixed is not None:
                         queue.insert(0, fixed)
+            races = contenders(records, tier, config, run_id, flights)
         if stop.is_set() and status == "finished":
             status = "stopped"
     except KeyboardInterrupt:
@@ -135,7 +148,24 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
         emit("run-end", status=status, spent=records.spent(run_id), reason=steps.reason)
     llm = db.journal.llm_usage(run_id) if roles.name == "llm" else None
     return RunSummary(run_id, status, records.spent(run_id), config.budget, len(records.duplicates(run_id)),
-                      steps.reason, llm, agents_failed=steps.gave_up)
+                      steps.reason, llm, agents_failed=steps.gave_up, extra_seeds=extra_seeds(records, run_id, config))
+
+
+def extra_seeds(records, run_id: int, config: RunConfig) -> int:
+    """The run's finished search evaluations at a seed other than the run's own: racing's share of the budget."""
+    mine = [d.id for d in records.designs() if d.run_id == run_id]
+    return sum(1 for d in mine for e in records.evaluations(d) if e.run_id == run_id and e.purpose == "search"
+               and e.seed != config.seed and e.status not in ("running", "interrupted"))
+
+
+def contenders(records, tier, config: RunConfig, run_id: int, flights: Flights) -> list[tuple[int, int]]:
+    """(design id, seed) of the run's designs that deserve another seed before they rank as elites or
+    parents (``memory.racing``); none when ``race_seeds`` is 1."""
+    if config.race_seeds <= 1:
+        return []
+    mine = [d.id for d in records.designs() if d.run_id == run_id and d.origin != "baseline"]
+    return racing.wanted(records, tier.name, tier.version, mine, config.seed, busy=flights.design_ids(),
+                         seeds=config.race_seeds)
 
 
 def agent_roles(config: RunConfig, db: ExperienceDB, run_id: int) -> Roles:

@@ -8,6 +8,7 @@ from rich.console import Console, Group
 from rich.table import Table
 from rich.text import Text
 
+from evaluator import cost
 from evaluator.metrics import LEADERBOARD, REFERENCES, display_order, format_value, metric
 
 if TYPE_CHECKING:  # the evaluator loads torch; the UI and the inspection commands use this module without it
@@ -67,18 +68,41 @@ def check_report(path: str, result: EvalResult) -> Group:
 
 
 def leaderboard(db, tier: str, k: int = 20) -> list[dict]:
-    """Rows for the best designs at the tier's current version (library function behind ``top``)."""
-    from evaluator import get_tier
+    """Rows for the best designs at the tier's current version (library function behind ``top``), ranked by
+    the mean score over their seeds (``seeds``, with the half-width of its 95% ``interval``, None on one
+    seed): each with its cost class, the quality of its best evaluation on the absolute scale
+    (``evaluator.score.quality``) and whether that is on the quality-cost Pareto front of every scored
+    design there (cost: its state's memory at 16k tokens)."""
+    from evaluator import cost, get_tier
+    from evaluator.score import quality
 
-    version = get_tier(tier).version
+    spec = get_tier(tier)
+    ranked = db.records.ranked(tier, 1 << 30, spec.version)
+    points = [(quality(r.evaluation.metrics or {}, spec), (r.evaluation.metrics or {}).get("state_mb_16k"))
+              for r in ranked]
+    on_front = cost.front(points)
     rows = []
-    for rank, (design, evaluation) in enumerate(db.records.top(tier, k, version), start=1):
-        metrics = evaluation.metrics or {}
+    for rank, (row, (value, _), front) in enumerate(zip(ranked[:k], points, on_front), start=1):
+        design, evaluation, metrics = row.design, row.evaluation, row.evaluation.metrics or {}
+        interval = row.interval()
         rows.append({"rank": rank, "id": design.id, "name": design.name, "origin": design.origin,
-                     "score": evaluation.score, **{name: metrics.get(name) for name in LEADERBOARD},
-                     "tier": f"{tier}@v{version}", "seed": evaluation.seed,
-                     "verified": verification(db.provenance.latest_verdict(design.id, tier), version)})
+                     "score": round(row.mean, 4), "seeds": len(row.scores),
+                     "interval": round(interval, 4) if interval is not None else None,
+                     **{name: metrics.get(name) for name in LEADERBOARD},
+                     "cost_class": cost.of(metrics), "quality": value, "front": front,
+                     "tier": f"{tier}@v{spec.version}", "seed": evaluation.seed,
+                     "verified": verification(db.provenance.latest_verdict(design.id, tier), spec.version)})
     return rows
+
+
+def ceiling(rows: list[dict]) -> str:
+    """The quality ceiling the leaderboard shows: the best quadratic reference."""
+    quadratic = [r for r in rows if r["origin"] == "baseline" and r["cost_class"] == "quadratic"
+                 and r["quality"] is not None]
+    if not quadratic:
+        return ""
+    best = max(quadratic, key=lambda r: r["quality"])
+    return f"quality ceiling: {best['name']} {best['quality']:.3f}"
 
 
 _VERDICT_MARKS = {"better": ">", "worse": "<", "not-distinguishable": "≈", "insufficient": "?"}
@@ -108,6 +132,9 @@ def leaderboard_table(rows: list[dict], tier: str) -> Table:
     table.add_column("design", min_width=18, overflow="fold")
     table.add_column("origin")
     table.add_column("score", justify="right")
+    table.add_column("±", justify="right")
+    table.add_column("seeds", justify="right")
+    table.add_column("front", justify="center")
     for m in metrics:
         table.add_column(m.label, justify="right")
     verified = any(row.get("verified") for row in rows)
@@ -115,11 +142,19 @@ def leaderboard_table(rows: list[dict], tier: str) -> Table:
         table.add_column("verified", overflow="fold")
     for row in rows:
         table.add_row(str(row["rank"]), str(row["id"]), row["name"], row["origin"], fmt(row["score"]),
-                      *(m.display(row[m.name]) for m in metrics),
+                      fmt(row.get("interval")), f"{row.get('seeds', 1)}" + ("*" if row.get("seeds", 1) < 2 else ""),
+                      "◆" if row.get("front") else "",
+                      *(cost.SHORT.get(row[m.name], row[m.name]) if m.name == "cost_class" else m.display(row[m.name])
+                        for m in metrics),
                       *([verdict_label(row.get("verified"))] if verified else []))
+    notes = ["score: mean over seeds (± its 95% interval; * one seed, no interval) against the best reference of "
+             "the same cost class or a cheaper one; ◆ on the quality-cost front (quality above chance vs the "
+             "state's memory at 16k tokens)",
+             cost.describe(row.get("cost_class") for row in rows)]
+    if line := ceiling(rows):
+        notes.append(line)
     if verified:
-        table.caption = "verified (discover verify): score over seeds vs the strongest reference compared; " \
-                        "> better, ≈ not distinguishable, < worse"
-    if not rows:
-        table.caption = "no scored evaluations yet"
+        notes.append("verified (discover verify): score over seeds vs the strongest reference compared; "
+                     "> better, ≈ not distinguishable, < worse")
+    table.caption = "\n".join(n for n in notes if n) if rows else "no scored evaluations yet"
     return table

@@ -2,7 +2,8 @@
 
 A ``ContextBuilder`` follows one tier and version through a run. It reads only what changed since
 its last call (designs, evaluations and analyses with higher ids, and the evaluations it saw still
-running), keeps each design's best evaluation, and assembles a context from that, so a context
+running), keeps each design's best evaluation and its score per seed, and assembles a context from
+that (the top ranked by the mean over seeds, ``memory.racing``), so a context
 costs the same after ten thousand designs as after ten. Scores it has read are not read again: build
 it after references are seeded (seeding rescores), as the loop does.
 """
@@ -10,7 +11,7 @@ it after references are seeded (seeding rescores), as the loop does.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from agents.base import Context, DesignSummary
 from memory.db import INTERRUPTED, RUNNING
@@ -40,6 +41,11 @@ class _Seen:
     best_ok: Evaluation | None = None  # highest score among ok ones (the earliest on ties)
     latest: Evaluation | None = None  # the latest finished one
     analysis: str | None = None  # the latest analyst's text
+    scores: dict[int, float] = field(default_factory=dict)  # seed -> score of its first ok evaluation, no replays
+
+    @property
+    def mean(self) -> float:
+        return sum(self.scores.values()) / len(self.scores)
 
     def evaluation(self) -> Evaluation | None:
         """Its representative evaluation: the best ok one, else the latest finished one."""
@@ -57,9 +63,9 @@ class ContextBuilder:
     def context(self, iteration: int) -> Context:
         self._catch_up()
         seen = list(self._designs.values())
-        scored = [s for s in seen if s.best_ok is not None and s.best_ok.score is not None]
-        scored.sort(key=lambda s: (-s.best_ok.score, s.design.id))
-        top = tuple(_summary(s, s.best_ok, s.analysis) for s in scored[:self.top_k])
+        scored = [s for s in seen if s.scores]
+        scored.sort(key=lambda s: (-s.mean, -len(s.scores), s.design.id))
+        top = tuple(_summary(s, s.best_ok, s.analysis, s.mean) for s in scored[:self.top_k])
         baselines = tuple(_summary(s, s.evaluation()) for s in seen if s.design.origin == "baseline")
         searched = [s for s in seen if s.design.origin != "baseline"][-self.recent_k:]
         recent = tuple(_summary(s, s.evaluation(), s.analysis) for s in reversed(searched))
@@ -92,6 +98,8 @@ class ContextBuilder:
         if seen.latest is None or evaluation.id > seen.latest.id:
             seen.latest = evaluation
         if evaluation.status == "ok" and evaluation.score is not None:
+            if evaluation.purpose != "replay":
+                seen.scores.setdefault(evaluation.seed, evaluation.score)
             best = seen.best_ok
             if best is None or (evaluation.score, -evaluation.id) > (best.score, -best.id):
                 seen.best_ok = evaluation
@@ -115,11 +123,13 @@ class ContextBuilder:
         return stats
 
 
-def _summary(seen: _Seen, evaluation: Evaluation | None, analysis: str | None = None) -> DesignSummary:
+def _summary(seen: _Seen, evaluation: Evaluation | None, analysis: str | None = None,
+             score: float | None = None) -> DesignSummary:
+    """A design as the agents see it; ``score``: its mean over seeds, where the caller ranks by it."""
     design = seen.design
     return DesignSummary(
         id=design.id, name=design.name, origin=design.origin, spec=design.spec,
-        score=evaluation.score if evaluation else None,
+        score=score if score is not None else evaluation.score if evaluation else None,
         metrics=(evaluation.metrics or {}) if evaluation else {},
         status=evaluation.status if evaluation else "unevaluated",
         parents=tuple(design.parents), code=design.code, analysis=analysis,

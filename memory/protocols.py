@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from memory.records import Design, Evaluation, Event, Run
+from memory.records import Design, Evaluation, Event, Ranked, Run
 
 
 class Records(Protocol):
@@ -109,6 +109,12 @@ class Records(Protocol):
 
     def top(self, tier: str, k: int, tier_version: int | None = None) -> list[tuple[Design, Evaluation]]:
         """The k best designs at `tier`, each with its best ok evaluation, by score desc then design id."""
+
+    def seed_scores(self, tier: str, tier_version: int) -> dict[int, dict[int, Evaluation]]:
+        """{design id: {seed: its first ok, scored evaluation}} at one tier and version, replays left out."""
+
+    def ranked(self, tier: str, k: int, tier_version: int) -> list[Ranked]:
+        """The k best designs by the mean score over their seeds, each with its best-scored evaluation."""
 
     def references(self, tier: str, tier_version: int) -> dict[str, list[dict]]:
         """Metrics of every ok evaluation of each baseline at this tier and version, by baseline name."""

@@ -12,6 +12,7 @@ import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
+from statistics import mean, stdev
 from typing import Any, ClassVar
 
 from memory.dedup import code_hash, structural_hash
@@ -102,6 +103,27 @@ class Evaluation(_Record):
     created_at: str
     finished_at: str | None
     _json: ClassVar = ("metrics", "environment")
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """A design on the leaderboard: its best-scored evaluation (whose metrics a row shows) and its score per seed."""
+
+    design: Design
+    evaluation: Evaluation
+    scores: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return mean(self.scores)
+
+    def interval(self, confidence: float = 0.95) -> float | None:
+        """The half-width of Student's t interval for the mean, or None on one seed."""
+        if len(self.scores) < 2:
+            return None
+        from evaluator.stats import t_quantile
+
+        return t_quantile(1 - (1 - confidence) / 2, len(self.scores) - 1) * stdev(self.scores) / len(self.scores) ** 0.5
 
 
 @dataclass(frozen=True)
@@ -310,6 +332,27 @@ class RecordStore(Store):
             {"tier": tier, "version": tier_version, "k": k},
         )
         return [(self.design(r["design_id"]), Evaluation.from_row(r)) for r in rows]
+
+    def seed_scores(self, tier: str, tier_version: int) -> dict[int, dict[int, Evaluation]]:
+        """{design id: {seed: its first ok, scored evaluation that may represent it}} at one tier and version."""
+        rows = self._rows(
+            f"SELECT * FROM evaluations WHERE tier = ? AND tier_version = ? AND status = 'ok' AND score IS NOT NULL"
+            f" AND {REPRESENTS} ORDER BY id", [tier, tier_version])
+        table: dict[int, dict[int, Evaluation]] = {}
+        for row in rows:
+            table.setdefault(row["design_id"], {}).setdefault(row["seed"], Evaluation.from_row(row))
+        return table
+
+    def ranked(self, tier: str, k: int, tier_version: int) -> list[Ranked]:
+        """The k best designs at one tier and version by the mean score over their seeds (one evaluation per
+        seed), each with its best-scored evaluation for its metrics; ties by more seeds, then design id."""
+        rows = []
+        for design_id, by_seed in self.seed_scores(tier, tier_version).items():
+            scores = [e.score for e in by_seed.values()]
+            best = max(by_seed.values(), key=lambda e: (e.score, -e.id))
+            rows.append((design_id, best, tuple(scores)))
+        rows.sort(key=lambda r: (-mean(r[2]), -len(r[2]), r[0]))
+        return [Ranked(self.design(d), best, scores) for d, best, scores in rows[:k]]
 
     def references(self, tier: str, tier_version: int) -> dict[str, list[dict]]:
         """The yardstick at this tier and version: each baseline's metrics from its seeding evaluations

@@ -19,8 +19,8 @@ class ReadModels(Store):
     """Pages, overviews and statistics over the records, read in SQL."""
 
     LEADERBOARD_SORTS: ClassVar[dict[str, str]] = {
-        "score": "r.score", "id": "r.design_id", "name": "d.name", "origin": "d.origin", "status": "r.status",
-        "duration": "r.duration_s",
+        "score": "r.mean_score", "seeds": "r.seeds", "id": "r.design_id", "name": "d.name", "origin": "d.origin",
+        "status": "r.status", "duration": "r.duration_s",
     }
     # Rank 1 is the representative evaluation among the rows a query keeps; every such query keeps only
     # the rows that may represent a design (REPRESENTS: no replays).
@@ -44,7 +44,8 @@ class ReadModels(Store):
         sort: str = "score", descending: bool = True, limit: int = 50, offset: int = 0,
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of designs evaluated at a tier, each with its representative evaluation, and the row count
-        over all pages.
+        over all pages. A row's ``score`` is the mean over the design's ok evaluations there (``seeds`` of
+        them; ``best_score`` is the representative's), as ``discover top`` ranks.
 
         `status` None keeps every design, "failed" those whose representative evaluation is a named failure,
         any other value that status. `sort` is a key of LEADERBOARD_SORTS or a metric name; rows without a
@@ -65,6 +66,8 @@ class ReadModels(Store):
         by_design = origin is not None or key.startswith("d.")
         selected = (
             " FROM (SELECT e.id AS evaluation_id, e.design_id, e.status, e.score, e.duration_s,"
+            "  avg(CASE WHEN e.status = 'ok' THEN e.score END) OVER (PARTITION BY e.design_id) AS mean_score,"
+            "  count(CASE WHEN e.status = 'ok' THEN e.score END) OVER (PARTITION BY e.design_id) AS seeds,"
             f"  {'json_extract(e.metrics, :metric)' if metric else 'NULL'} AS metric, {self._REPRESENTATIVE} AS rank"
             f"  FROM evaluations e WHERE e.tier = :tier AND e.tier_version = :version AND e.{REPRESENTS}) r"
             + (" JOIN designs d ON d.id = r.design_id" if by_design else "") +
@@ -74,9 +77,9 @@ class ReadModels(Store):
         )
         order = f"{key} IS NULL, {key} {'DESC' if descending else 'ASC'}, r.design_id"
         rows = self._rows(
-            "SELECT d.id, d.name, d.origin, d.parents, d.run_id, e.id AS evaluation_id, e.status, e.reason, e.score,"
-            " e.seed, e.metrics, e.duration_s, p.total"
-            " FROM (SELECT r.evaluation_id, r.design_id, count(*) OVER () AS total,"
+            "SELECT d.id, d.name, d.origin, d.parents, d.run_id, e.id AS evaluation_id, e.status, e.reason,"
+            " p.mean_score AS score, e.score AS best_score, p.seeds, e.seed, e.metrics, e.duration_s, p.total"
+            " FROM (SELECT r.evaluation_id, r.design_id, r.mean_score, r.seeds, count(*) OVER () AS total,"
             f"  row_number() OVER (ORDER BY {order}) AS position {selected}"
             "  ORDER BY position LIMIT :limit OFFSET :offset) p"
             " JOIN designs d ON d.id = p.design_id JOIN evaluations e ON e.id = p.evaluation_id ORDER BY p.position",

@@ -56,8 +56,9 @@ def test_an_incremental_context_equals_one_built_from_scratch_after_every_write(
     check()
 
     context = builder.context(99)
-    assert [d.name for d in context.top] == ["d2", "d0", "d3"]  # best first; d0 before d3 on a tie (older)
-    assert context.top[0].score > context.top[1].score == context.top[2].score
+    # by the mean over seeds: d2's 0.2 and 0.9 rank below d0's and d3's 0.6; d0 before d3 on a tie (older)
+    assert [d.name for d in context.top] == ["d0", "d3", "d2"]
+    assert context.top[0].score == context.top[1].score > context.top[2].score
     assert [d.name for d in context.recent] == ["d4", "d3", "d2"]
     assert context.recent[0].status == "timeout" and context.recent[0].analysis == "analysis of d4"
     assert [d.name for d in context.baselines] == ["linear_attention"] and context.baselines[0].analysis is None

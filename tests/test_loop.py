@@ -54,8 +54,10 @@ def scripted_roles(codes):
 
 
 def config(tmp_path, budget, **kw):
+    """A run at the tiny tier; no racing unless asked (with two references every design could reach the top,
+    and these tests count designs), ``tests/test_racing.py`` races."""
     return RunConfig(**{"workspace": str(tmp_path / "ws"), "tier": TIER, "budget": budget, "workers": 2,
-                        "references": REFS, **kw})
+                        "references": REFS, "race_seeds": 1, **kw})
 
 
 def test_duplicates_cost_nothing_and_renamed_copies_are_caught(tmp_path):
@@ -87,9 +89,9 @@ def test_offline_run_spends_the_budget_and_ranks_designs(tmp_path):
 
 
 def _search_rows(path):
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10)
     try:
-        return conn.execute("SELECT design_id, status FROM evaluations WHERE purpose = 'search'").fetchall()
+        return conn.execute("SELECT design_id, status, seed FROM evaluations WHERE purpose = 'search'").fetchall()
     finally:
         conn.close()
 
@@ -104,25 +106,32 @@ def test_sigkill_mid_evaluation_then_resume_loses_and_repeats_nothing(tmp_path):
     cfg.write_text("references = " + json.dumps(list(REFS)) + "\n")
     cmd += ["--config", str(cfg)]
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    runner = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        runner = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
     db_path = workspace / "experience.db"
-    deadline = time.monotonic() + 240
-    killed_with = None
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
+    deadline = time.monotonic() + 480
+    killed_with, rows, errors = None, [], []
+    while time.monotonic() < deadline and runner.poll() is None:
+        time.sleep(0.2)
         if db_path.exists():
             try:
                 rows = _search_rows(db_path)
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError as exc:
+                errors.append(str(exc))
                 continue
             finished = [r for r in rows if r[1] != "running"]
             if any(r[1] == "running" for r in rows) and len(finished) >= 1:
                 runner.send_signal(signal.SIGKILL)
                 killed_with = rows
                 break
+    if runner.poll() is None and killed_with is None:
+        runner.kill()
     runner.wait(30)
-    assert killed_with is not None, "the run never reached a second search evaluation"
-    finished_before = {(d, s) for d, s in killed_with if s != "running"}
+    assert killed_with is not None, (f"the run was never caught in a second search evaluation (exit "
+                                     f"{runner.returncode}, search rows {rows}, read errors {errors[-3:]}): "
+                                     f"{log.read_text()[-3000:]}")
+    finished_before = {row for row in killed_with if row[1] != "running"}
 
     resumed = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
@@ -130,10 +139,10 @@ def test_sigkill_mid_evaluation_then_resume_loses_and_repeats_nothing(tmp_path):
     counted = [r for r in rows if r[1] not in ("running", "interrupted")]
     assert len(counted) == budget  # exact budget
     assert finished_before <= set(rows)  # nothing finished was lost
-    per_design = {}
-    for design_id, _status in counted:
-        per_design[design_id] = per_design.get(design_id, 0) + 1
-    assert max(per_design.values()) == 1  # nothing finished was repeated
+    per_seed = {}
+    for design_id, _status, seed in counted:
+        per_seed[design_id, seed] = per_seed.get((design_id, seed), 0) + 1
+    assert max(per_seed.values()) == 1  # nothing finished was repeated (racing adds other seeds, never the same)
     assert sum(1 for r in rows if r[1] == "interrupted") == 1
 
 
@@ -187,7 +196,7 @@ def test_a_run_into_a_file_prints_plain_lines_and_resuming_it_once_finished_does
     assert [line.split(":")[0] for line in seeded] == ["seeding references 1/2", "seeding references 2/2"]
     assert "left" in seeded[0] and "left" not in seeded[1]  # an estimate while some are still to come
     assert any(line.startswith("[1/1] #") for line in lines)
-    assert "run 1 finished: 1/1 evaluations, 0 duplicate proposal(s) skipped" in lines
+    assert "run 1 finished: 1/1 evaluations (0 on more seeds of contenders), 0 duplicate proposal(s) skipped" in lines
     with ExperienceDB(tmp_path / "ws" / "experience.db") as db:
         stage = next(e.data for e in db.records.events(1) if e.kind == "stage")
         assert stage == {"stage": "seeding references", "total": 2, "workers": 2}

@@ -70,14 +70,20 @@ def test_sort_cycles_columns_and_reverses(demo):
     async def script(app, pilot):
         screen = app.screen
         await press(pilot, "s")
+        after_score = screen.query_state.sort
+        for _ in range(len(screen.columns)):
+            if screen.query_state.sort == "mqar_acc":
+                break
+            await press(pilot, "s")
         by_mqar = [r["metrics"].get("mqar_acc") for r in screen.rows]
         await press(pilot, "S")
         reversed_ = [r["metrics"].get("mqar_acc") for r in screen.rows]
         screen.sort_by("name")
         await pilot.pause()
-        return screen.query_state, by_mqar, reversed_, [r["name"] for r in screen.rows]
+        return screen.query_state, by_mqar, reversed_, [r["name"] for r in screen.rows], after_score
 
-    state, by_mqar, reversed_, names = drive(demo, script)
+    state, by_mqar, reversed_, names, after_score = drive(demo, script)
+    assert after_score == "seeds"  # the column after the score
     assert state.sort == "name" and not state.descending
     present = [v for v in by_mqar if v is not None]
     assert present == sorted(present, reverse=True)

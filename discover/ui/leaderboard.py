@@ -22,7 +22,8 @@ PAGE = 50  # rows read at a time: more than a tall terminal shows, few enough to
 ORIGINS = (None, "baseline", "llm", "offline", "user")
 BASE_STATUSES = (None, "ok", "failed", "running")
 # (row key, header); metric columns appear only when some row on the page has the metric.
-FIXED_COLUMNS = (("id", "id"), ("name", "design"), ("origin", "origin"), ("status", "status"), ("score", "score"))
+FIXED_COLUMNS = (("id", "id"), ("name", "design"), ("origin", "origin"), ("status", "status"), ("score", "score"),
+                 ("seeds", "seeds"))
 METRIC_COLUMNS = tuple((name, metric(name).label) for name in BROWSER)
 # Sorting by these starts ascending: the names, and every metric for which lower is better.
 ASCENDING_FIRST = frozenset({"id", "name", "origin", "status", "duration",
@@ -144,6 +145,9 @@ class LeaderboardScreen(Screen):
             return Text(row["status"], style=STATUS_STYLES.get(row["status"], "red"))
         if key in ("id", "name", "origin"):
             return Text(str(row[key]), justify="right" if key == "id" else "left")
+        if key == "seeds":
+            seeds = row.get("seeds") or 0
+            return Text(f"{seeds}*" if seeds == 1 else str(seeds), justify="right")
         value = {"score": row["score"], "duration": row["duration_s"]}.get(key, row["metrics"].get(key))
         if key == "tokens_per_s" and value is not None:
             value = round(value)

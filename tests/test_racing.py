@@ -1,0 +1,79 @@
+"""Racing: designs that could reach the top get more seeds inside the budget, and the leaderboard ranks
+by the mean over seeds with its interval."""
+
+from pathlib import Path
+
+import pytest
+
+from discover.report import leaderboard
+from memory import ExperienceDB, racing
+from tests.test_loop import GOOD, config, scripted_roles
+
+TIER, VERSION = "smoke", 5
+
+
+@pytest.fixture
+def db(tmp_path):
+    with ExperienceDB(tmp_path / "experience.db") as db:
+        yield db
+
+
+def design(db, name: str, scores: dict[int, float], origin: str = "offline", run_id: int | None = None) -> int:
+    design_id = db.records.add_design(name, "", f"# {name}\n", origin=origin, run_id=run_id)
+    for seed, value in scores.items():
+        eval_id = db.records.begin_evaluation(design_id, run_id, "search", TIER, VERSION, seed)
+        db.records.finish_evaluation(eval_id, status="ok", metrics={"mqar_acc": value}, score=value)
+    return design_id
+
+
+def test_the_spread_is_a_prior_until_two_designs_have_several_seeds(db):
+    design(db, "a", {0: 0.5, 1: 0.7})
+    assert racing.spread(db.records.seed_scores(TIER, VERSION)) == racing.PRIOR_SPREAD
+    design(db, "b", {0: 0.2, 1: 0.2, 2: 0.2})
+    # pooled: (1 * var(a) + 2 * 0) / 3 degrees of freedom
+    assert racing.spread(db.records.seed_scores(TIER, VERSION)) == pytest.approx((0.02 / 3) ** 0.5)
+
+
+def test_only_a_design_whose_optimistic_bound_reaches_the_top_gets_another_seed(db):
+    for i, value in enumerate((0.9, 0.85, 0.8, 0.75, 0.7)):
+        design(db, f"ref{i}", {0: value - 0.1, 1: value, 2: value + 0.1}, origin="baseline")
+    # the pooled spread is about 0.093; the fifth best mean among the others is 0.75
+    close = design(db, "close", {0: 0.68})
+    far = design(db, "far", {0: 0.6})
+    done = design(db, "done", {0: 0.95, 1: 0.9, 2: 0.99})
+    wanted = racing.wanted(db.records, TIER, VERSION, [close, far, done], first_seed=0)
+    assert wanted == [(close, 1)]
+    assert racing.wanted(db.records, TIER, VERSION, [close], first_seed=0, busy=[close]) == []
+    assert racing.wanted(db.records, TIER, VERSION, [close], first_seed=0, seeds=1) == []
+
+
+def test_the_next_seed_skips_those_taken():
+    assert racing.next_seed({0, 1, 3}, 0) == 2
+    assert racing.next_seed({7}, 7) == 8
+
+
+def test_the_leaderboard_ranks_by_the_mean_over_seeds_and_marks_one_seed(db):
+    lucky = design(db, "lucky", {0: 0.9})
+    steady = design(db, "steady", {0: 0.8, 1: 0.85, 2: 0.9})
+    raced = design(db, "raced", {0: 0.95, 1: 0.2, 2: 0.1})  # first seed lucky, then found out
+    rows = leaderboard(db, TIER, 10)
+    assert [r["id"] for r in rows] == [lucky, steady, raced]
+    assert rows[0]["seeds"] == 1 and rows[0]["interval"] is None
+    assert rows[1]["score"] == pytest.approx(0.85) and rows[1]["seeds"] == 3
+    assert rows[1]["interval"] == pytest.approx(4.303 * 0.05 / 3 ** 0.5, rel=1e-3)
+
+
+@pytest.mark.slow
+def test_a_run_races_contenders_inside_its_budget(tmp_path):
+    from discover.loop import run
+
+    variant = GOOD.replace("F.elu(q) + 1, F.elu(k) + 1", "F.relu(q) + 1, F.relu(k) + 1")
+    summary = run(config(tmp_path, budget=4, race_seeds=3, workers=1), roles=scripted_roles([GOOD, variant]))
+    assert summary.spent == 4 and summary.extra_seeds == 2
+    db = ExperienceDB(Path(tmp_path / "ws" / "experience.db"))
+    searched = [d for d in db.records.designs() if d.origin != "baseline"]
+    seeds = {d.name: sorted(e.seed for e in db.records.evaluations(d.id) if e.status == "ok") for d in searched}
+    # two references are fewer than the top five: the first design is a contender until it has three seeds
+    assert seeds == {"scripted-1": [0, 1, 2], "scripted-2": [0]}
+    rows = {r["name"]: r for r in leaderboard(db, "full-tiny", 10)}
+    assert rows["scripted-1"]["seeds"] == 3
