@@ -382,7 +382,7 @@ def build_parser() -> argparse.ArgumentParser:
                                      "quadratic); ◆ marks the quality-cost Pareto front. With --json: a list of "
                                      "rows, best first, each with rank, id, name, origin, score (the mean), seeds, "
                                      "interval (half-width of the mean's 95% interval, null on one seed), "
-                                     f"{', '.join(LEADERBOARD)}, quality (0 at chance, 1 perfect), "
+                                     f"{', '.join(LEADERBOARD)}, state_mb_16k, quality (0 at chance, 1 perfect), "
                                      "front, tier, seed and verified (the latest verification's verdict, null when "
                                      "not verified).")
     _tier_arg(top, None, WORKSPACE_TIER)

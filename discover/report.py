@@ -67,8 +67,9 @@ def check_report(path: str, result: EvalResult) -> Group:
     return Group(*parts)
 
 
-def leaderboard(db, tier: str, k: int = 20) -> list[dict]:
-    """Rows for the best designs at the tier's current version (library function behind ``top``), ranked by
+def leaderboard(db, tier: str, k: int = 20, version: int | None = None) -> list[dict]:
+    """Rows for the best designs at the tier's current version (or ``version``; library function behind ``top``),
+    ranked by
     the mean score over their seeds (``seeds``, with the half-width of its 95% ``interval``, None on one
     seed): each with its cost class, the quality of its best evaluation on the absolute scale
     (``evaluator.score.quality``) and whether that is on the quality-cost Pareto front of every scored
@@ -77,7 +78,8 @@ def leaderboard(db, tier: str, k: int = 20) -> list[dict]:
     from evaluator.score import quality
 
     spec = get_tier(tier)
-    ranked = db.records.ranked(tier, 1 << 30, spec.version)
+    version = spec.version if version is None else version
+    ranked = db.records.ranked(tier, 1 << 30, version)
     points = [(quality(r.evaluation.metrics or {}, spec), (r.evaluation.metrics or {}).get("state_mb_16k"))
               for r in ranked]
     on_front = cost.front(points)
@@ -89,9 +91,10 @@ def leaderboard(db, tier: str, k: int = 20) -> list[dict]:
                      "score": round(row.mean, 4), "seeds": len(row.scores),
                      "interval": round(interval, 4) if interval is not None else None,
                      **{name: metrics.get(name) for name in LEADERBOARD},
-                     "cost_class": cost.of(metrics), "quality": value, "front": front,
-                     "tier": f"{tier}@v{spec.version}", "seed": evaluation.seed,
-                     "verified": verification(db.provenance.latest_verdict(design.id, tier), spec.version)})
+                     "cost_class": cost.of(metrics), "state_mb_16k": metrics.get("state_mb_16k"), "quality": value,
+                     "front": front,
+                     "tier": f"{tier}@v{version}", "seed": evaluation.seed,
+                     "verified": verification(db.provenance.latest_verdict(design.id, tier), version)})
     return rows
 
 

@@ -305,6 +305,19 @@ def test_plot_shows_the_best_score_against_evaluations(demo):
     assert run_id == 2 and any(0x2800 < ord(c) <= 0x28FF for c in drawing) and "evaluations" in drawing
 
 
+def test_the_plot_shows_quality_against_cost_with_the_front(demo):
+    async def script(app, pilot):
+        await press(pilot, "g", "c")
+        plot = app.screen.query_one(ScorePlot)
+        return plot.front, plot.render().plain, str(app.screen.query_one("#plot-head").render())
+
+    front, drawing, head = drive(demo, script)
+    assert front and any(on for _, _, on in front) and not all(on for _, _, on in front)
+    assert any(cost is None for _, cost, _ in front)  # designs without a measured state, on the right edge
+    assert "state MB at 16k tokens" in drawing and any(0x2800 < ord(c) <= 0x28FF for c in drawing)
+    assert "front (bright):" in head
+
+
 def test_every_screen_is_reachable_by_keys_at_80x24(demo):
     """Each screen is drawn after each key (a drawing error would end the app and fail the test)."""
     async def script(app, pilot):

@@ -66,7 +66,11 @@ def _metrics(rng: random.Random, quality: float) -> dict:
             "parity_long_acc": round(min(1.0, max(0.4, rng.gauss(0.5 + quality / 4, 0.05))), 4),
             "lm_bpb": round(rng.gauss(2.6 - quality, 0.1), 4), "tokens_per_s": round(rng.uniform(4e3, 2e4), 1),
             "state_size": rng.choice((1024, 2048, 4096, 8192)), "params": rng.randrange(60_000, 90_000),
-            "time_exponent": round(rng.uniform(0.9, 1.2), 3), "peak_rss_mb": round(rng.uniform(250, 400), 1)}
+            "time_exponent": round(rng.uniform(0.9, 1.2), 3), "peak_rss_mb": round(rng.uniform(250, 400), 1),
+            **rng.choice(({"cost_class": "constant", "state_mb_16k": round(rng.uniform(0.01, 0.1), 3)},
+                          {"cost_class": "windowed", "state_mb_16k": round(rng.uniform(0.05, 0.5), 3)},
+                          {"cost_class": "quadratic", "state_mb_16k": round(rng.uniform(8, 32), 2)},
+                          {"cost_class": "unproven"}))}
 
 
 def _score(metrics: dict) -> float:
