@@ -111,9 +111,10 @@ class VerifyReport:
 
 
 def top_designs(records: Records, tier: evaluator.Tier, k: int) -> list[Design]:
-    """The k best non-baseline designs at the tier's current version (baselines are the references)."""
+    """The k best non-baseline designs at the tier's current version by their mean over seeds, as ``top`` ranks
+    them (baselines are the references)."""
     rows = k + len(records.designs("baseline"))  # enough to fill k after the baselines among them are skipped
-    return [design for design, _ in records.top(tier.name, rows, tier.version) if design.origin != "baseline"][:k]
+    return [r.design for r in records.ranked(tier.name, rows, tier.version) if r.design.origin != "baseline"][:k]
 
 
 def default_references(records: Records, tier: evaluator.Tier) -> list[str]:

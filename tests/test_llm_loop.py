@@ -43,8 +43,9 @@ def workspace(seeded, tmp_path, monkeypatch) -> Path:
 
 
 def config(workspace, server_url, **kw) -> RunConfig:
+    """No racing: with two references every design could reach the top, and these tests count proposals."""
     settings = {"workspace": str(workspace), "tier": TIER, "workers": 1, "references": REFS, "model": MODEL,
-                "api_base": server_url, "llm_backoff_s": 0.0, "llm_timeout_s": 5.0, **kw}
+                "api_base": server_url, "llm_backoff_s": 0.0, "llm_timeout_s": 5.0, "race_seeds": 1, **kw}
     return RunConfig(**settings)
 
 
