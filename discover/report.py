@@ -99,8 +99,8 @@ def leaderboard(db, tier: str, k: int = 20, version: int | None = None) -> list[
 
 
 def ceiling(rows: list[dict]) -> str:
-    """The quality ceiling the leaderboard shows: the best quadratic reference."""
-    quadratic = [r for r in rows if r["origin"] == "baseline" and r["cost_class"] == "quadratic"
+    """The quality ceiling the leaderboard shows: the best reference ranked with quadratic attention."""
+    quadratic = [r for r in rows if r["origin"] == "baseline" and cost.RANK[r["cost_class"]] == cost.RANK["quadratic"]
                  and r["quality"] is not None]
     if not quadratic:
         return ""

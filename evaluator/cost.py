@@ -98,7 +98,8 @@ def front(points: Sequence[tuple[float | None, float | None]]) -> list[bool]:
 
 def describe(classes: Iterable[str]) -> str:
     """One line saying what the classes shown mean."""
-    shown = [c for c in CLASSES if c in set(classes)]
+    present = set(classes)
+    shown = [c for c in CLASSES if c in present]
     meaning = {"constant": "fixed state", "windowed": "bounded window", "quadratic": "grows with the sequence",
                "unproven": "no recurrent form"}
     return "; ".join(f"{SHORT[c]}: {meaning[c]}" for c in shown)

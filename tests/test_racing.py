@@ -77,3 +77,29 @@ def test_a_run_races_contenders_inside_its_budget(tmp_path):
     assert seeds == {"scripted-1": [0, 1, 2], "scripted-2": [0]}
     rows = {r["name"]: r for r in leaderboard(db, "full-tiny", 10)}
     assert rows["scripted-1"]["seeds"] == 3
+
+
+def test_the_table_names_every_cost_class_shown_the_ceiling_and_the_front(db):
+    from rich.console import Console
+
+    from discover.report import leaderboard_table
+
+    def add(name, origin, acc, cost_class, mb=None):
+        design_id = db.records.add_design(name, "", f"# {name}\n", origin=origin)
+        eval_id = db.records.begin_evaluation(design_id, None, "seed" if origin == "baseline" else "search", TIER,
+                                              VERSION, 0)
+        metrics = {"mqar_acc": acc, "cost_class": cost_class, **({"state_mb_16k": mb} if mb else {})}
+        db.records.finish_evaluation(eval_id, status="ok", metrics=metrics, score=acc)
+
+    add("softmax_attention", "baseline", 0.99, "unproven")
+    add("linear_attention", "baseline", 0.4, "constant", 0.02)
+    add("cheap-and-good", "offline", 0.5, "constant", 0.01)
+    add("windowed", "offline", 0.3, "windowed", 0.5)
+    rows = leaderboard(db, TIER, 10)
+    assert {r["name"]: r["front"] for r in rows} == {"softmax_attention": True, "cheap-and-good": True,
+                                                     "linear_attention": False, "windowed": False}
+    console = Console(record=True, width=200)
+    console.print(leaderboard_table(rows, TIER))
+    text = console.export_text()
+    assert "const: fixed state" in text and "window: bounded window" in text and "unproven: no recurrent form" in text
+    assert "quality ceiling: softmax_attention 0.990" in text
