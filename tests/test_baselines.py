@@ -13,7 +13,8 @@ EXPECTED = {
     "softmax_attention", "linear_attention", "retnet", "gla", "mamba2",
     "deltanet", "gated_deltanet", "deltanet_negeig", "based", "deltanet_hybrid",
 }
-WITH_STEP = {"linear_attention", "retnet", "gla", "mamba2", "deltanet", "gated_deltanet", "deltanet_negeig"}
+WITH_STEP = {"linear_attention", "retnet", "gla", "mamba2", "deltanet", "gated_deltanet", "deltanet_negeig",
+             "softmax_attention"}  # softmax attention steps over a key-value cache
 ALLOWED_IMPORTS = {"torch", "math", "einops", "triton", "typing", "functools", "kernels"}
 SIZES = [(64, 2), (128, 4), (16, 1)]  # (d_model, n_heads) used by the evaluator
 HYBRIDS = {"based", "deltanet_hybrid"}

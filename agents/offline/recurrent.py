@@ -72,9 +72,7 @@ class RecurrentLayer:
             attributes.append("log_decay: Tensor")
         if attributes:
             head += [*indent(attributes), ""]
-        methods = [self.init(), self.reset(), *self.helpers(), self.forward()]
-        if self.contract:
-            methods += [self.init_state(), self.step()]
+        methods = [self.init(), self.reset(), *self.helpers(), self.forward(), self.init_state(), self.step()]
         return head + join_methods(methods)
 
     def _use(self, module: str, name: str) -> str:

@@ -2,8 +2,9 @@
 
 The file holds only the code its point needs (no branches over options it does not use), so two
 different points give different code and one point always gives byte-identical code. Recurrent
-layers call the chunked ops of ``kernels`` in ``forward`` and their ``*_step`` ops in ``step``; a
-design with no attention layer gets ``init_state``/``step``.
+layers call the chunked ops of ``kernels`` in ``forward`` and their ``*_step`` ops in ``step``; attention
+layers step over a key-value cache (the last ``window`` keys for a sliding window), so every design has
+``init_state``/``step`` and the evaluator can measure its state and class its cost.
 
 With ``kernels`` on (the default), a recurrent design also carries its own Triton kernel for its
 state update (``kernels.emit``), runs it in ``forward`` on a GPU (the chunked op elsewhere) and
@@ -131,10 +132,29 @@ def _attention_class(kind: str, class_name: str, contract: bool, imports: set) -
         else "o = sliding_window_attention(q, k, v, self.window)  # (B, H, T, D)",
         'return self.o_proj(rearrange(o, "b h t d -> b t (h d)"))',
     ]
+    step = [f'{t} = rearrange(self.{t}_proj(x_t), "b (h d) -> b h 1 d", h=self.n_heads)' for t in "qkv"]
+    step += [
+        "keys, values, seen = state",
+        "q, k = self.rotary(q, k, offset=seen)",
+        "keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)",
+        *([] if full else ["keys, values = keys[:, :, -self.window :], values[:, :, -self.window :]"]),
+        "o = F.scaled_dot_product_attention(q, keys, values)  # one query over the cache: no mask",
+        'return self.o_proj(rearrange(o, "b h 1 d -> b (h d)")), (keys, values, seen + 1)',
+    ]
+    cache = "every key and value so far" if full else "the last ``window`` keys and values"
+    init_state = [
+        "head_dim = self.q_proj.out_features // self.n_heads",
+        "empty = self.q_proj.weight.new_zeros(batch, self.n_heads, 0, head_dim)",
+        "return empty, empty.clone(), torch.zeros((), dtype=torch.long)",
+    ]
     methods = [
         [*signature("__init__", args), *indent(init)],
         SMALL_INIT,
         ["def forward(self, x: Tensor) -> Tensor:", *indent(forward)],
+        ["def init_state(self, batch: int) -> tuple[Tensor, Tensor, Tensor]:",
+         f'{INDENT}"""A key-value cache holding {cache}, and the tokens seen."""', *indent(init_state)],
+        ["def step(self, x_t: Tensor, state: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, tuple]:",
+         *indent(step)],
     ]
     head = [f"class {class_name}(nn.Module):"] + ([] if contract else [f'{INDENT}"""{doc}"""', ""])
     return head + join_methods(methods)
@@ -159,6 +179,8 @@ def _hybrid_mixer(p: dict, layer_class: str, attention_class: str) -> list[str]:
     methods = [
         [*signature("__init__", args), *indent(init)],
         ["def forward(self, x: Tensor) -> Tensor:", f"{INDENT}return self.layer(x)"],
+        ["def init_state(self, batch: int):", f"{INDENT}return self.layer.init_state(batch)"],
+        ["def step(self, x_t: Tensor, state):", f"{INDENT}return self.layer.step(x_t, state)"],
     ]
     return [*rule, "", "", "class Mixer(nn.Module):", *join_methods(methods)]
 

@@ -396,6 +396,7 @@ def describe(point: Mapping) -> str:
         kind = ("full softmax attention" if p["attention"] == "full"
                 else f"softmax attention over a sliding window of {WINDOWS[p['attention']]} tokens")
         sentences.append(f"{where}, counting back from the last, is {kind} with rotary embeddings, supplying "
-                         "the exact retrieval a fixed-size memory loses; attention has no fixed-size state, "
-                         "so no step is provided.")
+                         "the exact retrieval a fixed-size memory loses; its step keeps a key-value cache, "
+                         "which grows with the sequence"
+                         + ("." if p["attention"] == "full" else " up to the window."))
     return " ".join(sentences)

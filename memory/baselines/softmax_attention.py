@@ -3,10 +3,12 @@
 Multi-head causal softmax attention (Vaswani et al. 2017) with rotary position embeddings
 (Su et al. 2021), the Transformer++ mixer that every linear-time design is measured against. Each
 token can retrieve any earlier token exactly, which makes it the reference for associative recall,
-at a cost quadratic in sequence length and with a key-value cache that grows with it, so it has no
-fixed-size recurrent form.
+at a cost quadratic in sequence length and with a key-value cache that grows with it: its recurrent
+form steps over that cache, which is what classes its cost as quadratic.
 """
 
+import torch
+import torch.nn.functional as F
 from einops import rearrange
 from torch import Tensor, nn
 
@@ -41,3 +43,18 @@ class Mixer(nn.Module):
         q, k = self.rotary(q, k)
         o = softmax_attention(q, k, v)  # (B, H, T, D)
         return self.o_proj(rearrange(o, "b h t d -> b t (h d)"))
+
+    def init_state(self, batch: int) -> tuple[Tensor, Tensor, Tensor]:
+        """The key-value cache (empty at the start) and the number of tokens seen."""
+        empty = self.q_proj.weight.new_zeros(batch, self.n_heads, 0, self.head_dim)
+        return empty, empty.clone(), torch.zeros((), dtype=torch.long)
+
+    def step(self, x_t: Tensor, state: tuple[Tensor, Tensor, Tensor]) -> tuple[Tensor, tuple]:
+        q = rearrange(self.q_proj(x_t), "b (h d) -> b h 1 d", h=self.n_heads)
+        k = rearrange(self.k_proj(x_t), "b (h d) -> b h 1 d", h=self.n_heads)
+        v = rearrange(self.v_proj(x_t), "b (h d) -> b h 1 d", h=self.n_heads)
+        keys, values, seen = state
+        q, k = self.rotary(q, k, offset=seen)
+        keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)
+        o = F.scaled_dot_product_attention(q, keys, values)  # one query over the whole cache: no mask
+        return self.o_proj(rearrange(o, "b h 1 d -> b (h d)")), (keys, values, seen + 1)
