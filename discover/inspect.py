@@ -95,11 +95,31 @@ def show(db: ExperienceDB, design_id: int, tier: tuple[str, int] | None = None) 
         "best": evaluation_dict(best, with_log=False) if best else None,
         "evaluations": [evaluation_dict(e) for e in evaluations],
         "comparison": comparison(db, design, best),
+        "seeds": seed_scores(evaluations, best),
         "analyses": [{k: a[k] for k in ("id", "author", "text", "data", "evaluation_id", "created_at")}
                      for a in db.records.analyses(design_id)],
         "llm_calls": db.journal.design_llm_calls(design_id),
         "verification": verification(db, design_id),
     }
+
+
+def seed_scores(evaluations: list[Evaluation], best: Evaluation | None) -> dict[str, Any] | None:
+    """The design's score per seed at its representative's tier and version (first ok evaluation per seed, no
+    replays), their mean and the half-width of its 95% interval (None on one seed): what ``top`` ranks by."""
+    if best is None:
+        return None
+    by_seed: dict[int, float] = {}
+    for e in evaluations:
+        if (e.tier, e.tier_version) == (best.tier, best.tier_version) and e.status == "ok" \
+                and e.score is not None and e.purpose != "replay":
+            by_seed.setdefault(e.seed, e.score)
+    if not by_seed:
+        return None
+    from memory.records import interval
+
+    values = list(by_seed.values())
+    return {"scores": {str(seed): value for seed, value in sorted(by_seed.items())},
+            "mean": round(sum(values) / len(values), 4), "interval": interval(values)}
 
 
 def comparison(db: ExperienceDB, design, best: Evaluation | None) -> dict[str, Any] | None:
@@ -261,7 +281,8 @@ def comparison_table(info: dict[str, Any], max_baselines: int | None = None) -> 
         table.add_column(f"parent #{parent['id']}", justify="right")
     for b in baselines:
         table.add_column(b["name"][:18], justify="right", style="dim")
-    names = display_order({*comp["metrics"], *(parent or {}).get("metrics", {})})
+    names = display_order({*comp["metrics"], *(parent or {}).get("metrics", {})} - {"cost_reason"})
+
     def score(result: dict) -> str:
         return fmt(result["score"]) if result.get("status") in ("ok", None) else result["status"]
 
@@ -306,6 +327,14 @@ def render_show(info: dict[str, Any], code: bool = False, highlight: bool = True
     if best:
         verdict = _score_text(best["status"], best["score"]) + (f" — {best['reason']}" if best["reason"] else "")
         parts.append(Text(f"{best['tier']}@v{best['tier_version']} seed {best['seed']}: {verdict}"))
+        if (seeds := info.get("seeds")) and len(seeds["scores"]) > 1:
+            spread = f" ± {fmt(seeds['interval'])}" if seeds["interval"] is not None else ""
+            each = ", ".join(f"seed {seed}: {fmt(value)}" for seed, value in seeds["scores"].items())
+            parts.append(Text(f"mean over {len(seeds['scores'])} seeds {fmt(seeds['mean'])}{spread} ({each})"))
+        metrics = best.get("metrics") or {}
+        if metrics.get("cost_class"):
+            why = f": {metrics['cost_reason']}" if metrics.get("cost_reason") else ""
+            parts.append(Text(f"cost class {metrics['cost_class']}{why}"))
     else:
         parts.append(Text("not evaluated yet"))
     if line := verification_line(info["verification"]):

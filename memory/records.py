@@ -119,11 +119,16 @@ class Ranked:
 
     def interval(self, confidence: float = 0.95) -> float | None:
         """The half-width of Student's t interval for the mean, or None on one seed."""
-        if len(self.scores) < 2:
-            return None
-        from evaluator.stats import t_quantile
+        return interval(self.scores, confidence)
 
-        return t_quantile(1 - (1 - confidence) / 2, len(self.scores) - 1) * stdev(self.scores) / len(self.scores) ** 0.5
+
+def interval(scores: Sequence[float], confidence: float = 0.95) -> float | None:
+    """The half-width of Student's t interval for the mean of ``scores``, or None for fewer than two."""
+    if len(scores) < 2:
+        return None
+    from evaluator.stats import t_quantile
+
+    return t_quantile(1 - (1 - confidence) / 2, len(scores) - 1) * stdev(scores) / len(scores) ** 0.5
 
 
 @dataclass(frozen=True)

@@ -103,3 +103,21 @@ def test_the_table_names_every_cost_class_shown_the_ceiling_and_the_front(db):
     text = console.export_text()
     assert "const: fixed state" in text and "window: bounded window" in text and "unproven: no recurrent form" in text
     assert "quality ceiling: softmax_attention 0.990" in text
+
+
+def test_show_gives_the_mean_over_seeds_and_the_cost_class(db):
+    from rich.console import Console
+
+    from discover.inspect import render_show, show
+
+    design_id = db.records.add_design("raced", "", "# raced\n", origin="offline")
+    for seed, value in ((0, 0.9), (1, 0.5), (2, 0.7)):
+        eval_id = db.records.begin_evaluation(design_id, None, "search", TIER, VERSION, seed)
+        db.records.finish_evaluation(eval_id, status="ok", score=value, metrics={
+            "mqar_acc": value, "cost_class": "constant", "cost_reason": "its state holds 10 numbers"})
+    info = show(db, design_id)
+    assert info["seeds"]["scores"] == {"0": 0.9, "1": 0.5, "2": 0.7} and info["seeds"]["mean"] == pytest.approx(0.7)
+    console = Console(record=True, width=200)
+    console.print(render_show(info))
+    text = console.export_text()
+    assert "mean over 3 seeds 0.7 ± 0.4968" in text and "cost class constant: its state holds 10 numbers" in text
