@@ -102,6 +102,8 @@ def measure_tiers(args: argparse.Namespace, other: Path | None) -> None:
                 ratio = new["wall"] / old["wall"] if old["wall"] else float("nan")
                 ratios.append(ratio)
                 line += f" {old['wall']:10.1f} {ratio:6.3f}"
+                if old["status"] != "ok":  # a failed run is no timing: say so rather than print its ratio
+                    line += f" ({args.compare[:10]}: {old['status']}: {old.get('reason', '')[:120]})"
             print(f"{line}  {shown}" + (f"  ({new['reason']})" if new["status"] != "ok" else ""), flush=True)
         summary = f"median wall time at {tier}: {statistics.median(walls):.1f}s over {len(walls)} baselines"
         if ratios:
