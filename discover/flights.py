@@ -36,6 +36,10 @@ class Flights:
     def design_ids(self) -> set[int]:
         return {flight.design_id for flight in self._futures.values()}
 
+    def racing(self) -> list[Flight]:
+        """The flights that are extra seeds of a design already evaluated."""
+        return [flight for flight in self._futures.values() if flight.race]
+
     def launch(self, future: Future, flight: Flight) -> None:
         self._futures[future] = flight
 

@@ -99,7 +99,8 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                     continue
                 if not queue:
                     emit("stage", stage="proposing")
-                    context = memory.context(records.spent(run_id) + len(flights))
+                    context = memory.context(records.spent(run_id) + len(flights),
+                                             racing={f.design_id for f in flights.racing()})
                     if (draft := steps("propose", propose, roles, context)) is None:
                         continue
                     queue.append(draft)
@@ -125,7 +126,7 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                      duration_s=result.duration_s, race=flight.race)
                 if flight.race:
                     continue
-                context = memory.context(records.spent(run_id))
+                context = memory.context(records.spent(run_id), racing={f.design_id for f in flights.racing()})
                 outcome = Outcome(flight.design_id, flight.draft.proposal, finished.status, finished.reason,
                                   result.metrics, finished.score)
                 analyse(records, roles, steps, outcome, context, flight.eval_id, emit)

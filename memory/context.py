@@ -11,6 +11,7 @@ it after references are seeded (seeding rescores), as the loop does.
 from __future__ import annotations
 
 import json
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from agents.base import Context, DesignSummary
@@ -60,10 +61,12 @@ class ContextBuilder:
         self._running: set[int] = set()  # evaluations at the tier seen in flight: read again until they end
         self._last = {"design": 0, "evaluation": 0, "analysis": 0}
 
-    def context(self, iteration: int) -> Context:
+    def context(self, iteration: int, racing: Collection[int] = ()) -> Context:
+        """What the agents see at ``iteration``; ``racing``: designs still owed seeds (``memory.racing``), kept
+        out of the top, from which parents are drawn, until their race ends."""
         self._catch_up()
         seen = list(self._designs.values())
-        scored = [s for s in seen if s.scores]
+        scored = [s for s in seen if s.scores and s.design.id not in racing]
         scored.sort(key=lambda s: (-s.mean, -len(s.scores), s.design.id))
         top = tuple(_summary(s, s.best_ok, s.analysis, s.mean) for s in scored[:self.top_k])
         baselines = tuple(_summary(s, s.evaluation()) for s in seen if s.design.origin == "baseline")

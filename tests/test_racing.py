@@ -121,3 +121,13 @@ def test_show_gives_the_mean_over_seeds_and_the_cost_class(db):
     console.print(render_show(info))
     text = console.export_text()
     assert "mean over 3 seeds 0.7 ± 0.4968" in text and "cost class constant: its state holds 10 numbers" in text
+
+
+def test_a_design_in_its_race_is_kept_out_of_the_agents_top(db):
+    from memory.context import ContextBuilder
+
+    lucky = design(db, "lucky", {0: 0.9})
+    steady = design(db, "steady", {0: 0.5, 1: 0.6, 2: 0.55})
+    builder = ContextBuilder(db.views, TIER, VERSION, seed=0)
+    assert [d.id for d in builder.context(0).top] == [lucky, steady]
+    assert [d.id for d in builder.context(1, racing={lucky}).top] == [steady]
