@@ -164,8 +164,8 @@ def contenders(records, tier, config: RunConfig, run_id: int, flights: Flights) 
     parents (``memory.racing``); none when ``race_seeds`` is 1."""
     if config.race_seeds <= 1:
         return []
-    mine = [d.id for d in records.designs() if d.run_id == run_id and d.origin != "baseline"]
-    return racing.wanted(records, tier.name, tier.version, mine, config.seed, busy=flights.design_ids(),
+    table = records.seed_scores(tier.name, tier.version)
+    return racing.wanted(table, racing.run_designs(table, run_id), config.seed, busy=flights.design_ids(),
                          seeds=config.race_seeds)
 
 

@@ -450,6 +450,11 @@ def measure_check_model(run_job: RunJob, code: str, tier: Tier, trained: Trained
     return processes
 
 
+def training_length(tier: Tier) -> int:
+    """The sequence length the tier trains at (its first task's), or the check's length for the check tier."""
+    return tier.tasks[0].seq_len if tier.tasks else tier.checks.seq_len
+
+
 COST_BASE = 16  # the length of the query job that measures a query job's fixed cost
 SUPERLINEAR_TIME, SUPERLINEAR_MEMORY = 1.5, 1.3  # exponents past which growth is flagged
 
@@ -474,7 +479,7 @@ def measure_scaling(run_job: RunJob, code: str, tier: Tier, trained: Trained, ke
     generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, "scaling"))
     weights, _ = trained.models["check"]
     shape = check_model_shape(spec)
-    train_len = tier.tasks[0].seq_len if tier.tasks else spec.seq_len
+    train_len = training_length(tier)
     lengths = tuple(dict.fromkeys((COST_BASE, *spec.scaling_lengths, train_len)))
     wall: dict[int, float] = {}
     rss: dict[int, float] = {}
@@ -523,7 +528,7 @@ def measure_state(run_job: RunJob, code: str, tier: Tier, trained: Trained, key:
     spec = tier.checks
     shape = check_model_shape(spec)
     weights, _ = trained.models["check"]
-    train_len = tier.tasks[0].seq_len if tier.tasks else spec.seq_len
+    train_len = training_length(tier)
     half = train_len // 2
     generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, "state"))
     tokens = torch.randint(0, spec.vocab, (STATE_ROWS, train_len + STATE_TAIL), generator=generator)

@@ -8,8 +8,8 @@ extra seed is an evaluation of the run and counts against its budget. The spread
 standard deviation across seeds of the designs that have several at this tier and version, or
 ``PRIOR_SPREAD`` until two designs do.
 
-What to race is derived from the records alone (``wanted``), so a run killed mid-race resumes the
-race where it stood.
+What to race is derived from the records alone (``wanted`` over ``Records.seed_scores``), so a run
+killed mid-race resumes the race where it stood.
 """
 
 from __future__ import annotations
@@ -18,7 +18,6 @@ import math
 from collections.abc import Iterable
 from statistics import mean, variance
 
-from memory.protocols import Records
 from memory.records import Evaluation
 
 SEEDS = 3
@@ -46,11 +45,17 @@ def next_seed(taken: Iterable[int], first: int) -> int:
     return seed
 
 
-def wanted(records: Records, tier: str, version: int, candidates: Iterable[int], first_seed: int,
+def run_designs(table: dict[int, dict[int, Evaluation]], run_id: int) -> list[int]:
+    """The designs a run searched, from a ``Records.seed_scores`` table: candidates for its races."""
+    return [design_id for design_id, by_seed in table.items()
+            if any(e.run_id == run_id and e.purpose == "search" for e in by_seed.values())]
+
+
+def wanted(table: dict[int, dict[int, Evaluation]], candidates: Iterable[int], first_seed: int,
            busy: Iterable[int] = (), seeds: int = SEEDS) -> list[tuple[int, int]]:
-    """(design id, seed) for each candidate that deserves another seed now, best optimistic bound first;
-    ``busy``: designs with an evaluation in flight, which wait for it; ``seeds``: how many a race ends at."""
-    table = records.seed_scores(tier, version)
+    """(design id, seed) for each candidate that deserves another seed now, best optimistic bound first, from
+    ``table`` (``Records.seed_scores`` at the tier and version); ``busy``: designs with an evaluation in
+    flight, which wait for it; ``seeds``: how many a race ends at."""
     means = {design_id: mean(e.score for e in by_seed.values()) for design_id, by_seed in table.items()}
     sigma = spread(table)
     busy = set(busy)

@@ -41,10 +41,11 @@ def test_only_a_design_whose_optimistic_bound_reaches_the_top_gets_another_seed(
     close = design(db, "close", {0: 0.68})
     far = design(db, "far", {0: 0.6})
     done = design(db, "done", {0: 0.95, 1: 0.9, 2: 0.99})
-    wanted = racing.wanted(db.records, TIER, VERSION, [close, far, done], first_seed=0)
+    table = db.records.seed_scores(TIER, VERSION)
+    wanted = racing.wanted(table, [close, far, done], first_seed=0)
     assert wanted == [(close, 1)]
-    assert racing.wanted(db.records, TIER, VERSION, [close], first_seed=0, busy=[close]) == []
-    assert racing.wanted(db.records, TIER, VERSION, [close], first_seed=0, seeds=1) == []
+    assert racing.wanted(table, [close], first_seed=0, busy=[close]) == []
+    assert racing.wanted(table, [close], first_seed=0, seeds=1) == []
 
 
 def test_the_next_seed_skips_those_taken():
