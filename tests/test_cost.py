@@ -42,11 +42,13 @@ def test_the_class_comes_from_the_state_measured_across_processes(code, expected
 
 
 @pytest.mark.slow
-def test_a_cache_kept_outside_the_state_is_a_recurrent_mismatch():
-    """step() matches forward() within one process by keeping the keys in the module, and returns a state
-    of one number: continued in a new process from that state, it has forgotten everything."""
-    result = measured(attention(0, "hidden"))
-    assert result.status == "recurrent-mismatch"
+@pytest.mark.parametrize("where", ["hidden", "attribute"], ids=["in-the-module", "on-the-state-tensor"])
+def test_a_cache_kept_outside_the_state_is_a_recurrent_mismatch(where):
+    """step() matches forward() within one process by keeping the keys in the module, or as a Python
+    attribute of the one-number state tensor it returns: continued in a new process from that state, it
+    has forgotten everything (only tensors cross)."""
+    result = measured(attention(0, where))
+    assert result.status == "recurrent-mismatch", (result.status, result.reason)
     assert "new process" in result.reason
 
 

@@ -7,7 +7,9 @@ import torch
 import torch.nn as nn
 
 WINDOW = 0
-CACHE = "grow"  # "grow": a cache that grows to the window; "buffer": the window allocated up front; "hidden"
+# "grow": a cache that grows to the window; "buffer": the window allocated up front; "hidden": the cache kept
+# in the module; "attribute": the cache hung on the state tensor as a Python attribute
+CACHE = "grow"
 
 
 class Mixer(nn.Module):
@@ -36,6 +38,10 @@ class Mixer(nn.Module):
                     torch.full((batch, WINDOW), -1e9))
         if CACHE == "hidden":
             return torch.ones(batch, 1)
+        if CACHE == "attribute":
+            state = torch.ones(batch, 1)
+            state.cache = []
+            return state
         return (torch.zeros(batch, 0, d), torch.zeros(batch, 0, d))
 
     def _attend(self, q, keys, values, bias=None):
@@ -51,6 +57,14 @@ class Mixer(nn.Module):
             keys = torch.stack([kk for kk, _ in self.hidden], 1)
             values = torch.stack([vv for _, vv in self.hidden], 1)
             return self._attend(q, keys, values), state
+        if CACHE == "attribute":
+            cache = getattr(state, "cache", [])  # in-process the attribute rides along; across processes it is gone
+            cache.append((k, v))
+            keys = torch.stack([kk for kk, _ in cache], 1)
+            values = torch.stack([vv for _, vv in cache], 1)
+            after = state.clone()
+            after.cache = cache
+            return self._attend(q, keys, values), after
         if CACHE == "buffer":
             keys, values, bias = state
             keys = torch.cat([keys[:, 1:], k.unsqueeze(1)], 1)
