@@ -71,17 +71,15 @@ def leaderboard(db, tier: str, k: int = 20, version: int | None = None) -> list[
     """Rows for the best designs at the tier's current version (or ``version``; library function behind ``top``),
     ranked by
     the mean score over their seeds (``seeds``, with the half-width of its 95% ``interval``, None on one
-    seed): each with its cost class, the quality of its best evaluation on the absolute scale
+    seed): each with its cost class, its quality on the absolute scale averaged over its seeds
     (``evaluator.score.quality``) and whether that is on the quality-cost Pareto front of every scored
     design there (cost: its state's memory at 16k tokens)."""
     from evaluator import cost, get_tier
-    from evaluator.score import quality
 
     spec = get_tier(tier)
     version = spec.version if version is None else version
     ranked = db.records.ranked(tier, 1 << 30, version)
-    points = [(quality(r.evaluation.metrics or {}, spec), (r.evaluation.metrics or {}).get("state_mb_16k"))
-              for r in ranked]
+    points = [(_mean_quality(r, spec), (r.evaluation.metrics or {}).get("state_mb_16k")) for r in ranked]
     on_front = cost.front(points)
     rows = []
     for rank, (row, (value, _), front) in enumerate(zip(ranked[:k], points, on_front), start=1):
@@ -96,6 +94,14 @@ def leaderboard(db, tier: str, k: int = 20, version: int | None = None) -> list[
                      "tier": f"{tier}@v{version}", "seed": evaluation.seed,
                      "verified": verification(db.provenance.latest_verdict(design.id, tier), version)})
     return rows
+
+
+def _mean_quality(ranked, spec) -> float | None:
+    """A design's quality (``evaluator.score.quality``) averaged over its seeds, as its score is ranked."""
+    from evaluator.score import quality
+
+    values = [quality(e.metrics or {}, spec) for e in ranked.seeds]
+    return None if any(v is None for v in values) else round(sum(values) / len(values), 4)
 
 
 def ceiling(rows: list[dict]) -> str:

@@ -107,11 +107,16 @@ class Evaluation(_Record):
 
 @dataclass(frozen=True)
 class Ranked:
-    """A design on the leaderboard: its best-scored evaluation (whose metrics a row shows) and its score per seed."""
+    """A design on the leaderboard: its best-scored evaluation (whose metrics a row shows) and its evaluation
+    per seed (one each, ``Records.seed_scores``)."""
 
     design: Design
     evaluation: Evaluation
-    scores: tuple[float, ...]
+    seeds: tuple[Evaluation, ...]
+
+    @property
+    def scores(self) -> tuple[float, ...]:
+        return tuple(e.score for e in self.seeds)
 
     @property
     def mean(self) -> float:
@@ -353,11 +358,10 @@ class RecordStore(Store):
         seed), each with its best-scored evaluation for its metrics; ties by more seeds, then design id."""
         rows = []
         for design_id, by_seed in self.seed_scores(tier, tier_version).items():
-            scores = [e.score for e in by_seed.values()]
             best = max(by_seed.values(), key=lambda e: (e.score, -e.id))
-            rows.append((design_id, best, tuple(scores)))
-        rows.sort(key=lambda r: (-mean(r[2]), -len(r[2]), r[0]))
-        return [Ranked(self.design(d), best, scores) for d, best, scores in rows[:k]]
+            rows.append((design_id, best, tuple(by_seed.values())))
+        rows.sort(key=lambda r: (-mean(e.score for e in r[2]), -len(r[2]), r[0]))
+        return [Ranked(self.design(d), best, seeds) for d, best, seeds in rows[:k]]
 
     def references(self, tier: str, tier_version: int) -> dict[str, list[dict]]:
         """The yardstick at this tier and version: each baseline's metrics from its seeding evaluations

@@ -132,3 +132,19 @@ def test_a_design_in_its_race_is_kept_out_of_the_agents_top(db):
     builder = ContextBuilder(db.views, TIER, VERSION, seed=0)
     assert [d.id for d in builder.context(0).top] == [lucky, steady]
     assert [d.id for d in builder.context(1, racing={lucky}).top] == [steady]
+
+
+def test_the_front_weighs_a_design_by_its_mean_over_seeds_not_its_luckiest_seed(db):
+    def add(name, accs):
+        design_id = db.records.add_design(name, "", f"# {name}\n", origin="offline")
+        for seed, acc in enumerate(accs):
+            eval_id = db.records.begin_evaluation(design_id, None, "search", TIER, VERSION, seed)
+            db.records.finish_evaluation(eval_id, status="ok", score=acc, metrics={
+                "mqar_acc": acc, "cost_class": "constant", "state_mb_16k": 0.5})
+        return design_id
+
+    add("lucky", [0.95, 0.05])
+    add("steady", [0.6, 0.6])
+    rows = {r["name"]: r for r in leaderboard(db, TIER, 10)}
+    assert rows["steady"]["front"] and not rows["lucky"]["front"]
+    assert rows["lucky"]["quality"] == pytest.approx(((0.95 + 0.05) / 2 - 1 / 128) / (1 - 1 / 128), abs=1e-4)
