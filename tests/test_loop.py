@@ -108,7 +108,9 @@ def test_sigkill_mid_evaluation_then_resume_loses_and_repeats_nothing(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     log = tmp_path / "run.log"
     with log.open("w") as out:
-        runner = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+        # From the checkout: `python -m` puts the cwd on sys.path, and a pytest folder (mode 0700 above it)
+        # once made every sandboxed job fail its isolation with PermissionError (see the issue note).
+        runner = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
     db_path = workspace / "experience.db"
     deadline = time.monotonic() + 480
     killed_with, rows, errors = None, [], []
@@ -133,7 +135,7 @@ def test_sigkill_mid_evaluation_then_resume_loses_and_repeats_nothing(tmp_path):
                                      f"{log.read_text()[-3000:]}")
     finished_before = {row for row in killed_with if row[1] != "running"}
 
-    resumed = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    resumed = subprocess.run(cmd + ["--resume"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     rows = _search_rows(db_path)
     counted = [r for r in rows if r[1] not in ("running", "interrupted")]
