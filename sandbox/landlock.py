@@ -295,12 +295,21 @@ def restrict(allowed: Allowed, tcp: bool = False) -> str:
         size += ctypes.sizeof(ctypes.c_uint64)
     ruleset = _check(_syscall(_SYS_CREATE_RULESET, ctypes.byref(attr), ctypes.c_size_t(size), 0),
                      "landlock_create_ruleset")
+    unreachable: list[str] = []
     try:
         for paths, rights in ((allowed.read, READ), (allowed.listable, READ_DIR), (allowed.programs, READ | EXECUTE),
                               (allowed.write, READ_WRITE),
                               (allowed.devices, READ_FILE | WRITE_FILE | TRUNCATE | IOCTL_DEV)):
             for path in paths:
-                _add_rule(ruleset, path, rights & handled)
+                try:
+                    _add_rule(ruleset, path, rights & handled)
+                except PermissionError:
+                    # This user cannot even reach the path (a parent folder it may not search, such as
+                    # a 0700 one of another user that the launching cwd lies in): a rule would grant
+                    # nothing, and the file permissions deny it already. Its own folder must work.
+                    if paths is allowed.write:
+                        raise
+                    unreachable.append(path)
         _check(_syscall(_SYS_RESTRICT_SELF, ruleset, 0), "landlock_restrict_self")
     finally:
         os.close(ruleset)
@@ -309,8 +318,9 @@ def restrict(allowed: Allowed, tcp: bool = False) -> str:
         denied.append("TCP bind and connect")
     if abi >= 6:
         denied.append("abstract unix sockets and signals outside the job")
-    return (f"abi {abi}: read-only beneath {len(allowed.read)} paths, read-write beneath the working directory; "
-            f"denied: {', '.join(denied)}")
+    skipped = f" ({len(unreachable)} more out of this user's reach: {', '.join(unreachable)})" if unreachable else ""
+    return (f"abi {abi}: read-only beneath {len(allowed.read) - len(unreachable)} paths{skipped}, read-write beneath "
+            f"the working directory; denied: {', '.join(denied)}")
 
 
 def _add_rule(ruleset: int, path: str, rights: int) -> None:

@@ -190,6 +190,25 @@ def test_no_namespace_can_be_made(run):
                             "clone3": {"result": -1, "errno": errno.ENOSYS}}  # so glibc falls back to clone
 
 
+def test_a_sys_path_entry_out_of_the_jobs_reach_is_left_out_not_fatal(monkeypatch):
+    """``python -m`` started in a folder only root may enter (pytest's tmp_path) puts that folder on the
+    jobs' sys.path; the job's own user cannot reach it, and the job must still run, without it."""
+    closed = Path(tempfile.mkdtemp(prefix="boundary-closed-"))
+    try:
+        closed.chmod(0o700)
+        inside = closed / "cwd"
+        inside.mkdir()
+        monkeypatch.syspath_prepend(str(inside))
+        result = sandbox.run(Job(TARGETS + "echo", {"x": 1}, Limits(wall_s=60)), preload=("tests.sandbox_targets",))
+    finally:
+        shutil.rmtree(closed)
+    assert result.outcome == "returned", (result.outcome, result.error, result.stderr[-2000:])
+    dropped = "dropped from root" in result.isolation.get("capabilities", "")
+    if dropped and in_force(result, "landlock"):
+        record = result.isolation["landlock"]
+        assert "out of this user's reach" in record and str(inside) in record
+
+
 def test_real_work_runs_inside_the_boundary(run):
     result = run("real_work", threads=2, wall_s=300)
     assert result.value == {"triton": True, "flops": 256, "numpy": 2.0, "product": [256, 256], "thread": 1,
