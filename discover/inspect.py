@@ -281,7 +281,7 @@ def comparison_table(info: dict[str, Any], max_baselines: int | None = None) -> 
         table.add_column(f"parent #{parent['id']}", justify="right")
     for b in baselines:
         table.add_column(b["name"][:18], justify="right", style="dim")
-    names = display_order({*comp["metrics"], *(parent or {}).get("metrics", {})} - {"cost_reason"})
+    names = display_order({*comp["metrics"], *(parent or {}).get("metrics", {})} - {"cost_reason", "flops_reason"})
 
     def score(result: dict) -> str:
         return fmt(result["score"]) if result.get("status") in ("ok", None) else result["status"]

@@ -6,7 +6,8 @@ information, and the checks it runs are early, friendly errors. Two entry points
 - ``train_in_child``: the static checks, the design's contract, the in-process checks, then one
   model trained per task; returns the trained weights (and the check model's initial ones).
 - ``answer_in_child``: a fresh process loads trained weights into a freshly built model and
-  answers queries (logits for the inputs it is given), nothing else.
+  answers queries (logits for the inputs it is given, and for a ``flops`` query the FLOPs torch's
+  flop counter counted in the forward pass that produced them), nothing else.
 
 The trusted side (``evaluator.measure``) never imports design code: it draws the held-out inputs,
 keeps their labels, asks the queries and computes every metric that counts.
@@ -19,8 +20,11 @@ import platform
 import sys
 import time
 import traceback
+from types import MappingProxyType
 
 import torch
+from torch.utils import flop_counter
+from torch.utils.flop_counter import FlopCounterMode
 
 from evaluator import checks, wire
 from evaluator.backbone import LanguageModel, recurrent_logits, resume
@@ -140,8 +144,36 @@ def train_in_child(payload: dict) -> dict:
     }
 
 
+def _cpu_attention_flops(query_shape, key_shape, value_shape, *args, out_shape=None, **kwargs) -> int:
+    """torch's counter knows its GPU attention kernels, not the CPU one that scaled_dot_product_attention
+    dispatches to (it would count 0): the same formula, the full T x T scores (torch ignores the causal
+    mask on a GPU too)."""
+    return flop_counter.sdpa_flop_count(query_shape, key_shape, value_shape)
+
+
+_FLOP_FORMULAS = MappingProxyType({torch.ops.aten._scaled_dot_product_flash_attention_for_cpu: _cpu_attention_flops})
+# torch's formulas as they were before any design was imported (this module is imported first).
+_REGISTRY = MappingProxyType(dict(flop_counter.flop_registry))
+
+
+def _counted(model: LanguageModel, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """The model's logits and the FLOPs torch's flop counter counted while computing them: matrix
+    products, convolutions and attention dispatched through torch; element-wise work and work outside
+    torch's dispatcher (a Triton kernel, Python arithmetic) count nothing."""
+    counter = FlopCounterMode(display=False, custom_mapping=dict(_FLOP_FORMULAS))
+    with counter:
+        logits = model(tokens)
+    if flop_counter.flop_registry != dict(_REGISTRY):
+        raise EvalFailure("tamper", "after answering: torch.utils.flop_counter.flop_registry changed")
+    return logits, int(counter.get_total_flops())
+
+
 def _answer(model: LanguageModel, tokens: torch.Tensor, mode: str, answers: str, state=None) -> dict:
-    """The answers to one query; a ``resume`` query steps from ``state`` and sends the state it ends in."""
+    """The answers to one query; a ``resume`` query steps from ``state`` and sends the state it ends in;
+    a ``flops`` query answers a forward pass counted by torch's flop counter, and sends the count."""
+    if mode == "flops":
+        logits, flops = _counted(model, tokens)
+        return {**_answers(logits, answers), "flops": flops}
     if mode == "resume":
         logits, after = resume(model, tokens, state)
         try:
@@ -180,7 +212,18 @@ def _answer_path() -> dict[str, tuple[object, tuple[str, ...]]]:
 
     return {
         "evaluator.harness": (sys.modules[__name__], ("_answer", "_answers", "answer_in_child", "recurrent_logits",
-                                                        "resume")),
+                                                        "resume", "_counted", "_cpu_attention_flops", "_FLOP_FORMULAS",
+                                                        "_REGISTRY", "FlopCounterMode")),
+        # the flop counter that ``flops`` queries read: its class, its dispatch mode, the formulas it calls
+        "torch.utils.flop_counter": (flop_counter, ("FlopCounterMode", "_FlopCounterMode", "flop_registry",
+                                                    "shape_wrapper", "get_shape", "sdpa_flop_count", "mm_flop",
+                                                    "addmm_flop", "bmm_flop", "baddbmm_flop", "conv_flop",
+                                                    "conv_flop_count", "sdpa_flop", "ModuleTracker")),
+        "FlopCounterMode": (FlopCounterMode, ("__init__", "__enter__", "__exit__", "_count_flops", "get_total_flops")),
+        "_FlopCounterMode": (flop_counter._FlopCounterMode, ("__init__", "__enter__", "__exit__", "__torch_dispatch__",
+                                                             "_handle_higher_order_ops")),
+        "ModuleTracker": (flop_counter.ModuleTracker, ("__init__", "__enter__", "__exit__", "_fw_pre_hook",
+                                                       "_fw_post_hook", "_get_append_fn", "_get_pop_fn")),
         "evaluator.wire": (wire, ("encode", "encode_tree")),
         "evaluator.backbone": (backbone, ("recurrent_logits", "resume")),
         "LanguageModel": (backbone.LanguageModel, ("forward", "load_state_dict")),
@@ -192,10 +235,23 @@ def _answer_path() -> dict[str, tuple[object, tuple[str, ...]]]:
     }
 
 
+def _fresh_random_state() -> None:
+    """Every query process is forked from one server and would inherit one random state: noise drawn in
+    answering would then repeat across processes, and a probe answered in the same place of another
+    process's order would see the same noise as the batch it shadows. Drawn afresh, it never repeats."""
+    import random
+
+    torch.manual_seed(int.from_bytes(os.urandom(8), "little"))
+    random.seed(os.urandom(16))
+    if "numpy" in sys.modules:
+        sys.modules["numpy"].random.seed(int.from_bytes(os.urandom(4), "little"))
+
+
 def answer_in_child(payload: dict) -> dict:
     """payload: code, model (shape), weights, queries ([{tokens, mode, answers}]). Answers every query
     in order, or says why it could not."""
     use_interpreter_without_gpu()
+    _fresh_random_state()
     guard = Guard(_answer_path())
     try:
         module, _ = load(payload["code"])

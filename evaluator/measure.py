@@ -16,8 +16,9 @@ before the cut must be identical (causality) and unchanged rows identical everyw
 a design cannot tell a probe from work, and a process cannot remember another's queries. Where the
 design has a recurrent form, rows of an evaluation batch are answered token by token through
 ``step`` and compared with the forward answers. Throughput and memory come from the OS's accounting
-of the design's processes; what the design's process reports (its training losses, its own checks'
-figures) is information, never scored.
+of the design's processes; FLOPs per token at long context from torch's flop counter in a query
+process whose counted answers must equal its plain ones (``measure_flops``); what the design's process
+reports (its training losses, its own checks' figures) is information, never scored.
 
 Everything a job sends back is untrusted data: checked against a schema, with tensors decoded by
 ``evaluator.wire``; anything malformed or unexpected is the named status ``protocol``.
@@ -83,7 +84,8 @@ def heldout_seed(key: bytes, seed: int, tier: Tier, part: str) -> int:
 @dataclass
 class Query:
     tokens: torch.Tensor
-    mode: str  # "forward", "step", or "resume" (step from ``state``, sending back the state it ends in)
+    mode: str  # "forward", "step", "resume" (step from ``state``, sending back the state it ends in), or
+    # "flops" (forward, counted by torch's flop counter, sending back the count)
     answers: str  # "argmax" or "logprobs"
     original: int | None = None  # for a probe or a step query: the index of the evaluation batch it shadows
     rows: torch.Tensor | None = None  # a probe's spliced rows, or a step query's rows of the original
@@ -183,6 +185,12 @@ def _decode_answer(raw: object, query: Query, vocab: int) -> dict:
     rows, length = query.tokens.shape
     if not isinstance(raw, dict):
         raise wire.WireError("an answer is not a dict")
+    if query.mode == "flops":
+        flops = raw.get("flops")
+        if type(flops) is not int or not 0 <= flops < 1 << 62:
+            raise wire.WireError(f"a flops answer's count is {str(flops)[:40]!r}, not a non-negative integer")
+        rest = {k: v for k, v in raw.items() if k != "flops"}
+        return {**_decode_answer(rest, replace(query, mode="forward"), vocab), "flops": flops}
     if query.mode == "resume":
         if "state" not in raw:
             raise wire.WireError("a resume query's answer has no state")
@@ -503,6 +511,71 @@ def measure_scaling(run_job: RunJob, code: str, tier: Tier, trained: Trained, ke
             "sees_whole_sequence": reaches[probed[-1]], "sees_whole_training_sequence": reaches[train_len]}
 
 
+FLOPS_LENGTHS = (256, 512, 1024)  # the lengths FLOPs are counted at: cheap on a CPU, long enough to fit
+FLOPS_AT = {"flops_4k": 4096, "flops_16k": cost.LONG_CONTEXT}  # the lengths they are stated at
+FLOPS_FIT = 0.01  # the counts per token may deviate this much (relative) from a + b*T before the reason says so
+
+
+def fit_flops(lengths: tuple[int, ...], per_token: list[float]) -> tuple[float, float, float]:
+    """(a, b, deviation): the least-squares line a + b*T through the FLOPs per token at ``lengths``
+    (a total of a*T + b*T^2), neither part negative, and the largest relative deviation from it."""
+    n = len(lengths)
+    mean_t, mean_f = sum(lengths) / n, sum(per_token) / n
+    b = sum((t - mean_t) * (f - mean_f) for t, f in zip(lengths, per_token)) / sum((t - mean_t) ** 2 for t in lengths)
+    a = mean_f - b * mean_t
+    if b < 0:  # fewer FLOPs per token for longer sequences: a constant at their mean
+        a, b = mean_f, 0.0
+    if a < 0:  # a line through the origin
+        a, b = 0.0, sum(t * f for t, f in zip(lengths, per_token)) / sum(t * t for t in lengths)
+    deviation = max((abs(a + b * t - f) / f for t, f in zip(lengths, per_token) if f > 0), default=0.0)
+    return a, b, deviation
+
+
+def measure_flops(run_job: RunJob, code: str, tier: Tier, trained: Trained, key: bytes,
+                  seed: int) -> tuple[dict, list[sandbox.ProcessResult]]:
+    """Forward FLOPs per token of the check model at 4k and 16k tokens, counted in a query process.
+
+    One process answers one random sequence at each of ``FLOPS_LENGTHS`` twice, in a random order: once
+    plainly and once under torch's flop counter (``torch.utils.flop_counter.FlopCounterMode``), which
+    sends back its count; the two answers must be identical, so the pass that was counted is the one
+    that computes the outputs. The counts per token are fitted as a + b*T (a total of a*T + b*T^2) and
+    stated at 4096 and 16384 tokens; ``flops_reason`` gives the fit, and says so when the counts are not
+    of that form (the figures then extend the closest such line).
+
+    What is counted: matrix products, convolutions and attention that the design's process dispatches
+    through torch (torch's formulas; attention as the full T x T scores, causal or not, as torch counts
+    it). Element-wise work (activations, norms, cumulative sums, gates) is not counted, nor is work done
+    outside torch's dispatcher: a Triton kernel, numpy, Python arithmetic. The count is taken in the
+    design's process, which could detect the counter or step outside it (patching it is ``tamper``):
+    the answers are checked, the count cannot be, so it is information about cost, never scored.
+    """
+    spec = tier.checks
+    generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, "flops"))
+    queries: list[Query] = []
+    for length in FLOPS_LENGTHS:
+        tokens = torch.randint(0, spec.vocab, (1, length), generator=generator)
+        queries += [Query(tokens, "flops", "argmax"), Query(tokens, "forward", "argmax")]
+    weights, _ = trained.models["check"]
+    order = torch.randperm(len(queries), generator=generator).tolist()
+    processes = ask(run_job, code, tier, check_model_shape(spec), weights, queries, [order])
+    _finite(queries)
+    for counted, plain in zip(queries[::2], queries[1::2]):
+        if not all(torch.equal(counted.answer[k], plain.answer[k]) for k in ("argmax", "top")):
+            raise Refused("inconsistent", f"the same {counted.tokens.shape[1]}-token sequence got different "
+                                          "outputs when its FLOPs were counted")
+    per_token = [q.answer["flops"] / q.tokens.shape[1] for q in queries[::2]]
+    a, b, deviation = fit_flops(FLOPS_LENGTHS, per_token)
+    at = ", ".join(str(n) for n in FLOPS_LENGTHS)
+    if deviation > FLOPS_FIT:
+        counts = ", ".join(f"{f:.4g}" for f in per_token)
+        why = (f"counted {counts} per token at {at} tokens: not a + b*T (off by {deviation:.0%}); "
+               f"extended along the closest such line, {a:.4g} + {b:.4g}*T")
+    else:
+        line = f"{a:.4g} + {b:.4g}*T per token" if b else f"{a:.4g} per token at any length"
+        why = f"{line}, counted at {at} tokens (within {deviation:.1%})"
+    return {**{name: round(a + b * length) for name, length in FLOPS_AT.items()}, "flops_reason": why}, processes
+
+
 STATE_ROWS, STATE_TAIL = 4, 8  # sequences the state is measured on; tokens stepped past the training length
 
 
@@ -594,6 +667,9 @@ def measure(run_job: RunJob, code: str, tier_name: str, seed: int, key: bytes,
         state_metrics, state_processes = measure_state(run_job, code, tier, trained, key, seed, has_step)
         metrics.update(state_metrics)
         processes += state_processes
+        flops_metrics, flops_processes = measure_flops(run_job, code, tier, trained, key, seed)
+        metrics.update(flops_metrics)
+        processes += flops_processes
         if tier.scaling_probe:
             metrics.update(measure_scaling(run_job, code, tier, trained, key, seed))
         for task in tier.tasks:

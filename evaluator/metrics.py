@@ -93,6 +93,13 @@ _REGISTERED = (
     Metric("state_kb", "state KB", "structural", False, "bytes of that state, KB", source="measured"),
     Metric("state_mb_16k", "state MB@16k", "structural", False, "the state's memory at 16k tokens, MB: as measured "
            "for a bounded state, extended along its growth for a growing one", source="measured"),
+    Metric("flops_4k", "FLOPs@4k", "structural", False, "forward FLOPs per token at 4096 tokens: torch's flop "
+           "counter in a query process at 256, 512 and 1024 tokens, fitted as a + b*T; matrix products, "
+           "convolutions and attention only (evaluator.measure.measure_flops)", source="measured"),
+    Metric("flops_16k", "FLOPs@16k", "structural", False, "forward FLOPs per token at 16384 tokens, as flops_4k",
+           source="measured"),
+    Metric("flops_reason", "FLOPs why", "structural", False, "the fit the FLOPs at 4k and 16k rest on",
+           source="measured"),
     Metric("unused_params", "unused", "structural", False, "parameters no gradient reaches at initialization "
            "(a module some layers declare and do not use)"),
     Metric("kernels_declared", "kernels", "structural", True, "custom kernels the design declares"),

@@ -175,6 +175,14 @@ ATTACKS: dict[str, tuple[dict, str, tuple[str, ...]]] = {
         patch("torch:log_softmax", "lambda x, dim: torch.zeros_like(x)", where="query"), "tamper", ("log_softmax",)),
     "patched-wire-encoding-in-queries": (
         patch("evaluator.wire:encode", "lambda t: {}", where="query"), "tamper", ("encode",)),
+    "patched-flop-counter-in-queries": (
+        patch("torch.utils.flop_counter:FlopCounterMode.get_total_flops", "lambda self: 0", where="query"),
+        "tamper", ("get_total_flops",)),
+    "cleared-flop-formulas-in-queries": (
+        {"forward": (f"        if not torch.is_grad_enabled():\n"
+                     f"            {SYS}.modules['torch.utils.flop_counter'].flop_registry.clear()\n"
+                     "        return self.honest(x)")},
+        "tamper", ("flop_registry",)),
     "patched-check-that-reports-metrics": (
         patch("evaluator.checks:check_params",
               "lambda mixers, spec: {'mqar_acc': 1.0, 'parity_acc': 1.0, 'lm_bpb': 0.01, 'bonus_metric': 5.0}"),

@@ -13,8 +13,7 @@ EXPECTED = {
     "softmax_attention", "linear_attention", "retnet", "gla", "mamba2",
     "deltanet", "gated_deltanet", "deltanet_negeig", "based", "deltanet_hybrid",
 }
-WITH_STEP = {"linear_attention", "retnet", "gla", "mamba2", "deltanet", "gated_deltanet", "deltanet_negeig",
-             "softmax_attention"}  # softmax attention steps over a key-value cache
+WITH_STEP = EXPECTED  # attention (and the hybrids' attention layers) step over a key-value cache
 ALLOWED_IMPORTS = {"torch", "math", "einops", "triton", "typing", "functools", "kernels"}
 SIZES = [(64, 2), (128, 4), (16, 1)]  # (d_model, n_heads) used by the evaluator
 HYBRIDS = {"based", "deltanet_hybrid"}
@@ -111,10 +110,10 @@ def test_finite_gradients_reach_every_parameter(name, d_model, n_heads, layer_id
         assert param.grad.abs().sum() > 0, f"zero gradient in {param_name}"
 
 
-@pytest.mark.parametrize("d_model, n_heads", SIZES)
-@pytest.mark.parametrize("name", sorted(WITH_STEP))
-def test_step_matches_forward(name, d_model, n_heads):
-    mixer = make_mixer(name, d_model, n_heads)
+@pytest.mark.parametrize("name, d_model, n_heads, layer_idx, n_layers",
+                         [case for case in layer_cases() if case[0] in WITH_STEP])
+def test_step_matches_forward(name, d_model, n_heads, layer_idx, n_layers):
+    mixer = make_mixer(name, d_model, n_heads, layer_idx, n_layers)
     x = torch.randn(3, T, d_model)
     with torch.no_grad():
         expected = mixer(x)
@@ -126,6 +125,28 @@ def test_step_matches_forward(name, d_model, n_heads):
     actual = torch.stack(outputs, dim=1)
     rel_error = ((actual - expected).norm() / expected.norm()).item()
     assert rel_error < 1e-4, rel_error
+
+
+def _state_numbers(state) -> int:
+    if isinstance(state, torch.Tensor):
+        return state.numel()
+    parts = state.values() if isinstance(state, dict) else state
+    return sum(_state_numbers(part) for part in parts)
+
+
+@pytest.mark.parametrize("name, layer_idx, n_layers, bounded", [
+    ("based", 0, 2, True), ("based", 1, 2, True), ("deltanet_hybrid", 0, 2, True), ("deltanet_hybrid", 1, 2, False),
+])
+def test_hybrid_states_are_bounded_except_in_full_attention_layers(name, layer_idx, n_layers, bounded):
+    """BASED's Taylor memory is fixed and its window cache stops at 31 tokens; full attention's grows."""
+    mixer = make_mixer(name, 64, 2, layer_idx, n_layers)
+    sizes = []
+    with torch.no_grad():
+        state = mixer.init_state(1)
+        for x_t in torch.randn(T, 1, 64):
+            _, state = mixer.step(x_t, state)
+            sizes.append(_state_numbers(state))
+    assert (sizes[40] == sizes[-1]) == bounded, sizes
 
 
 @pytest.mark.parametrize(

@@ -1,13 +1,17 @@
 """Cost classes: the recurrent state measured by resuming in new processes, the class it implies, scores
-against references of the same class or a cheaper one, and the quality-cost front."""
+against references of the same class or a cheaper one, and the quality-cost front; FLOPs per token at
+long context, counted in a query process."""
 
 from pathlib import Path
 
 import pytest
 import torch
 
+import sandbox
 from evaluator import cost, evaluate, get_tier, wire
+from evaluator.measure import FLOPS_LENGTHS, Refused, Trained, fit_flops, measure_flops
 from evaluator.score import quality, score
+from memory.baselines import baseline_path
 
 DESIGNS = Path(__file__).parent / "designs"
 ATTENTION = (DESIGNS / "window_attention.py").read_text()
@@ -39,6 +43,17 @@ def test_the_class_comes_from_the_state_measured_across_processes(code, expected
     assert result.metrics["cost_class"] == expected, result.metrics.get("cost_reason")
     if expected != "unproven":
         assert result.metrics["state_numbers"] > 0 and result.metrics["state_mb_16k"] > 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, expected", [
+    ("based", "windowed"),  # a constant Taylor-feature memory and a 32-token window
+    ("deltanet_hybrid", "quadratic"),  # its attention layers' key-value cache grows
+])
+def test_the_hybrid_baselines_are_classed_by_their_state(name, expected):
+    result = measured(baseline_path(name).read_text())
+    assert result.status == "ok", (result.status, result.reason)
+    assert result.metrics["cost_class"] == expected, result.metrics.get("cost_reason")
 
 
 @pytest.mark.slow
@@ -143,3 +158,92 @@ def test_a_state_nested_too_deep_or_holding_other_objects_cannot_be_sent():
         wire.encode_tree(deep)
     with pytest.raises(wire.WireError):
         wire.encode_tree((torch.zeros(1), "a string"))
+
+
+# -- FLOPs per token at long context, counted in a query process ---------------------------------------
+
+@pytest.mark.slow
+def test_flops_at_long_context_grow_with_the_context_for_attention_only():
+    """At the check model's shape softmax attention's FLOPs per token are 1.7e5 + 512*T (its scores), so
+    16k costs 3.8 times 4k; linear attention's are the same at any length."""
+    figures = {}
+    for name in ("softmax_attention", "linear_attention"):
+        result = measured(baseline_path(name).read_text())
+        assert result.status == "ok", (result.status, result.reason)
+        assert "within" in result.metrics["flops_reason"], result.metrics["flops_reason"]
+        figures[name] = result.metrics["flops_16k"] / result.metrics["flops_4k"]
+        assert result.metrics["flops_4k"] > 0
+    assert figures["softmax_attention"] > 3.0
+    assert figures["linear_attention"] < 1.3
+
+
+def fake_query_job(flops=lambda length: 1000 * length + 3 * length * length, differ: bool = False):
+    """A query job's runner that answers every query with zeros, and a flops query with ``flops(length)``
+    (its top log-probabilities off by one when ``differ``)."""
+    seen = []
+
+    def run_job(job: sandbox.Job) -> sandbox.ProcessResult:
+        seen.append(job)
+        answers = []
+        for query in job.payload["queries"]:
+            rows, length = query["tokens"].shape
+            counted = query["mode"] == "flops"
+            answer = {"argmax": wire.encode(torch.zeros(rows, length, dtype=torch.int32)),
+                      "top": wire.encode(torch.full((rows, length), -1.0 if counted and differ else 0.0))}
+            answers.append({**answer, "flops": flops(length)} if counted else answer)
+        return sandbox.ProcessResult("returned", value={"answers": answers})
+
+    run_job.seen = seen
+    return run_job
+
+
+def flops_of(run_job) -> dict:
+    trained = Trained({}, {"check": ({}, [])}, sandbox.ProcessResult("returned"))
+    metrics, processes = measure_flops(run_job, "", get_tier("check"), trained, b"flops-tests", 0)
+    assert len(processes) == 1
+    return metrics
+
+
+def test_flops_are_asked_of_one_process_and_fitted_as_linear_plus_quadratic():
+    run_job = fake_query_job()
+    metrics = flops_of(run_job)
+    [job] = run_job.seen
+    modes = sorted((q["mode"], q["tokens"].shape[1]) for q in job.payload["queries"])
+    assert modes == sorted((mode, n) for n in FLOPS_LENGTHS for mode in ("flops", "forward"))
+    assert metrics["flops_4k"] == 1000 + 3 * 4096 and metrics["flops_16k"] == 1000 + 3 * 16384
+    assert "within" in metrics["flops_reason"]
+
+
+def test_counts_not_linear_plus_quadratic_are_extended_and_said_to_be():
+    metrics = flops_of(fake_query_job(lambda n: {256: 2000, 512: 100, 1024: 2000}[n] * n))
+    assert "not a + b*T" in metrics["flops_reason"] and metrics["flops_4k"] > 0
+
+
+def test_the_fit_never_goes_negative():
+    a, b, _ = fit_flops(FLOPS_LENGTHS, [300.0, 200.0, 100.0])  # fewer per token at length: a constant
+    assert (a, b) == (200.0, 0.0)
+    a, b, _ = fit_flops(FLOPS_LENGTHS, [1.0, 100.0, 400.0])  # steeper than a line through the origin
+    assert a == 0.0 and b > 0
+    assert fit_flops(FLOPS_LENGTHS, [0.0, 0.0, 0.0]) == (0.0, 0.0, 0.0)
+
+
+@pytest.mark.parametrize("count", [-1, 1.5, True, "1000", None, [1000], 1 << 70])
+def test_a_malformed_flops_count_is_refused(count):
+    with pytest.raises(Refused) as refused:
+        flops_of(fake_query_job(lambda n: count))
+    assert refused.value.status == "protocol" and "flops" in refused.value.reason
+
+
+def test_a_flops_answer_without_its_outputs_is_refused():
+    def run_job(job):
+        return sandbox.ProcessResult("returned", value={"answers": [{"flops": 5} for _ in job.payload["queries"]]})
+
+    with pytest.raises(Refused) as refused:
+        flops_of(run_job)
+    assert refused.value.status == "protocol"
+
+
+def test_outputs_that_change_while_counted_are_inconsistent():
+    with pytest.raises(Refused) as refused:
+        flops_of(fake_query_job(differ=True))
+    assert refused.value.status == "inconsistent" and "counted" in refused.value.reason

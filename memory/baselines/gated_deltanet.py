@@ -6,9 +6,13 @@ S_t = alpha_t (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T, with alpha_t = 
 g_t = -exp(A_log) * softplus(W_a x_t + dt_bias) per head and beta_t = sigmoid(W_beta x_t). The gate
 clears the memory quickly when the context changes, while the delta rule edits individual
 associations precisely. As in flash-linear-attention's GatedDeltaNet layer, q, k and v pass short
-convolutions with silu, q and k are L2-normalized, and the output is an RMSNorm gated by
-silu(W_g x_t); the value width equals the model width here (fla expands it 2x) to stay near the
-parameter count of an attention layer.
+convolutions with silu, q and k are L2-normalized, and the output passes a per-head RMSNorm without
+fla's default swish output gate (use_gate=False, as in Zoology's MQAR configuration of this layer);
+the value width equals the model width here (fla expands it 2x) to stay near the parameter count of
+an attention layer. The step size dt starts log-uniform in [1e-4, 1e-2] rather than fla's
+[1e-3, 1e-1] (A is drawn from (0, 16), as fla draws it), so that the initial memories span tens to
+thousands of tokens: in a few hundred steps at lr 3e-3, Adam moves dt_bias and A_log by about one
+unit, too little to undo a fast initial decay.
 """
 
 import math
@@ -20,7 +24,7 @@ from torch import Tensor, nn
 
 from kernels.conv import ShortConvolution
 from kernels.gated_delta_rule import chunk_gated_delta_rule, gated_delta_rule_step
-from kernels.norm import GatedRMSNorm, l2_normalize
+from kernels.norm import RMSNorm, l2_normalize
 
 
 class Mixer(nn.Module):
@@ -31,9 +35,9 @@ class Mixer(nn.Module):
         layer_idx: int,
         n_layers: int,
         conv_size: int = 4,
-        dt_min: float = 0.001,
-        dt_max: float = 0.1,
-        A_init_range: tuple[float, float] = (1.0, 16.0),
+        dt_min: float = 0.0001,
+        dt_max: float = 0.01,
+        A_init_range: tuple[float, float] = (0.0, 16.0),
         **kw,
     ):
         super().__init__()
@@ -46,13 +50,12 @@ class Mixer(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model, bias=False)
         self.a_proj = nn.Linear(d_model, n_heads, bias=False)
         self.b_proj = nn.Linear(d_model, n_heads, bias=False)
-        self.g_proj = nn.Linear(d_model, d_model, bias=False)
         self.A_log = nn.Parameter(torch.empty(n_heads))
         self.dt_bias = nn.Parameter(torch.empty(n_heads))
         self.q_conv = ShortConvolution(d_model, kernel_size=conv_size, activation="silu")
         self.k_conv = ShortConvolution(d_model, kernel_size=conv_size, activation="silu")
         self.v_conv = ShortConvolution(d_model, kernel_size=conv_size, activation="silu")
-        self.o_norm = GatedRMSNorm(self.head_dim)
+        self.o_norm = RMSNorm(self.head_dim)
         self.o_proj = nn.Linear(d_model, d_model, bias=False)
         self.dt_range = (dt_min, dt_max)
         self.A_init_range = A_init_range
@@ -83,8 +86,7 @@ class Mixer(nn.Module):
         q, k = l2_normalize(q), l2_normalize(k)
         g, beta = (rearrange(t, "b t h -> b h t") for t in self._gates(x))
         o, _ = chunk_gated_delta_rule(q, k, v, g, beta)  # (B, H, T, D)
-        gate = rearrange(self.g_proj(x), "b t (h d) -> b t h d", h=self.n_heads)
-        o = self.o_norm(rearrange(o, "b h t d -> b t h d"), gate)
+        o = self.o_norm(rearrange(o, "b h t d -> b t h d"))
         return self.o_proj(rearrange(o, "b t h d -> b t (h d)"))
 
     def init_state(self, batch: int) -> dict[str, Tensor]:
@@ -105,6 +107,5 @@ class Mixer(nn.Module):
         v = rearrange(v, "b (h d) -> b h d", h=self.n_heads)
         g, beta = self._gates(x_t)
         o, S = gated_delta_rule_step(q, k, v, g, beta, state["S"])  # (B, H, D)
-        gate = rearrange(self.g_proj(x_t), "b (h d) -> b h d", h=self.n_heads)
-        y = self.o_proj(torch.flatten(self.o_norm(o, gate), 1))
+        y = self.o_proj(torch.flatten(self.o_norm(o), 1))
         return y, {"q_conv": q_conv, "k_conv": k_conv, "v_conv": v_conv, "S": S}
