@@ -8,6 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from agents.llm.views import PROMPT_METRICS
+from agents.offline.analyst import REPORTED_METRICS
 from evaluator import TIERS, evaluate, metrics
 from evaluator.metrics import METRICS, display_order, format_value, kind, metric
 
@@ -62,12 +63,13 @@ def test_scores_and_chance_levels_agree_with_the_tiers():
 
 
 def test_views_show_registered_metrics_and_prompts_only_reproducible_ones():
+    # the agents' lists live with the agents (which may not import the evaluator), checked here
     for view in (metrics.SUMMARY, metrics.LEADERBOARD, metrics.REFERENCES, metrics.LIVE, PROMPT_METRICS,
-                 metrics.GATE):
+                 REPORTED_METRICS, metrics.GATE):
         assert set(view) <= set(METRICS) and len(set(view)) == len(view)
     # prompts (agents.llm.views, which may not import the evaluator) show only what a seeded evaluation
     # reproduces exactly, so the same memory renders the same prompt and the reply cache can replay a run
-    assert all(metric(name).kind != "machine" for name in PROMPT_METRICS)
+    assert all(metric(name).kind != "machine" for name in (*PROMPT_METRICS, *REPORTED_METRICS))
     assert all(not metric(name).scored and not metric(name).higher_is_better for name in metrics.GATE)
     labels = [m.label for m in METRICS.values()]
     assert len(set(labels)) == len(labels)
@@ -85,3 +87,11 @@ def test_the_registry_loads_without_torch():
     code = "import sys, evaluator.metrics; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_prompts_give_cost_as_measured_not_as_reported():
+    from agents.llm.views import metrics_text
+
+    text = metrics_text({"mqar_acc": 0.5, "cost_class": "constant", "state_kb": 9.5, "flops_16k": 204800,
+                         "state_size": 123, "flops_per_token": 7, "tokens_per_s": 1e5})
+    assert text == "mqar_acc 0.5, cost_class constant, state_kb 9.5, flops_16k 204,800"

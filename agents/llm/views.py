@@ -14,8 +14,9 @@ from agents.llm.templates import render_text
 
 # The scaling probe's exponents and its "superlinear" flag come from timings, so they are left out too
 # (tests/test_metrics.py checks every name against the evaluator's metric registry).
-PROMPT_METRICS = ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "init_loss", "params", "state_size",
-                  "flops_per_token")
+# Cost as the evaluator measured it (its class, its state, its FLOPs at 16k tokens), not as the design reported it.
+PROMPT_METRICS = ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "init_loss", "params", "cost_class",
+                  "state_kb", "flops_16k")
 
 
 def number(value: float | None) -> str:
@@ -30,6 +31,8 @@ def metrics_text(metrics: dict) -> str:
         value = metrics.get(key)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             shown.append(f"{key} {number(value)}")
+        elif isinstance(value, str) and value:
+            shown.append(f"{key} {value}")
     return ", ".join(shown) or "none"
 
 
