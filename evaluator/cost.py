@@ -30,10 +30,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 
+from evaluator.metrics import threshold
+
 CLASSES = ("constant", "windowed", "quadratic", "unproven")
 RANK = {"constant": 0, "windowed": 1, "quadratic": 2, "unproven": 2}
 SHORT = {"constant": "const", "windowed": "window", "quadratic": "quad", "unproven": "unproven"}
-GROWTH = 1.25  # non-zero numbers of the state at the end over those at the middle, past which it grows
+GROWTH = threshold("state_growth")  # non-zero numbers of the state at the end over the middle, past which it grows
 LONG_CONTEXT = 16384  # the length the state's memory is stated at
 
 

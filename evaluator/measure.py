@@ -41,7 +41,7 @@ import torch
 import sandbox
 from evaluator import cost, wire
 from evaluator.harness import check_model_shape, task_model_shape
-from evaluator.metrics import METRICS
+from evaluator.metrics import METRICS, threshold
 from evaluator.status import STATUSES
 from evaluator.tiers import Tier, get_tier
 from evaluator.train import IGNORE
@@ -464,7 +464,7 @@ def training_length(tier: Tier) -> int:
 
 
 COST_BASE = 16  # the length of the query job that measures a query job's fixed cost
-SUPERLINEAR_TIME, SUPERLINEAR_MEMORY = 1.5, 1.3  # exponents past which growth is flagged
+SUPERLINEAR_TIME, SUPERLINEAR_MEMORY = threshold("superlinear_time"), threshold("superlinear_memory")
 
 
 def _slope(xs: list[float], ys: list[float]) -> float:
@@ -513,7 +513,7 @@ def measure_scaling(run_job: RunJob, code: str, tier: Tier, trained: Trained, ke
 
 FLOPS_LENGTHS = (256, 512, 1024)  # the lengths FLOPs are counted at: cheap on a CPU, long enough to fit
 FLOPS_AT = {"flops_4k": 4096, "flops_16k": cost.LONG_CONTEXT}  # the lengths they are stated at
-FLOPS_FIT = 0.01  # the counts per token may deviate this much (relative) from a + b*T before the reason says so
+FLOPS_FIT = threshold("flops_fit")  # relative deviation from a + b*T past which the reason says so
 
 
 def fit_flops(lengths: tuple[int, ...], per_token: list[float]) -> tuple[float, float, float]:

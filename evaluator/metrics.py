@@ -141,6 +141,36 @@ BROWSER = ("cost_class", "mqar_acc", "parity_acc", "lm_bpb", "state_kb", "tokens
 GATE = ("lm_bpb",)  # not scored, but a design can fail on it (``evaluator.score.gate``), so verification compares it
 
 
+@dataclass(frozen=True)
+class Threshold:
+    """A named line some metric is judged against: where a design fails, is flagged, or changes class."""
+
+    name: str
+    metric: str
+    value: float
+    description: str
+
+
+THRESHOLDS: dict[str, Threshold] = {t.name: t for t in (
+    Threshold("lm_gate_margin", "lm_bpb", 0.5, "bits per byte above the linear-attention reference's past which "
+              "a design fails the LM gate (status lm-gate)"),
+    Threshold("leak_suspect", "lm_bpb", 0.5, "fraction of the best reference's bits per byte under which a "
+              "design is flagged leak-suspect"),
+    Threshold("superlinear_time", "time_exponent", 1.5, "forward-time exponent past which the scaling probe "
+              "flags growth as superlinear"),
+    Threshold("superlinear_memory", "memory_exponent", 1.3, "forward-memory exponent past which the scaling "
+              "probe flags growth as superlinear"),
+    Threshold("state_growth", "state_numbers", 1.25, "ratio of the state's non-zero numbers at the end of the "
+              "training sequence to those at its middle past which the state grows (cost class quadratic)"),
+    Threshold("flops_fit", "flops_16k", 0.01, "relative deviation of the counted FLOPs per token from a + b*T "
+              "past which flops_reason says the fit does not hold"),
+)}
+
+
+def threshold(name: str) -> float:
+    return THRESHOLDS[name].value
+
+
 def display_order(names: Iterable[str]) -> list[str]:
     """The distinct ``names`` as listings show them: those in ``SUMMARY`` in its order, then the rest by name."""
     names = set(names)

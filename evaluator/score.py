@@ -21,9 +21,11 @@ from __future__ import annotations
 from statistics import mean
 
 from evaluator import cost
+from evaluator.metrics import threshold
 from evaluator.tiers import Tier
 
-LM_GATE_MARGIN = 0.5  # bits per byte
+LM_GATE_MARGIN = threshold("lm_gate_margin")  # bits per byte
+LEAK_SUSPECT = threshold("leak_suspect")  # of the best reference's bits per byte
 LM_GATE_REFERENCE = "linear_attention"
 MIN_SPREAD = 0.05
 
@@ -68,8 +70,9 @@ def gate(metrics: dict, references: dict[str, list[dict]]) -> tuple[str, str] | 
         return "lm-gate", (f"validation {bpb:.3f} bits/byte; linear attention reaches {linear:.3f} "
                            f"(+{LM_GATE_MARGIN} allowed)")
     best = min((row["lm_bpb"] for row in table.values() if "lm_bpb" in row), default=None)
-    if best is not None and bpb < 0.5 * best:
-        return "leak-suspect", f"validation {bpb:.3f} bits/byte is under half the best reference ({best:.3f})"
+    if best is not None and bpb < LEAK_SUSPECT * best:
+        return "leak-suspect", (f"validation {bpb:.3f} bits/byte is under {LEAK_SUSPECT:g} of the best reference's "
+                                f"({best:.3f})")
     return None
 
 

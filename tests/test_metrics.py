@@ -95,3 +95,15 @@ def test_prompts_give_cost_as_measured_not_as_reported():
     text = metrics_text({"mqar_acc": 0.5, "cost_class": "constant", "state_kb": 9.5, "flops_16k": 204800,
                          "state_size": 123, "flops_per_token": 7, "tokens_per_s": 1e5})
     assert text == "mqar_acc 0.5, cost_class constant, state_kb 9.5, flops_16k 204,800"
+
+
+def test_thresholds_are_named_once_and_judge_registered_metrics():
+    from evaluator import cost, measure, score
+
+    assert all(t.metric in METRICS and t.description for t in metrics.THRESHOLDS.values())
+    # the modules that judge by them read them from the registry
+    assert score.LM_GATE_MARGIN == metrics.threshold("lm_gate_margin")
+    assert score.LEAK_SUSPECT == metrics.threshold("leak_suspect")
+    assert (measure.SUPERLINEAR_TIME, measure.SUPERLINEAR_MEMORY) == (
+        metrics.threshold("superlinear_time"), metrics.threshold("superlinear_memory"))
+    assert cost.GROWTH == metrics.threshold("state_growth") and measure.FLOPS_FIT == metrics.threshold("flops_fit")
