@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 
 from discover.report import leaderboard
+from evaluator import get_tier
 from memory import ExperienceDB, racing
 from tests.test_loop import GOOD, config, scripted_roles
 
-TIER, VERSION = "smoke", 5
+TIER, VERSION = "smoke", get_tier("smoke").version
 
 
 @pytest.fixture
