@@ -26,6 +26,10 @@ class DesignSummary:
     parents: tuple[int, ...] = ()
     code: str | None = None
     analysis: str | None = None
+    # Its score per seed at the tier (``score`` is their mean); ``racing``: it is owed more seeds before it
+    # ranks as an elite or a parent (``memory.racing``).
+    seed_scores: tuple[float, ...] = ()
+    racing: bool = False
 
 
 def nothing_known(code: str) -> bool:
@@ -48,11 +52,14 @@ class Context:
     # Whether memory already holds a design file, as dedup's first layer would find it. The producer
     # passes a value (equal for equal memories), so that two contexts of the same memory compare equal.
     is_known: Callable[[str], bool] = nothing_known
+    # The best design of each niche, (cost class, family), by the mean over seeds: a quality-diversity
+    # archive, so parents come from every kind of design, not only the best-scoring kind.
+    elites: tuple[DesignSummary, ...] = ()
 
     def designs(self) -> tuple[DesignSummary, ...]:
-        """Every design the context mentions, each once, in the order top, baselines, recent."""
+        """Every design the context mentions, each once, in the order top, elites, baselines, recent."""
         seen: dict[int, DesignSummary] = {}
-        for design in (*self.top, *self.baselines, *self.recent):
+        for design in (*self.top, *self.elites, *self.baselines, *self.recent):
             seen.setdefault(design.id, design)
         return tuple(seen.values())
 

@@ -15,6 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from agents.base import Context, DesignSummary
+from agents.offline.space import family
 from memory.db import INTERRUPTED, RUNNING
 from memory.dedup import code_hash
 from memory.protocols import Views
@@ -66,15 +67,26 @@ class ContextBuilder:
         out of the top, from which parents are drawn, until their race ends."""
         self._catch_up()
         seen = list(self._designs.values())
+        racing = frozenset(racing)
         scored = [s for s in seen if s.scores and s.design.id not in racing]
         scored.sort(key=lambda s: (-s.mean, -len(s.scores), s.design.id))
-        top = tuple(_summary(s, s.best_ok, s.analysis, s.mean) for s in scored[:self.top_k])
-        baselines = tuple(_summary(s, s.evaluation()) for s in seen if s.design.origin == "baseline")
+
+        def summary(s: _Seen, evaluation: Evaluation | None) -> DesignSummary:
+            return _summary(s, evaluation, s.analysis if s.design.origin != "baseline" else None,
+                            s.design.id in racing)
+
+        top = tuple(summary(s, s.best_ok) for s in scored[:self.top_k])
+        niches: dict[tuple[str, str], _Seen] = {}
+        for s in scored:  # best first: the first of each niche is its elite
+            if s.design.origin != "baseline":
+                niches.setdefault((str((s.best_ok.metrics or {}).get("cost_class")), family(s.design.spec)), s)
+        elites = tuple(summary(s, s.best_ok) for s in niches.values())
+        baselines = tuple(summary(s, s.evaluation()) for s in seen if s.design.origin == "baseline")
         searched = [s for s in seen if s.design.origin != "baseline"][-self.recent_k:]
-        recent = tuple(_summary(s, s.evaluation(), s.analysis) for s in reversed(searched))
+        recent = tuple(summary(s, s.evaluation()) for s in reversed(searched))
         return Context(tier=self.tier, iteration=iteration, seed=self.seed, top=top, baselines=baselines,
-                       recent=recent, choice_stats=self._choice_stats(seen),
-                       is_known=KnownCode(frozenset(s.design.code_hash for s in seen)))
+                       recent=recent, choice_stats=self._choice_stats(seen, racing),
+                       is_known=KnownCode(frozenset(s.design.code_hash for s in seen)), elites=elites)
 
     def _catch_up(self) -> None:
         for design in self.views.designs_after(self._last["design"]):
@@ -107,14 +119,15 @@ class ContextBuilder:
             if best is None or (evaluation.score, -evaluation.id) > (best.score, -best.id):
                 seen.best_ok = evaluation
 
-    def _choice_stats(self, seen: list[_Seen]) -> dict:
+    def _choice_stats(self, seen: list[_Seen], racing: Collection[int] = ()) -> dict:
         """{choice: {str(value): {"n", "mean_score", "fails"}}} over designs with a point and a finished
-        evaluation at the tier: how many, the mean of their best scores, how many never passed."""
+        evaluation at the tier, their races over: how many, the mean of their means over seeds, how many
+        never passed."""
         groups: dict[tuple[str, str], list[float | None]] = {}
         for s in seen:
-            if s.design.spec is None or s.latest is None:
+            if s.design.spec is None or s.latest is None or s.design.id in racing:
                 continue
-            best = s.best_ok.score if s.best_ok is not None else None
+            best = s.mean if s.scores else None
             for choice, value in s.design.spec.items():
                 groups.setdefault((choice, json.dumps(value, sort_keys=True)), []).append(best)
         stats: dict = {}
@@ -126,14 +139,14 @@ class ContextBuilder:
         return stats
 
 
-def _summary(seen: _Seen, evaluation: Evaluation | None, analysis: str | None = None,
-             score: float | None = None) -> DesignSummary:
-    """A design as the agents see it; ``score``: its mean over seeds, where the caller ranks by it."""
+def _summary(seen: _Seen, evaluation: Evaluation | None, analysis: str | None, racing: bool) -> DesignSummary:
+    """A design as the agents see it: its score is the mean over its seeds, ``evaluation`` gives the rest."""
     design = seen.design
     return DesignSummary(
         id=design.id, name=design.name, origin=design.origin, spec=design.spec,
-        score=score if score is not None else evaluation.score if evaluation else None,
+        score=seen.mean if seen.scores else evaluation.score if evaluation else None,
         metrics=(evaluation.metrics or {}) if evaluation else {},
         status=evaluation.status if evaluation else "unevaluated",
         parents=tuple(design.parents), code=design.code, analysis=analysis,
+        seed_scores=tuple(score for _, score in sorted(seen.scores.items())), racing=racing,
     )

@@ -3,6 +3,8 @@ context built from scratch, and it holds what the roles are promised (best first
 
 from pathlib import Path
 
+import pytest
+
 from evaluator import get_tier
 from evaluator.run import EvalResult
 from memory.context import ContextBuilder
@@ -89,3 +91,30 @@ def test_choice_stats_count_designs_and_average_their_best_scores(store):
         "conv": {"False": {"n": 1, "mean_score": 3.0, "fails": 0}, "True": {"n": 2, "mean_score": 1.0, "fails": 1}},
         "update": {"delta": {"n": 2, "mean_score": 2.0, "fails": 0}, "gated": {"n": 1, "mean_score": None, "fails": 1}},
     }
+
+
+def test_scores_are_means_over_seeds_and_the_archive_keeps_the_best_of_each_niche(store):
+    db, _ = store
+    records = db.records
+
+    def add(i, name, spec, scores, cost_class):
+        design = records.add_design(name, "", variant(i), origin="offline", spec=spec)
+        for seed, score in scores.items():
+            eval_id = records.begin_evaluation(design, None, "search", TIER.name, TIER.version, seed)
+            records.finish_evaluation(eval_id, "ok", metrics={"cost_class": cost_class}, score=score)
+        return design
+
+    delta = {"update": "delta", "hybrid": "none"}
+    lucky = add(0, "lucky", delta, {0: 0.9, 1: 0.1, 2: 0.2}, "constant")  # best seed 0.9, mean 0.4
+    steady = add(1, "steady", {**delta, "conv": 2}, {0: 0.6, 1: 0.6, 2: 0.6}, "constant")
+    gated = add(2, "gated", {"update": "gated", "hybrid": "none"}, {0: 0.3}, "constant")
+    hybrid = add(3, "hybrid", {**delta, "hybrid": "every4"}, {0: 0.5}, "quadratic")
+    racing = add(4, "racing", {"update": "gated", "hybrid": "none", "conv": 2}, {0: 0.99}, "constant")
+    context = fresh(db).context(0, racing=[racing])
+    by_id = {d.id: d for d in context.designs()}
+    assert by_id[lucky].score == pytest.approx(0.4) and by_id[lucky].seed_scores == (0.9, 0.1, 0.2)
+    assert [d.id for d in context.elites] == [steady, hybrid, gated]  # one per (class, family), best mean first
+    assert by_id[racing].racing and racing not in [d.id for d in (*context.top, *context.elites)]
+    # the statistics take each design's mean, and leave out a design whose race is not over
+    assert context.choice_stats["update"]["delta"]["mean_score"] == pytest.approx((0.4 + 0.6 + 0.5) / 3)
+    assert context.choice_stats["update"]["gated"] == {"n": 1, "mean_score": 0.3, "fails": 0}

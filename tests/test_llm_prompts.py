@@ -69,3 +69,13 @@ def test_the_prompts_asking_for_json_describe_the_reply_in_prose_without_a_templ
     for key in schema["required"]:  # every field the schema and the parser read is named
         assert re.search(rf"\b{key}\b", text), key
     assert JSON_OBJECT_LITERAL.search('Answer with:\n{"name": "<short name>", "parents": [<ids>]}')
+
+
+def test_a_design_shows_its_mean_over_seeds_its_spread_and_a_pending_race():
+    from agents.base import DesignSummary
+    from agents.llm.views import outcome_text
+
+    three = DesignSummary(1, "a", "llm", None, 0.5, {}, "ok", seed_scores=(0.4, 0.5, 0.6))
+    assert outcome_text(three) == "ok, score 0.5 ± 0.1 (mean ± std over 3 seeds)"
+    one = DesignSummary(2, "b", "llm", None, 0.9, {}, "ok", seed_scores=(0.9,), racing=True)
+    assert outcome_text(one) == "ok, score 0.9 (one seed); more seeds are being run before it ranks"

@@ -132,3 +132,26 @@ def test_random_researcher_proposes_valid_unknown_points_without_parents():
         code = code_hash(render_point(proposal.spec))
         assert code not in known
         known.add(code)
+
+
+def test_a_design_owed_seeds_is_not_a_parent_by_score():
+    from dataclasses import replace
+
+    designs = baselines()
+    lucky = replace(designs[1], id=99, name="lucky", score=5.0, racing=True)  # one lucky seed, race pending
+    ctx = context((*designs, lucky))
+    researcher = OfflineResearcher(seed=0, explore=0.0, crossover=0.0)
+    assert all(researcher.propose(ctx).parents != (99,) for _ in range(30))
+
+
+def test_niches_of_the_archive_give_parents_beside_the_best():
+    from dataclasses import replace
+
+    designs = baselines()
+    by_name = {d.name: d for d in designs}
+    elites = (replace(by_name["retnet"], id=50), replace(by_name["based"], id=51))
+    ctx = replace(context(designs), elites=elites)
+    always = OfflineResearcher(seed=0, explore=0.0, crossover=0.0, niche=1.0)
+    assert {always.propose(ctx).parents for _ in range(30)} <= {(50,), (51,)}
+    pending = replace(ctx, elites=tuple(replace(e, racing=True) for e in elites))
+    assert not {always.propose(pending).parents for _ in range(30)} & {(50,), (51,)}

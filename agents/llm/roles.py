@@ -55,7 +55,7 @@ class LLMResearcher:
         messages = render("researcher", knowledge=knowledge(), tier=context.tier, iteration=context.iteration,
                           parent=views.full(parent), siblings=views.listing(siblings),
                           examples=views.listing(examples, views.full), references=views.listing(context.baselines),
-                          recent=views.listing(recent))
+                          recent=views.listing(recent), elites=views.listing(context.elites))
 
         def parse(reply: str) -> dict:
             return parse_proposal(reply, shown, parent.id)

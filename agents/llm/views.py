@@ -37,8 +37,16 @@ def metrics_text(metrics: dict) -> str:
 
 
 def outcome_text(design: DesignSummary) -> str:
+    """Its status and score: the mean over its seeds, with their spread when it has several."""
     if design.status == "ok":
-        return f"ok, score {number(design.score)}"
+        seeds = design.seed_scores
+        if len(seeds) > 1:
+            mean = sum(seeds) / len(seeds)
+            spread = (sum((x - mean) ** 2 for x in seeds) / (len(seeds) - 1)) ** 0.5
+            text = f"ok, score {number(design.score)} ± {number(spread)} (mean ± std over {len(seeds)} seeds)"
+        else:
+            text = f"ok, score {number(design.score)} (one seed)"
+        return text + ("; more seeds are being run before it ranks" if design.racing else "")
     return "not evaluated" if design.status == "unevaluated" else f"failed: {design.status}"
 
 

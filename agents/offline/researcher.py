@@ -1,10 +1,12 @@
 """Offline researchers: evolutionary search over the design space, and a uniform random baseline.
 
-``OfflineResearcher`` picks parents from memory (mostly the best designs, sometimes any recorded
-one), then mutates one or two choices or crosses two parents. Values are chosen by an upper
-confidence bound over the context's per-choice statistics: the mean score of designs with that
-value, plus an exploration bonus for values tried rarely, minus a penalty for values that often
-failed. Points whose rendered file is already in memory are skipped, so budget goes to new designs.
+``OfflineResearcher`` picks parents from memory (mostly the best designs by their mean over seeds,
+sometimes the elite of a niche of the archive, a cost class and family drawn uniformly, sometimes any
+recorded one; never a design still owed seeds by racing, except at random), then mutates one or two
+choices or crosses two parents. Values are chosen by an upper confidence bound over the context's
+per-choice statistics: the mean score of designs with that value, plus an exploration bonus for values
+tried rarely, minus a penalty for values that often failed. Points whose rendered file is already in
+memory are skipped, so budget goes to new designs.
 """
 
 from __future__ import annotations
@@ -93,17 +95,20 @@ class OfflineResearcher:
 
     ``explore`` is both the probability of choosing a parent or a change at random rather than by
     score, and the weight of the UCB exploration bonus (scores are O(1), relative to references).
-    ``crossover`` is the probability of crossing two parents rather than mutating one.
+    ``crossover`` is the probability of crossing two parents rather than mutating one. ``niche`` is the
+    probability that a parent chosen by score is instead the elite of a niche drawn uniformly
+    (``Context.elites``), so the search keeps a front rather than one point.
     """
 
     def __init__(self, seed: int = 0, explore: float = 0.25, crossover: float = 0.3,
-                 fail_penalty: float = 0.5, max_tries: int = 200):
-        if not 0.0 <= explore <= 1.0 or not 0.0 <= crossover <= 1.0:
-            raise ValueError(f"explore and crossover are probabilities, got {explore} and {crossover}")
+                 fail_penalty: float = 0.5, max_tries: int = 200, niche: float = 0.25):
+        if not all(0.0 <= p <= 1.0 for p in (explore, crossover, niche)):
+            raise ValueError(f"explore, crossover and niche are probabilities, got {explore}, {crossover} and {niche}")
         if max_tries < 1:
             raise ValueError(f"max_tries must be >= 1, got {max_tries}")
         self.rng = random.Random(seed)
-        self.explore, self.crossover, self.fail_penalty = explore, crossover, fail_penalty
+        self.explore, self.crossover, self.fail_penalty, self.niche = explore, crossover, fail_penalty, niche
+        self._elites: list[DesignSummary] = []
         self.max_tries = max_tries
         self.proposed: set[str] = set()  # design files this researcher proposed, evaluated or not yet
 
@@ -111,6 +116,7 @@ class OfflineResearcher:
         stats = ValueStats(context.choice_stats, self.explore, self.fail_penalty)
         novelty = _Novelty(context, self.proposed)
         pool = [d for d in context.designs() if d.spec is not None and is_valid(d.spec)]
+        self._elites = [d for d in context.elites if d.spec is not None and is_valid(d.spec) and not d.racing]
         proposal = None
         for _ in range(self.max_tries if pool else 0):
             if len(pool) > 1 and self.rng.random() < self.crossover:
@@ -137,8 +143,12 @@ class OfflineResearcher:
 
     def _pick_parent(self, pool: list[DesignSummary], exclude: int | None = None) -> DesignSummary:
         candidates = [d for d in pool if d.id != exclude]
-        scored = sorted((d for d in candidates if d.score is not None), key=lambda d: (-d.score, d.id))
+        ranked = (d for d in candidates if d.score is not None and not d.racing)
+        scored = sorted(ranked, key=lambda d: (-d.score, d.id))
         if scored and self.rng.random() >= self.explore:
+            elites = [d for d in self._elites if d.id != exclude]
+            if elites and self.rng.random() < self.niche:
+                return self.rng.choice(elites)
             weights = [1.0 / (rank + 1) for rank in range(len(scored))]  # rank-based: the best most often
             return self.rng.choices(scored, weights)[0]
         healthy = [d for d in candidates if d.status in ("ok", "unevaluated")] or candidates

@@ -248,6 +248,17 @@ _MAP_TOKENS = {"identity": "", "elu_p1": "elu", "relu": "relu", "silu": "silu", 
 _GATE_TOKENS = {"logsigmoid16": "lsig", "mamba": "mamba"}
 
 
+def family(point: Mapping | None) -> str:
+    """The kind of design a point is, for the niches of the search's archive: its update rule, attention,
+    or the update with attention layers mixed in; ``unplaced`` for a design without a point."""
+    if point is None or not is_valid(point):
+        return "unplaced"
+    p = canonical(point)
+    if p["hybrid"] == "all":
+        return "attention"
+    return p["update"] if p["hybrid"] == "none" else f"{p['update']}+attention"
+
+
 def point_name(point: Mapping) -> str:
     """A short readable name, different for different canonical points: 'gated-delta-mamba-c4-swish'."""
     p = canonical(point)
