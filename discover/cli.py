@@ -458,7 +458,8 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("--top", type=int, default=3, metavar="K", help="designs to verify (default: 3)")
     verify.add_argument("--seeds", type=int, default=3, metavar="S", help="seeds 0..S-1 per design (default: 3)")
     verify.add_argument("--references", nargs="+", metavar="NAME",
-                        help="baselines to compare with (default: the best at the tier and linear_attention)")
+                        help="baselines to compare every design with (default: for each design, the best reference "
+                             "of its cost class or a cheaper one, and linear_attention)")
     verify.add_argument("--designs", nargs="+", type=int, metavar="ID", help="verify these designs instead of the top")
     verify.add_argument("--confidence", type=float, default=0.95, help="confidence of the intervals (default: 0.95)")
     verify.add_argument("--workers", type=int, default=0, help="parallel evaluations (default: one per CPU core)")

@@ -4,7 +4,10 @@ A search keeps the design whose one evaluation scored highest, and with one seed
 of many is partly luck. ``verify`` evaluates the top K designs and a few references at seeds
 0..S-1 (reusing every evaluation already recorded at the tier, version and seed, and recording the
 new ones with purpose "verify", outside any run's budget), then compares each design with each
-reference on the score and on each scored metric.
+reference of its cost class or a cheaper one (``evaluator.cost``: a constant-state design is not judged
+against attention), on the score and on each scored metric. By default the references are, for each
+design's class, the best reference of that class or a cheaper one, and linear attention; references
+named by the caller are each compared with every design.
 
 The comparison is Welch's two-sided interval for mean(design) - mean(reference) at the confidence
 asked for (95% by default), using Student's t with the Welch–Satterthwaite degrees of freedom: with
@@ -23,6 +26,7 @@ from dataclasses import asdict, dataclass, field
 from statistics import mean, stdev
 
 import evaluator
+from evaluator import cost
 from evaluator.metrics import GATE
 from evaluator.metrics import metric as registered
 from evaluator.run import EvalResult, submit
@@ -63,6 +67,7 @@ class Entry:
     evaluations: dict[int, int]  # seed -> evaluation id
     failures: dict[int, str]  # seed -> status
     stats: dict[str, Stats]
+    cost_class: str = "unproven"  # of its first ok evaluation (``evaluator.cost``)
 
 
 @dataclass(frozen=True)
@@ -117,16 +122,40 @@ def top_designs(records: Records, tier: evaluator.Tier, k: int) -> list[Design]:
     return [r.design for r in records.ranked(tier.name, rows, tier.version) if r.design.origin != "baseline"][:k]
 
 
-def default_references(records: Records, tier: evaluator.Tier) -> list[str]:
-    """The best reference at the tier (highest mean score) and linear attention."""
-    means = {}
+def _ok_at(records: Records, design: Design, tier: evaluator.Tier) -> list[Evaluation]:
+    return [e for e in records.evaluations(design.id)
+            if (e.tier, e.tier_version) == (tier.name, tier.version) and e.status == "ok" and e.score is not None]
+
+
+def default_references(records: Records, tier: evaluator.Tier, designs: Iterable[Design] = ()) -> list[str]:
+    """For the cost class of each design, the best reference of that class or a cheaper one (highest mean
+    quality, ``evaluator.score.quality``, so references of different classes compare on one scale), then
+    linear attention. Without designs: the best reference of all."""
+    from evaluator.score import quality
+
+    means, classes = {}, {}
     for design in records.designs("baseline"):
-        scores = [e.score for e in records.evaluations(design.id)
-                  if (e.tier, e.tier_version) == (tier.name, tier.version) and e.status == "ok" and e.score is not None]
-        if scores and design.name in BASELINES:
-            means[design.name] = mean(scores)
-    best = [max(means, key=lambda name: (means[name], name))] if means else []
+        ok = _ok_at(records, design, tier)
+        values = [q for e in ok if (q := quality(e.metrics or {}, tier)) is not None]
+        if values and design.name in BASELINES:
+            means[design.name], classes[design.name] = mean(values), {"cost_class": cost.of(ok[0].metrics or {})}
+    wanted = {cost_class_of(records, d, tier) for d in designs} or {"unproven"}
+    best = [max(pool, key=lambda name: (means[name], name))
+            for c in sorted(wanted, key=lambda c: cost.RANK[c]) if (pool := cost.eligible(c, classes))]
     return list(dict.fromkeys([*best, DEFAULT_REFERENCE]))
+
+
+def cost_class_of(records: Records, design: Design, tier: evaluator.Tier) -> str:
+    """The cost class of the design's first ok evaluation at the tier's version, else ``unproven``."""
+    ok = _ok_at(records, design, tier)
+    return cost.of(ok[0].metrics or {}) if ok else "unproven"
+
+
+def judged_against(design: Entry, references: list[Entry]) -> list[Entry]:
+    """The references a design is judged against: those of its cost class or a cheaper one (all of them
+    when none is), as its score is."""
+    eligible = set(cost.eligible(design.cost_class, {r.name: {"cost_class": r.cost_class} for r in references}))
+    return [r for r in references if r.name in eligible]
 
 
 def seed_evaluation(evaluations: Iterable[Evaluation], tier: evaluator.Tier, seed: int) -> Evaluation | None:
@@ -155,7 +184,7 @@ def verify(db: ExperienceDB, archive: DesignArchive, executor, tier: str, *, top
     designs = [records.design(i) for i in design_ids] if design_ids is not None else top_designs(records, spec, top)
     if not designs:
         raise VerifyError(f"no scored design at tier {spec.key} to verify; run `discover run --tier {tier}` first")
-    names = list(dict.fromkeys(references or default_references(records, spec)))
+    names = list(dict.fromkeys(references or default_references(records, spec, designs)))
     if unknown := sorted(set(names) - set(BASELINES)):
         raise VerifyError(f"unknown reference(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
     reference_designs = [records.design(recorder.baseline(name, BASELINE_POINTS.get(name))) for name in names]
@@ -166,8 +195,9 @@ def verify(db: ExperienceDB, archive: DesignArchive, executor, tier: str, *, top
                                     on_done)
     entries = [entry(records, design, is_reference, spec, seed_list) for design, is_reference in participants]
     metrics = ("score", *spec.score_weights, *(m for m in GATE if any(m in e.stats for e in entries)))
+    chosen = [e for e in entries if e.is_reference]
     comparisons = [compare(d, r, metric, confidence) for d in entries if not d.is_reference
-                   for r in entries if r.is_reference for metric in metrics]
+                   for r in (chosen if references else judged_against(d, chosen)) for metric in metrics]
     verification_id = db.provenance.add_verification(spec.name, spec.version, seed_list, confidence, METHOD,
                                                      [c.row() for c in comparisons])
     notes = tuple(f"{e.name} failed at seed(s) {', '.join(map(str, e.failures))}: "
@@ -223,7 +253,8 @@ def entry(records: Records, design: Design, is_reference: bool, tier: evaluator.
     stats = {m: Stats(len(v), mean(v) if v else None, stdev(v) if len(v) > 1 else None, tuple(v))
              for m, v in values.items()}
     return Entry(design.id, design.name, design.origin, is_reference, {s: e.id for s, e in chosen.items()},
-                 {s: e.status for s, e in chosen.items() if e.status != "ok"}, stats)
+                 {s: e.status for s, e in chosen.items() if e.status != "ok"}, stats,
+                 cost.of(ok[0].metrics or {}) if ok else "unproven")
 
 
 def compare(design: Entry, reference: Entry, metric: str, confidence: float) -> Comparison:

@@ -110,3 +110,42 @@ def test_verify_evaluates_missing_seeds_once_records_verdicts_and_top_shows_them
     assert main(["top", "--workspace", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert f"tier {TIER}" in out and " linear_attention" in out.split("verified")[1] and "…" not in out
+
+
+def test_a_design_is_judged_against_references_of_its_cost_class_or_cheaper():
+    from dataclasses import replace
+
+    from memory.verify import judged_against
+
+    refs = [replace(entry([0.9, 0.9], reference=True), name=name, cost_class=c) for name, c in
+            (("softmax_attention", "quadratic"), ("linear_attention", "constant"), ("based", "windowed"))]
+    names = {c: [r.name for r in judged_against(replace(entry([0.5, 0.5]), cost_class=c), refs)]
+             for c in ("constant", "windowed", "quadratic", "unproven")}
+    assert names == {"constant": ["linear_attention"], "windowed": ["linear_attention", "based"],
+                     "quadratic": ["softmax_attention", "linear_attention", "based"],
+                     "unproven": ["softmax_attention", "linear_attention", "based"]}
+    only_attention = [refs[0]]
+    assert judged_against(replace(entry([0.5, 0.5]), cost_class="constant"), only_attention) == only_attention
+
+
+def test_default_references_are_the_best_of_each_designs_class_and_linear_attention(tmp_path):
+    from memory.verify import default_references
+
+    spec = evaluator.get_tier("smoke")
+    with ExperienceDB(tmp_path / "experience.db") as db:
+        def add(name, origin, acc, cost_class):
+            design_id = db.records.add_design(name, "", f"# {name}\n", origin=origin)
+            eval_id = db.records.begin_evaluation(design_id, None, "seed", spec.name, spec.version, 0)
+            db.records.finish_evaluation(eval_id, "ok", metrics={"mqar_acc": acc, "cost_class": cost_class},
+                                         score=acc)
+            return db.records.design(design_id)
+
+        add("softmax_attention", "baseline", 0.99, "quadratic")
+        add("deltanet", "baseline", 0.6, "constant")
+        add("linear_attention", "baseline", 0.4, "constant")
+        add("based", "baseline", 0.7, "windowed")
+        constant = add("mine", "offline", 0.65, "constant")
+        windowed = add("window", "offline", 0.5, "windowed")
+        assert default_references(db.records, spec, [constant]) == ["deltanet", "linear_attention"]
+        assert default_references(db.records, spec, [constant, windowed]) == ["deltanet", "based", "linear_attention"]
+        assert default_references(db.records, spec) == ["softmax_attention", "linear_attention"]
