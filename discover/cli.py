@@ -163,6 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         console.print(f"LLM: {Usage(**summary.llm).describe()}")
     show_top(config.workspace, None, 10, as_json=False)
+    show_top(config.workspace, None, 0, as_json=False, front=True)
     return 1 if summary.agents_failed else 0
 
 
@@ -179,19 +180,19 @@ def check_resume_budget(workspace: str | Path, budget: int) -> None:
                            f"continues it as started; to spend {budget}, start a new run (without --resume)")
 
 
-def show_top(workspace: str | Path, tier: str | None, k: int, as_json: bool) -> None:
+def show_top(workspace: str | Path, tier: str | None, k: int, as_json: bool, front: bool = False) -> None:
     """The leaderboard of ``discover top`` (at ``workspace_tier``), also printed at the end of ``run`` and
-    ``seed``."""
-    from discover.report import leaderboard, leaderboard_table
+    ``seed``; with ``front``, the quality-cost front instead."""
+    from discover.report import front_rows, front_table, leaderboard, leaderboard_table
 
     with opened(workspace, store="read") as session:
         tier = workspace_tier(session.db, tier)
-        rows = leaderboard(session.db, tier, k)
-    present(as_json, rows, lambda: leaderboard_table(rows, tier))
+        rows = front_rows(session.db, tier) if front else leaderboard(session.db, tier, k)
+    present(as_json, rows, lambda: (front_table if front else leaderboard_table)(rows, tier))
 
 
 def cmd_top(args: argparse.Namespace) -> int:
-    show_top(args.workspace, args.tier, args.k, args.json)
+    show_top(args.workspace, args.tier, args.k, args.json, front=args.front)
     return 0
 
 
@@ -389,6 +390,9 @@ def build_parser() -> argparse.ArgumentParser:
     _workspace_arg(top)
     top.add_argument("-k", type=int, default=20, help="rows (default: 20)")
     top.add_argument("--json", action="store_true", help="print the rows as JSON")
+    top.add_argument("--front", action="store_true",
+                     help="only the designs on the quality-cost front (of all scored designs, not the first k), "
+                          "cheapest first, each with its verification verdict")
     top.set_defaults(func=cmd_top)
 
     ui = sub.add_parser("ui", help="the terminal UI: runs, live view, leaderboard, designs, lineage, plot",

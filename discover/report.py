@@ -132,6 +132,39 @@ def verdict_label(verified: dict | None) -> str:
     return "—" if verified is None else f"{_VERDICT_MARKS[verified['verdict']]} {verified['reference']}"
 
 
+def front_rows(db, tier: str) -> list[dict]:
+    """The leaderboard rows (of every scored design, not only the first k) on the quality-cost front,
+    cheapest first: what a run found, one design per trade-off between quality and state."""
+    rows = [r for r in leaderboard(db, tier, 1 << 30) if r["front"]]
+    return sorted(rows, key=lambda r: (r["state_mb_16k"] is None, r["state_mb_16k"] or 0.0, -(r["quality"] or 0.0)))
+
+
+def front_table(rows: list[dict], tier: str) -> Table:
+    """The front with each design's verdict against the best reference of its cost class or a cheaper one
+    (``discover verify``), or how to get one."""
+    table = Table(title=f"quality-cost front — tier {tier}")
+    for header, justify in (("id", "right"), ("design", "left"), ("origin", "left"), ("cost", "left"),
+                            ("state MB@16k", "right"), ("quality", "right"), ("score", "right"), ("±", "right"),
+                            ("seeds", "right"), ("verified", "left")):
+        table.add_column(header, justify=justify, overflow="fold")
+    unverified = []
+    for row in rows:
+        verified = row.get("verified")
+        if verified is None and row["origin"] != "baseline":
+            unverified.append(str(row["id"]))
+        label = verdict_label(verified) if verified else ("reference" if row["origin"] == "baseline" else "—")
+        table.add_row(str(row["id"]), row["name"], row["origin"], cost.SHORT.get(row["cost_class"], row["cost_class"]),
+                      fmt(row["state_mb_16k"]), fmt(row["quality"]), fmt(row["score"]), fmt(row.get("interval")),
+                      f"{row.get('seeds', 1)}" + ("*" if row.get("seeds", 1) < 2 else ""), label)
+    notes = ["each design on the front is the best quality (0 at chance, 1 perfect; mean over seeds) at its "
+             "state's memory at 16k tokens or less; score and verdict are against the best reference of its cost "
+             "class or a cheaper one"]
+    if unverified:
+        notes.append(f"not verified yet: discover verify --designs {' '.join(unverified)}")
+    table.caption = "\n".join(notes) if rows else "no design on the front yet"
+    return table
+
+
 def leaderboard_table(rows: list[dict], tier: str) -> Table:
     """Only the metric columns some row has, so the table stays readable in 80 columns."""
     metrics = [metric(name) for name in LEADERBOARD if any(row.get(name) is not None for row in rows)]

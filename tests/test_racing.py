@@ -149,3 +149,28 @@ def test_the_front_weighs_a_design_by_its_mean_over_seeds_not_its_luckiest_seed(
     rows = {r["name"]: r for r in leaderboard(db, TIER, 10)}
     assert rows["steady"]["front"] and not rows["lucky"]["front"]
     assert rows["lucky"]["quality"] == pytest.approx(((0.95 + 0.05) / 2 - 1 / 128) / (1 - 1 / 128), abs=1e-4)
+
+
+def test_the_front_lists_every_design_on_it_cheapest_first_with_how_to_verify(db):
+    from rich.console import Console
+
+    from discover.report import front_rows, front_table
+
+    def add(name, origin, acc, cost_class, mb):
+        design_id = db.records.add_design(name, "", f"# {name}\n", origin=origin)
+        eval_id = db.records.begin_evaluation(design_id, None, "seed" if origin == "baseline" else "search", TIER,
+                                              VERSION, 0)
+        db.records.finish_evaluation(eval_id, status="ok", score=acc, metrics={
+            "mqar_acc": acc, "cost_class": cost_class, "state_mb_16k": mb})
+        return design_id
+
+    add("softmax_attention", "baseline", 0.99, "quadratic", 16.0)
+    add("linear_attention", "baseline", 0.4, "constant", 0.02)
+    cheap = add("cheap-and-good", "offline", 0.5, "constant", 0.01)
+    add("dominated", "offline", 0.3, "windowed", 0.5)
+    rows = front_rows(db, TIER)
+    assert [r["name"] for r in rows] == ["cheap-and-good", "softmax_attention"]
+    console = Console(record=True, width=200)
+    console.print(front_table(rows, TIER))
+    text = console.export_text()
+    assert f"discover verify --designs {cheap}" in text and "reference" in text
