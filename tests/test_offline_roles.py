@@ -42,7 +42,7 @@ def test_coder_renders_the_proposal_as_attempt_one():
     point = BASELINE_POINTS["gated_deltanet"]
     draft = OfflineCoder().write(proposal_for(point), context())
     assert draft.attempt == 1 and draft.proposal.spec == point
-    assert load(draft.code)[1].name == "gated-delta-mamba-c4-swish"
+    assert load(draft.code)[1].name == "gated-delta-mamba-c4"
 
 
 def test_coder_simplifies_the_point_after_feedback_and_counts_attempts():
@@ -92,10 +92,10 @@ def test_analyst_names_the_changed_choices_of_a_failed_design():
 
 
 def test_analyst_reports_which_choices_came_from_the_second_parent():
-    child = {**BASELINE_POINTS["deltanet"], "out_gate": "swish"}
+    child = {**BASELINE_POINTS["deltanet"], "key_dim": "half"}  # GLA's half-width keys
     outcome = Outcome(12, proposal_for(child, parents=(3, 4)), "ok", "", {}, 0.65)
     analysis = make_roles("offline").analyst.analyse(outcome, context())
-    assert analysis.data["second_parent_id"] == 4 and analysis.data["from_second_parent"] == ["out_gate"]
+    assert analysis.data["second_parent_id"] == 4 and analysis.data["from_second_parent"] == ["key_dim"]
 
 
 def test_analyst_copes_with_designs_outside_the_space():
