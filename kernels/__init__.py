@@ -13,6 +13,10 @@ token-loop reference ``naive_recurrent_*``, a chunked form ``chunk_*`` for train
 - ``kernels.delta_rule``: ``chunk_delta_rule``, ``naive_recurrent_delta_rule``, ``delta_rule_step``
 - ``kernels.gated_delta_rule``: ``chunk_gated_delta_rule``, ``naive_recurrent_gated_delta_rule``,
   ``gated_delta_rule_step``
+- ``kernels.kda`` (Kimi Delta Attention: the gated delta rule with a per-channel decay): ``chunk_kda``,
+  ``naive_recurrent_kda``, ``kda_step``
+- ``kernels.rwkv7`` (RWKV-7's generalized delta rule: per-channel decay, vector learning rate, separate
+  removal and replacement keys): ``chunk_rwkv7``, ``naive_recurrent_rwkv7``, ``rwkv7_step``
 
 Small blocks:
 
@@ -21,7 +25,8 @@ Small blocks:
 - ``kernels.feature_maps``: ``feature_map(name)``, ``feature_dim(name, K)``, ``FEATURE_MAPS``
 - ``kernels.attention``: ``softmax_attention``, ``sliding_window_attention``, ``RotaryEmbedding``
 
-Triton kernels (forward and backward, wired into autograd) for the five recurrences:
+Triton kernels (forward and backward, wired into autograd) for the first five recurrences (``kda`` and
+``rwkv7`` run their PyTorch chunked forms on every device):
 ``kernels.<op>.triton.triton_<op>``, the chunked form with tl.dot (``kernels.triton_chunk``,
 ``kernels.triton_chunk_delta``), which the chunked ops call on a GPU, and
 ``kernels.<op>.triton.fused_recurrent_<op>``, token by token (``kernels.triton_recurrence``).

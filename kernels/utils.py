@@ -160,3 +160,93 @@ def chunk_state_scan(decay: Tensor | None, updates: Tensor, initial: Tensor) -> 
         before.append(state)
         state = state + X if a is None else a * state + X
     return torch.stack(before, dim=2), state
+
+
+def decayed_chunk_products(b: Tensor, rows: tuple[Tensor, ...], cols: tuple[Tensor, ...],
+                           reads_before: tuple[bool, ...], diagonals: tuple[int, ...]) -> tuple[Tensor, ...]:
+    """The per-channel-decay terms of a chunked recurrence, in one autograd node.
+
+    b: (..., C, K) cumulative log-decay since the chunk start, inclusive, >= C * LOG_DECAY_FLOOR;
+    rows x_r and cols y_c: (..., C, K). Row r is decayed by e_r = b (reads_before[r] False: it
+    reads the state after token i's decay) or by e_r = b shifted one token later (True: it reads
+    the state before token i, S_{i-1}). Returns, in this order:
+
+    - for each row r and col c, A_rc[i, j] = sum_k x_r[i, k] y_c[j, k] exp(e_r[i, k] - b[j, k]) for
+      j <= i + diagonals[r] (0: j <= i, -1: j < i), else 0: (..., C, C);
+    - for each row, x_r * exp(e_r) (decayed from the chunk start);
+    - for each col, y_c * exp(b[-1] - b) (decayed to the chunk end);
+    - exp(b[-1]), the whole chunk's decay: (..., K).
+
+    The C x C products are factored about the chunk start, (x exp(e)) (y exp(-b))^T, in float64, as in
+    chunk_gla: exp(-b) reaches e^640 for chunks of 16 floored at -40 per step, within float64's range;
+    the kept entries have exponents <= 0 and return to the inputs' dtype correctly rounded; entries
+    beyond the diagonal may be huge and are masked, never multiplied. Row i involves tokens <= i only,
+    so the outputs are bit-exactly causal. Autograd through the same computation records ~25 nodes
+    and twice as many full-size passes; the backward here is written out (the adjoints of the two
+    products, then of the elementwise factors).
+    """
+    return _DecayedChunkProducts.apply(b, tuple(reads_before), tuple(diagonals), len(rows), *rows, *cols)
+
+
+class _DecayedChunkProducts(torch.autograd.Function):
+    # Every intermediate is a contiguous tensor of its own (products of strided slices of a stacked
+    # operand ran several times slower), and mixed-precision products and ``out=`` casts keep each
+    # elementwise step to one pass over memory.
+
+    @staticmethod
+    def forward(ctx, b, reads_before, diagonals, n_rows, *xs):
+        rows, cols = xs[:n_rows], xs[n_rows:]
+        dtype = b.dtype
+        E = b.double().exp()  # not exp_: for float64 inputs .double() is b itself
+        E_inv = E.reciprocal()  # exp(-b) <= e^640: a normal float64
+        E_before = _one_token_later(E) if any(reads_before) else None
+        E_end = E[..., -1:, :]  # (..., 1, K)
+        P = [x * (E_before if before else E) for x, before in zip(rows, reads_before)]  # decayed from the start
+        R = [y * E_inv for y in cols]  # decayed back to the start
+        products = [torch.matmul(p, r.transpose(-1, -2)).tril_(diagonal).to(dtype)
+                    for p, diagonal in zip(P, diagonals) for r in R]
+        from_start = [p.to(dtype) for p in P]
+        to_end = [torch.mul(r, E_end, out=b.new_empty(b.shape)) for r in R]
+        ctx.save_for_backward(E, E_inv, *P, *R)
+        ctx.layout = (reads_before, diagonals, n_rows, dtype)
+        return (*products, *from_start, *to_end, E_end.squeeze(-2).to(dtype))
+
+    @staticmethod
+    def backward(ctx, *grads):
+        reads_before, diagonals, n_rows, dtype = ctx.layout
+        E, E_inv, *PR = ctx.saved_tensors
+        P, R = PR[:n_rows], PR[n_rows:]
+        n_cols = len(R)
+        n_products = n_rows * n_cols
+        d_products, d_from_start = grads[:n_products], grads[n_products:n_products + n_rows]
+        d_to_end, d_decay = grads[n_products + n_rows:-1], grads[-1]
+        E_end = E[..., -1:, :]
+        dM = [d.tril(diagonals[i // n_cols]).double() for i, d in enumerate(d_products)]
+        dP = [d_from_start[i].double() for i in range(n_rows)]
+        dR = [d_to_end[c] * E_end for c in range(n_cols)]
+        for i, d in enumerate(dM):
+            r, c = divmod(i, n_cols)
+            dP[r] = torch.matmul(d, R[c]).add_(dP[r])
+            dR[c] = torch.matmul(d.transpose(-1, -2), P[r]).add_(dR[c])
+        # b receives + dP * P through exp(e_r) (one token later for reads_before rows), - dR * R through
+        # exp(-b), and through exp(b[-1]) the to-end factors (to_end = R * E_end) and the chunk decay.
+        db = torch.zeros_like(E)
+        d_end = d_decay.unsqueeze(-2).double()
+        d_xs, d_ys = [], []
+        for dP_r, P_r, before in zip(dP, P, reads_before):
+            if before:
+                db[..., :-1, :] += (dP_r * P_r)[..., 1:, :]
+            else:
+                db.addcmul_(dP_r, P_r)
+            d_xs.append(torch.mul(dP_r, _one_token_later(E) if before else E, out=E.new_empty(E.shape, dtype=dtype)))
+        for dR_c, R_c, g in zip(dR, R, d_to_end):
+            d_end = d_end + (g * R_c).sum(-2, keepdim=True)
+            db.addcmul_(dR_c, R_c, value=-1)
+            d_ys.append(torch.mul(dR_c, E_inv, out=E.new_empty(E.shape, dtype=dtype)))
+        db[..., -1:, :].addcmul_(d_end, E_end)
+        return (db.to(dtype), None, None, None, *d_xs, *d_ys)
+
+
+def _one_token_later(E: Tensor) -> Tensor:
+    """(..., C, K) -> the same shifted one step along C, with ones first: the decay before each token."""
+    return torch.cat([torch.ones_like(E[..., :1, :]), E[..., :-1, :]], dim=-2)

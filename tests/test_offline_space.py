@@ -22,7 +22,7 @@ from memory.baselines import BASELINE_POINTS, BASELINES
 
 
 def test_every_baseline_design_has_a_valid_canonical_point():
-    assert set(BASELINE_POINTS) == set(BASELINES)
+    assert set(BASELINE_POINTS) <= set(BASELINES)  # a baseline the space cannot express has no point
     for name, point in BASELINE_POINTS.items():
         assert validate(point) == [], name
         assert canonical(point) == point, name

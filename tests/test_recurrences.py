@@ -25,11 +25,17 @@ from kernels.gated_delta_rule.chunk import CHUNK_SIZE as GATED_DELTA_CHUNK
 from kernels.gla import chunk_gla, gla_step, naive_recurrent_gla
 from kernels.gla.chunk import CHUNK_SIZE as GLA_CHUNK
 from kernels.gla.chunk import MAX_CHUNK_SIZE as GLA_MAX_CHUNK
+from kernels.kda import chunk_kda, kda_step, naive_recurrent_kda
+from kernels.kda.chunk import CHUNK_SIZE as KDA_CHUNK
+from kernels.kda.chunk import MAX_CHUNK_SIZE as KDA_MAX_CHUNK
 from kernels.linear_attn import chunk_linear_attn, linear_attn_step, naive_recurrent_linear_attn
 from kernels.linear_attn.chunk import CHUNK_SIZE as LINEAR_ATTN_CHUNK
+from kernels.rwkv7 import chunk_rwkv7, naive_recurrent_rwkv7, rwkv7_step
+from kernels.rwkv7.chunk import CHUNK_SIZE as RWKV7_CHUNK
+from kernels.rwkv7.chunk import MAX_CHUNK_SIZE as RWKV7_MAX_CHUNK
 from kernels.simple_gla import chunk_simple_gla, naive_recurrent_simple_gla, simple_gla_step
 from kernels.simple_gla.chunk import CHUNK_SIZE as SIMPLE_GLA_CHUNK
-from kernels.utils import invert_unit_lower, rel_rms_error
+from kernels.utils import decayed_chunk_products, invert_unit_lower, rel_rms_error
 
 FORWARD_TOL = 2e-5
 GRAD_TOL = 1e-4
@@ -54,6 +60,8 @@ class Op:
     chunk_size: int
     gate: str | None = None  # None, "head" (g: (B, H, T)) or "channel" (g: (B, H, T, K))
     beta: bool = False
+    removal: bool = False  # RWKV-7's removal key kappa and learning rate a, each (B, H, T, K)
+    max_chunk: int | None = None  # the largest chunk_size the chunked form accepts
 
     def __str__(self) -> str:
         return self.name
@@ -63,18 +71,25 @@ OPS = [
     Op("linear_attn", naive_recurrent_linear_attn, chunk_linear_attn, linear_attn_step, LINEAR_ATTN_CHUNK),
     Op("simple_gla", naive_recurrent_simple_gla, chunk_simple_gla, simple_gla_step, SIMPLE_GLA_CHUNK,
        gate="head"),
-    Op("gla", naive_recurrent_gla, chunk_gla, gla_step, GLA_CHUNK, gate="channel"),
+    Op("gla", naive_recurrent_gla, chunk_gla, gla_step, GLA_CHUNK, gate="channel", max_chunk=GLA_MAX_CHUNK),
     Op("delta_rule", naive_recurrent_delta_rule, chunk_delta_rule, delta_rule_step, DELTA_CHUNK, beta=True),
     Op("gated_delta_rule", naive_recurrent_gated_delta_rule, chunk_gated_delta_rule, gated_delta_rule_step,
        GATED_DELTA_CHUNK, gate="head", beta=True),
+    Op("kda", naive_recurrent_kda, chunk_kda, kda_step, KDA_CHUNK, gate="channel", beta=True,
+       max_chunk=KDA_MAX_CHUNK),
+    Op("rwkv7", naive_recurrent_rwkv7, chunk_rwkv7, rwkv7_step, RWKV7_CHUNK, gate="channel", removal=True,
+       max_chunk=RWKV7_MAX_CHUNK),
 ]
+# every input an op may take, in the order of the ops' positional arguments
+INPUT_NAMES = ("q", "k", "v", "g", "beta", "kappa", "a")
 
 
 def make_inputs(op: Op, T: int, seed: int = 0, strongest_decay: float = 5.0) -> dict[str, torch.Tensor]:
     """float64 leaves: q, k, v, the op's g and/or beta, and an initial state.
 
     Decays are drawn from [-strongest_decay, 0] per step, beta from (0, 2); keys of the delta
-    rules are L2-normalized, as the designs feed them.
+    rules are L2-normalized, as the designs feed them. RWKV-7's removal keys kappa are unit vectors,
+    its learning rates a are drawn from (0, 1) per channel, and its replacement keys k are left unnormalized.
     """
     gen = torch.Generator().manual_seed(seed)
     x = {
@@ -89,12 +104,15 @@ def make_inputs(op: Op, T: int, seed: int = 0, strongest_decay: float = 5.0) -> 
         x["g"] = -strongest_decay * torch.rand(*shape, generator=gen, dtype=torch.float64)
     if op.beta:
         x["beta"] = 2 * torch.rand(B, H, T, generator=gen, dtype=torch.float64)
+    if op.removal:
+        x["kappa"] = F.normalize(torch.randn(B, H, T, K, generator=gen, dtype=torch.float64), dim=-1)
+        x["a"] = torch.rand(B, H, T, K, generator=gen, dtype=torch.float64)
     x["initial_state"] = torch.randn(B, H, K, V, generator=gen, dtype=torch.float64)
     return {name: t.requires_grad_() for name, t in x.items()}
 
 
 def positional(x: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    return [x[name] for name in ("q", "k", "v", "g", "beta") if name in x]
+    return [x[name] for name in INPUT_NAMES if name in x]
 
 
 def run(fn: Callable, x: dict[str, torch.Tensor], dtype: torch.dtype, **kw) -> tuple[torch.Tensor, torch.Tensor]:
@@ -133,7 +151,7 @@ def test_chunk_matches_naive_outputs_state_and_gradients(op: Op, T: int):
         assert rel_rms_error(grad, grads_ref[name]) < GRAD_TOL, name
 
 
-CHUNK_CASES = [(op, C) for op in OPS for C in (4, 8, 32, 64) if op.name != "gla" or C <= GLA_MAX_CHUNK]
+CHUNK_CASES = [(op, C) for op in OPS for C in (4, 8, 32, 64) if op.max_chunk is None or C <= op.max_chunk]
 
 
 @pytest.mark.parametrize(("op", "chunk_size"), CHUNK_CASES, ids=[f"{op}-C{C}" for op, C in CHUNK_CASES])
@@ -171,7 +189,7 @@ def test_chunk_form_is_bit_exactly_causal(op: Op):
         o, _ = run(op.chunk, x, torch.float32)
         for cut in (1, 15, 16, 17, 63, 64, 65, 74):
             changed = {name: t.detach().clone() for name, t in x.items()}
-            for name in ("q", "k", "v", "g", "beta"):
+            for name in INPUT_NAMES:
                 if name in changed:
                     changed[name][:, :, cut:] = make_inputs(op, T, seed=4)[name][:, :, cut:]
             o_changed, _ = run(op.chunk, changed, torch.float32)
@@ -191,18 +209,24 @@ def test_extreme_decays_stay_finite_and_exact(op: Op):
     o, state, grads = outputs_and_grads(op.chunk, x, torch.float32)
     assert rel_rms_error(o, o_ref) < FORWARD_TOL
     assert rel_rms_error(state, state_ref) < FORWARD_TOL
-    for name in ("q", "k", "v"):
-        assert rel_rms_error(grads[name], grads_ref[name]) < GRAD_TOL, name
+    for name in ("q", "k", "v", "kappa", "a"):
+        if name in grads:
+            assert rel_rms_error(grads[name], grads_ref[name]) < GRAD_TOL, name
     # The floor leaves exp(-40)-sized traces where the exact gradient is ~0 (the initial state is
     # erased by g = -inf at t = 0), so these two are compared in absolute terms.
     assert torch.allclose(grads["g"].double(), grads_ref["g"], rtol=GRAD_TOL, atol=1e-6)
-    assert grads["initial_state"].abs().max() < 1e-12
+    if op.removal:
+        # RWKV-7's removal reads S_{t-1} before it decays: g = -inf does not erase the initial state.
+        assert rel_rms_error(grads["initial_state"], grads_ref["initial_state"]) < GRAD_TOL
+    else:
+        assert grads["initial_state"].abs().max() < 1e-12
 
 
-def test_gla_rejects_chunks_beyond_its_float64_exponent_range():
-    q = torch.randn(1, 1, 40, K)
-    with pytest.raises(ValueError, match="chunk_size <= 16"):
-        chunk_gla(q, q, torch.randn(1, 1, 40, V), -torch.rand(1, 1, 40, K), chunk_size=32)
+@pytest.mark.parametrize("op", [op for op in OPS if op.max_chunk], ids=str)
+def test_per_channel_decays_reject_chunks_beyond_their_float64_exponent_range(op: Op):
+    x = make_inputs(op, T=40)
+    with torch.no_grad(), pytest.raises(ValueError, match=f"chunk_size <= {op.max_chunk}"):
+        op.chunk(*positional(x), chunk_size=2 * op.max_chunk)
 
 
 @pytest.mark.parametrize("op", [op for op in OPS if op.beta], ids=str)
@@ -216,7 +240,24 @@ def test_delta_rules_stay_accurate_with_correlated_keys_and_beta_near_two(op: Op
         x["k"].copy_(F.normalize(shared + 0.1 * torch.randn(B, H, T, K, dtype=torch.float64), dim=-1))
         x["beta"].copy_(1.9 + 0.1 * torch.rand(B, H, T, dtype=torch.float64))
         o_ref, state_ref = run(op.naive, x, torch.float64)
-        o, state = run(op.chunk, x, torch.float32, chunk_size=64)
+        o, state = run(op.chunk, x, torch.float32, chunk_size=min(64, op.max_chunk or 64))
+    assert rel_rms_error(o, o_ref) < 1e-4
+    assert rel_rms_error(state, state_ref) < 1e-4
+
+
+@pytest.mark.parametrize("op", [op for op in OPS if op.removal], ids=str)
+def test_rwkv7_stays_accurate_with_correlated_removal_keys_and_rates_near_one(op: Op):
+    """RWKV-7's counterpart of the test above: nearly parallel removal keys with a ~ 1 in every channel
+    make the chunk's unit-lower matrix far from the identity."""
+    T = 120
+    x = make_inputs(op, T, seed=5, strongest_decay=0.05)
+    with torch.no_grad():
+        shared = torch.randn(B, H, 1, K, dtype=torch.float64)
+        x["kappa"].copy_(F.normalize(shared + 0.1 * torch.randn(B, H, T, K, dtype=torch.float64), dim=-1))
+        x["k"].copy_(F.normalize(x["k"], dim=-1))
+        x["a"].copy_(0.9 + 0.1 * torch.rand(B, H, T, K, dtype=torch.float64))
+        o_ref, state_ref = run(op.naive, x, torch.float64)
+        o, state = run(op.chunk, x, torch.float32, chunk_size=op.max_chunk)
     assert rel_rms_error(o, o_ref) < 1e-4
     assert rel_rms_error(state, state_ref) < 1e-4
 
@@ -256,6 +297,31 @@ def test_invert_unit_lower_is_the_inverse_and_has_exact_gradient(C: int):
     assert torch.allclose(invert_unit_lower(L) @ (eye + L), eye.expand(3, C, C), atol=1e-10)
     if C <= 16:  # gradcheck costs a forward per input entry
         assert torch.autograd.gradcheck(lambda x: invert_unit_lower(x.tril(-1)), (L,), fast_mode=True)
+
+
+@pytest.mark.parametrize("reads_before", [(False, False), (False, True)])
+def test_decayed_chunk_products_match_their_definition_and_have_exact_gradients(reads_before):
+    """The float64 factorization behind chunk_kda and chunk_rwkv7 against the pairwise definition,
+    and its written-out backward against finite differences."""
+    gen = torch.Generator().manual_seed(7)
+    C, n = 6, 3
+    g = -3 * torch.rand(2, C, n, generator=gen, dtype=torch.float64)
+    xs = [torch.randn(2, C, n, generator=gen, dtype=torch.float64) for _ in range(4)]
+    b = g.cumsum(-2)
+    outs = decayed_chunk_products(b, xs[:2], xs[2:], reads_before, (0, -1))
+    b_before = torch.cat([torch.zeros_like(b[:, :1]), b[:, :-1]], dim=-2)
+    for r, (x, before) in enumerate(zip(xs[:2], reads_before)):
+        e = b_before if before else b
+        for c, y in enumerate(xs[2:]):
+            pairwise = (x[:, :, None] * y[:, None] * (e[:, :, None] - b[:, None]).exp()).sum(-1)
+            assert torch.allclose(outs[2 * r + c], pairwise.tril((0, -1)[r]), atol=1e-12)
+        assert torch.allclose(outs[4 + r], x * e.exp(), atol=1e-12)
+    for c, y in enumerate(xs[2:]):
+        assert torch.allclose(outs[6 + c], y * (b[:, -1:] - b).exp(), atol=1e-12)
+    assert torch.allclose(outs[8], b[:, -1].exp(), atol=1e-12)
+    inputs = [t.requires_grad_() for t in (g, *xs)]
+    assert torch.autograd.gradcheck(
+        lambda g, *xs: decayed_chunk_products(g.cumsum(-2), xs[:2], xs[2:], reads_before, (0, -1)), inputs)
 
 
 def test_rel_rms_error_is_zero_for_equal_tensors_and_scale_free():

@@ -82,15 +82,24 @@ def delta_rule_chunked(q: Tensor, k: Tensor, v: Tensor, g: Tensor | None, beta: 
 
 
 def delta_chunk_scan(w: Tensor, u: Tensor, k_to_end: Tensor, decay: Tensor | None,
-                     initial: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """The only sequential part of the chunked delta rule, chunk by chunk (batched over B * H):
+                     initial: Tensor, extra: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """The only sequential part of the chunked delta rules, chunk by chunk (batched over B * H):
 
-        new_v_n = u_n - w_n S_n          S_{n+1} = decay_n S_n + k_to_end_n new_v_n
+        new_v_n = u_n - w_n S_n          S_{n+1} = decay_n S_n + k_to_end_n new_v_n [+ extra_n]
 
-    w: (BH, N, C, K), u: (BH, N, C, V), k_to_end: (BH, N, K, C), decay: None or (BH, N), initial: (BH, K, V).
+    w: (BH, N, C, K), u: (BH, N, C, V), k_to_end: (BH, N, K, C), initial: (BH, K, V); decay: None,
+    (BH, N) a scalar per head or (BH, N, K) one per key channel (multiplying the rows of S);
+    extra: None or (BH, N, K, V), a state update that does not depend on S (RWKV-7's k v^T part).
     Returns new_v (BH, N, C, V), the states entering each chunk (BH, N, K, V) and the final state.
     """
-    return _DeltaChunkScan.apply(w, u, k_to_end, decay, initial)
+    return _DeltaChunkScan.apply(w, u, k_to_end, decay, initial, extra)
+
+
+def _decayed(decay: Tensor | None, n: int, S: Tensor) -> Tensor:
+    """decay_n S: a scalar per head (decay (BH, N)) or a per-row (key channel) factor (decay (BH, N, K))."""
+    if decay is None:
+        return S
+    return (decay[:, n, None, None] if decay.dim() == 2 else decay[:, n, :, None]) * S
 
 
 class _DeltaChunkScan(torch.autograd.Function):
@@ -100,11 +109,11 @@ class _DeltaChunkScan(torch.autograd.Function):
 
         dnew_v_n = dL/dnew_v_n + k_to_end_n^T G        dS_n = decay_n G - w_n^T dnew_v_n + dL/dS_n
 
-    and the per-chunk gradients of w, k_to_end and decay are then one batched product each.
+    and the per-chunk gradients of w, k_to_end, decay and extra (= G) are then one batched product each.
     """
 
     @staticmethod
-    def forward(ctx, w, u, k_to_end, decay, initial):
+    def forward(ctx, w, u, k_to_end, decay, initial, extra):
         BH, N, C, V = u.shape
         new_v = u.new_empty(BH, N, C, V)
         states = u.new_empty(BH, N, *initial.shape[1:])
@@ -112,8 +121,11 @@ class _DeltaChunkScan(torch.autograd.Function):
         for n in range(N):
             states[:, n] = S
             new_v[:, n] = torch.baddbmm(u[:, n], w[:, n], S, alpha=-1)
-            S = torch.baddbmm(S if decay is None else decay[:, n, None, None] * S, k_to_end[:, n], new_v[:, n])
+            S = torch.baddbmm(_decayed(decay, n, S), k_to_end[:, n], new_v[:, n])
+            if extra is not None:
+                S = S + extra[:, n]
         ctx.save_for_backward(w, k_to_end, decay, new_v, states)
+        ctx.has_extra = extra is not None
         return new_v, states, S
 
     @staticmethod
@@ -126,9 +138,11 @@ class _DeltaChunkScan(torch.autograd.Function):
         for n in reversed(range(new_v.shape[1])):
             grad_after[:, n] = G
             dnv[:, n] = dnv_n = torch.baddbmm(d_new_v[:, n], k_to_end[:, n].transpose(-1, -2), G)
-            G = torch.baddbmm(G if decay is None else decay[:, n, None, None] * G, w[:, n].transpose(-1, -2), dnv_n,
-                              alpha=-1) + d_states[:, n]
+            G = torch.baddbmm(_decayed(decay, n, G), w[:, n].transpose(-1, -2), dnv_n, alpha=-1) + d_states[:, n]
         dw = -(dnv @ states.transpose(-1, -2))
         dk_to_end = grad_after @ new_v.transpose(-1, -2)
-        ddecay = None if decay is None else (grad_after * states).sum((-1, -2))
-        return dw, dnv, dk_to_end, ddecay, G
+        if decay is None:
+            ddecay = None
+        else:
+            ddecay = (grad_after * states).sum((-1, -2) if decay.dim() == 2 else -1)
+        return dw, dnv, dk_to_end, ddecay, G, grad_after if ctx.has_extra else None

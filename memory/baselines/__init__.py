@@ -2,9 +2,11 @@
 
 Each file follows the design contract (a ``Mixer`` class, a module docstring with name and
 motivation) and is read as source, never imported as part of this package, exactly like a
-candidate design. ``points.json`` places each baseline in the offline researcher's design space
-(canonical form: the choices that matter, in the space's order); a baseline is recorded with its
-point, so the researcher can mutate and cross it like any searched design.
+candidate design. ``points.json`` places each baseline that the offline researcher's design space
+can express in that space (canonical form: the choices that matter, in the space's order); such a
+baseline is recorded with its point, so the researcher can mutate and cross it like any searched
+design. Baselines outside the space (Kimi Delta Attention and RWKV-7 today) have no point and are
+recorded without one.
 """
 
 import json

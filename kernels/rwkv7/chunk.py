@@ -1,0 +1,68 @@
+"""Chunked RWKV-7 (a diagonal-plus-rank-one transition per token) in a WY/UT form: exact, linear in T,
+pure PyTorch."""
+
+from torch import Tensor
+
+from ..delta_rule.chunk import delta_chunk_scan
+from ..utils import (
+    check_qkv,
+    check_shape,
+    chunk_log_decay,
+    compute_dtype,
+    decayed_chunk_products,
+    fit_chunk_size,
+    from_chunks,
+    initial_state_or_zeros,
+    invert_unit_lower,
+    resolve_scale,
+    to_chunks,
+)
+
+# As for chunk_gla and chunk_kda: the largest chunk for which the float64 factorization of the
+# intra-chunk products cannot overflow (16 * 40 = 640 < 709 = ln(max float64)).
+CHUNK_SIZE = 16
+MAX_CHUNK_SIZE = 16
+
+
+def chunk_rwkv7(q: Tensor, k: Tensor, v: Tensor, g: Tensor, kappa: Tensor, a: Tensor, scale: float | None = None,
+                initial_state: Tensor | None = None, output_final_state: bool = False,
+                chunk_size: int = CHUNK_SIZE) -> tuple[Tensor, Tensor | None]:
+    """Same contract as `naive_recurrent_rwkv7`; g, kappa, a: (B, H, T, K); chunk_size <= 16.
+
+    Exact for any g (per-step log-decays are floored at LOG_DECAY_FLOOR) and bit-exactly causal;
+    README.md has the derivation. Runs in PyTorch on every device (there is no Triton kernel for it).
+    """
+    B, H, T, K, V = check_qkv(q, k, v)
+    for name, x in (("g", g), ("kappa", kappa), ("a", a)):
+        check_shape(name, x, (B, H, T, K))
+    if chunk_size > MAX_CHUNK_SIZE:
+        raise ValueError(f"chunk_rwkv7 needs chunk_size <= {MAX_CHUNK_SIZE} (float64 exponent range), "
+                         f"got {chunk_size}")
+    dtype = compute_dtype(q)
+    C = fit_chunk_size(T, chunk_size)
+    qc = to_chunks(q.to(dtype), C)  # (B, H, N, C, K)
+    kc = to_chunks(k.to(dtype), C)
+    vc = to_chunks(v.to(dtype), C)  # (B, H, N, C, V)
+    kappac = to_chunks(kappa.to(dtype), C)  # the removal's read direction
+    ac = to_chunks(a.to(dtype) * kappa.to(dtype), C)  # its write direction is -(a * kappa)
+    b = chunk_log_decay(g.to(dtype), C)  # (B, H, N, C, K), in [C * LOG_DECAY_FLOOR, 0]
+    # With alpha = -(a * kappa): A_qa[i, j] = -q_i . (exp(b_i - b_j) * alpha'_j) for j <= i (alpha' = a * kappa),
+    # A_qk the same with k_j; A_ra, A_rk the same for kappa_i decayed to S_{i-1}, j < i (kernels.utils).
+    (A_qa, A_qk, A_ra, A_rk, q_from_start, kappa_from_start, a_to_end, k_to_end,
+     chunk_decay) = decayed_chunk_products(b, (qc, kappac), (ac, kc), reads_before=(False, True), diagonals=(0, -1))
+    # Pseudo-values u_t = kappa_t^T S_{t-1}: (I + A_ra) U = (kappa * exp(b_prev)) S + A_rk V (signs: alpha = -a')
+    Tinv = invert_unit_lower(A_ra)
+    w = -(Tinv @ kappa_from_start)  # U = u - w S, the scan's sign convention
+    u = Tinv @ (A_rk @ vc)
+    kv = k_to_end.transpose(-1, -2) @ vc  # the part of each chunk's update free of S: (B, H, N, K, V)
+    S0 = initial_state_or_zeros(initial_state, B, H, K, V, q, dtype).flatten(0, 1)  # (B * H, K, V)
+
+    def per_head(x: Tensor) -> Tensor:
+        return x.flatten(0, 1)
+
+    # S' = diag(chunk_decay) S + (alpha exp(b_C - b))^T U + kv, with alpha = -(a * kappa)
+    U, states, S = delta_chunk_scan(per_head(w), per_head(u), per_head(-a_to_end.transpose(-1, -2)),
+                                    per_head(chunk_decay), S0, extra=per_head(kv))
+    o = per_head(q_from_start) @ states - per_head(A_qa) @ U + per_head(A_qk @ vc)
+    o = o.view(B, H, -1, C, V) * resolve_scale(scale, K)
+    return from_chunks(o, T).to(q.dtype), S.view(B, H, K, V) if output_final_state else None
