@@ -17,6 +17,7 @@ from discover.ui.lineage import LineageScreen, MoreChildren
 from discover.ui.plot import PlotScreen, ScorePlot
 from discover.ui.runs import LiveScreen, RunsScreen
 from memory import ExperienceDB
+from memory.baselines import BASELINES
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +26,8 @@ def demo(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("demo")
     build_demo_workspace(root, designs=120, seed=1)
     with ExperienceDB(root / "experience.db") as db:
-        for design_id in (11, 12, 13):
+        first = len(BASELINES) + 1  # the demo records the baselines first
+        for design_id in (first, first + 1, first + 2):
             eval_id = db.records.begin_evaluation(design_id, None, "search", "smoke", 2, 0)
             db.records.finish_evaluation(eval_id, "ok", metrics={"mqar_acc": 0.5}, score=0.5, log="smoke run")
     return root
@@ -62,8 +64,8 @@ def test_first_screen_is_the_leaderboard_best_first(demo):
     scores = [r["score"] for r in rows if r["score"] is not None]
     assert scores == sorted(scores, reverse=True) and len(rows) == PAGE
     with reader(demo) as db:
-        assert total == db.views.leaderboard_page(TIER, TIER_VERSION)[1] == 130
-    assert f"{TIER}@v{TIER_VERSION}" in filters and "1–50 of 130" in filters
+        assert total == db.views.leaderboard_page(TIER, TIER_VERSION)[1] == 120 + len(BASELINES)
+    assert f"{TIER}@v{TIER_VERSION}" in filters and f"1–50 of {120 + len(BASELINES)}" in filters
 
 
 def test_sort_cycles_columns_and_reverses(demo):
@@ -124,8 +126,9 @@ def test_filters_by_status_origin_and_tier(demo):
     assert visited[0] == "running" and visited[-1] is None and "causality" in visited
     assert all(shown <= {status} for status, shown in seen["cycle"][:-1])
     assert seen["baseline"][0] == {"baseline"} and seen["baseline"][1] is None
-    assert seen["llm"] == {"llm"} and seen["smoke-llm"] == [11]
-    assert seen["tier"] == ("smoke", [11, 12, 13])
+    first = len(BASELINES) + 1  # the demo records the baselines first, then the second tier's designs
+    assert seen["llm"] == {"llm"} and seen["smoke-llm"] == [first]
+    assert seen["tier"] == ("smoke", [first, first + 1, first + 2])
 
 
 def test_pages_forward_and_back(demo):
@@ -140,7 +143,7 @@ def test_pages_forward_and_back(demo):
         return first, second, last, [r["id"] for r in screen.rows]
 
     first, second, last, back = drive(demo, script)
-    assert not set(first) & set(second) and last == (100, 30) and back == first
+    assert not set(first) & set(second) and last == (100, 120 + len(BASELINES) - 100) and back == first
 
 
 def test_open_a_design_and_see_its_code_diff_log_and_transcript(demo):
@@ -178,7 +181,8 @@ def test_open_a_design_and_see_its_code_diff_log_and_transcript(demo):
     assert f"--- #{parent.id} {parent.name}" in seen["diff"] and f"+++ #{design.id} {design.name}" in seen["diff"]
     assert "evaluation #" in seen["log"] and "mqar done" in seen["log"]
     assert "[reply]" in seen["llm"] and "researcher" in seen["llm"]
-    assert seen["metrics"][1:3] == [f"#{design.id}", f"parent #{parent.id}"] and len(seen["metrics"]) == 13
+    assert seen["metrics"][1:3] == [f"#{design.id}", f"parent #{parent.id}"]
+    assert len(seen["metrics"]) == 3 + len(BASELINES)  # the metric, the design, its parent, each baseline
     assert seen["parent"] == parent.id and seen["back"] is LeaderboardScreen
 
 

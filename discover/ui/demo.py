@@ -102,7 +102,8 @@ def build_demo_workspace(root: str | Path, designs: int = 200, seed: int = 0, li
             records.log_event(run_id, "run-start", {"budget": budget, "tier": f"{TIER}@v{TIER_VERSION}", "spent": 0,
                                                     "resume": False})
             if not ids:
-                ids += _baselines(records, rng, run_id)
+                # a stream of their own, so the searched designs do not change when a baseline is added
+                ids += _baselines(records, random.Random(seed + 1), run_id)
             for n in range(count):
                 ids.append(_searched(records, db.journal, rng, run_id, index, ids, quality,
                                      in_flight=running and n == count - 1))
