@@ -247,3 +247,19 @@ def test_outputs_that_change_while_counted_are_inconsistent():
     with pytest.raises(Refused) as refused:
         flops_of(fake_query_job(differ=True))
     assert refused.value.status == "inconsistent" and "counted" in refused.value.reason
+
+
+@pytest.mark.slow
+def test_attention_hidden_from_the_flop_counter_pays_for_it_in_memory():
+    """Attacker's pass on the FLOPs figures: attention whose scores and read-out are element-wise products
+    and sums (no matrix product torch's counter knows) would count as if it were linear. Written that way
+    it materializes a T x T x d tensor: at the scaling probe's 4096 tokens that is 8 GiB, past the tier's
+    memory limit, so the evaluation ends in a named failure instead of a flattering figure. (A cheaper
+    hiding, such as numpy, stays possible: the FLOPs are information, never scored.)"""
+    hidden = ATTENTION.replace("scores = (q @ k.transpose(1, 2))", "scores = (q.unsqueeze(2) * k.unsqueeze(1)).sum(-1)")
+    hidden = hidden.replace("torch.softmax(scores, dim=-1) @ v", "(torch.softmax(scores, dim=-1).unsqueeze(-1) * "
+                                                                   "v.unsqueeze(1)).sum(2)")
+    assert hidden.count(".sum(") >= ATTENTION.count(".sum(") + 2
+    result = measured(hidden)
+    assert result.status == "oom", (result.status, result.reason)
+    assert "answering queries" in result.reason
