@@ -132,6 +132,12 @@ def verdict_label(verified: dict | None) -> str:
     return "—" if verified is None else f"{_VERDICT_MARKS[verified['verdict']]} {verified['reference']}"
 
 
+def seeds_cell(row: dict) -> str:
+    """A row's seed count, starred when it rests on one seed."""
+    seeds = row.get("seeds", 1)
+    return f"{seeds}" + ("*" if seeds < 2 else "")
+
+
 def front_rows(db, tier: str) -> list[dict]:
     """The leaderboard rows (of every scored design, not only the first k) on the quality-cost front,
     cheapest first: what a run found, one design per trade-off between quality and state."""
@@ -155,7 +161,7 @@ def front_table(rows: list[dict], tier: str) -> Table:
         label = verdict_label(verified) if verified else ("reference" if row["origin"] == "baseline" else "—")
         table.add_row(str(row["id"]), row["name"], row["origin"], cost.SHORT.get(row["cost_class"], row["cost_class"]),
                       fmt(row["state_mb_16k"]), fmt(row["quality"]), fmt(row["score"]), fmt(row.get("interval")),
-                      f"{row.get('seeds', 1)}" + ("*" if row.get("seeds", 1) < 2 else ""), label)
+                      seeds_cell(row), label)
     notes = ["each design on the front is the best quality (0 at chance, 1 perfect; mean over seeds) at its "
              "state's memory at 16k tokens or less; score and verdict are against the best reference of its cost "
              "class or a cheaper one"]
@@ -184,7 +190,7 @@ def leaderboard_table(rows: list[dict], tier: str) -> Table:
         table.add_column("verified", overflow="fold")
     for row in rows:
         table.add_row(str(row["rank"]), str(row["id"]), row["name"], row["origin"], fmt(row["score"]),
-                      fmt(row.get("interval")), f"{row.get('seeds', 1)}" + ("*" if row.get("seeds", 1) < 2 else ""),
+                      fmt(row.get("interval")), seeds_cell(row),
                       "◆" if row.get("front") else "",
                       *(cost.SHORT.get(row[m.name], row[m.name]) if m.name == "cost_class" else m.display(row[m.name])
                         for m in metrics),

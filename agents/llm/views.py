@@ -8,6 +8,7 @@ the reply cache replay a run.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from statistics import stdev
 
 from agents.base import Context, DesignSummary
 from agents.llm.templates import render_text
@@ -41,9 +42,7 @@ def outcome_text(design: DesignSummary) -> str:
     if design.status == "ok":
         seeds = design.seed_scores
         if len(seeds) > 1:
-            mean = sum(seeds) / len(seeds)
-            spread = (sum((x - mean) ** 2 for x in seeds) / (len(seeds) - 1)) ** 0.5
-            text = f"ok, score {number(design.score)} ± {number(spread)} (mean ± std over {len(seeds)} seeds)"
+            text = f"ok, score {number(design.score)} ± {number(stdev(seeds))} (mean ± std over {len(seeds)} seeds)"
         else:
             text = f"ok, score {number(design.score)} (one seed)"
         return text + ("; more seeds are being run before it ranks" if design.racing else "")

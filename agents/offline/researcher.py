@@ -108,7 +108,6 @@ class OfflineResearcher:
             raise ValueError(f"max_tries must be >= 1, got {max_tries}")
         self.rng = random.Random(seed)
         self.explore, self.crossover, self.fail_penalty, self.niche = explore, crossover, fail_penalty, niche
-        self._elites: list[DesignSummary] = []
         self.max_tries = max_tries
         self.proposed: set[str] = set()  # design files this researcher proposed, evaluated or not yet
 
@@ -116,13 +115,13 @@ class OfflineResearcher:
         stats = ValueStats(context.choice_stats, self.explore, self.fail_penalty)
         novelty = _Novelty(context, self.proposed)
         pool = [d for d in context.designs() if d.spec is not None and is_valid(d.spec)]
-        self._elites = [d for d in context.elites if d.spec is not None and is_valid(d.spec) and not d.racing]
+        elites = [d for d in context.elites if d.spec is not None and is_valid(d.spec) and not d.racing]
         proposal = None
         for _ in range(self.max_tries if pool else 0):
             if len(pool) > 1 and self.rng.random() < self.crossover:
-                proposal = self._crossover(pool, stats)
+                proposal = self._crossover(pool, elites, stats)
             else:
-                proposal = self._mutation(pool, stats)
+                proposal = self._mutation(pool, elites, stats)
             if proposal is not None and novelty.is_new(proposal.spec):
                 return self._remember(proposal)
         for _ in range(self.max_tries):
@@ -141,14 +140,15 @@ class OfflineResearcher:
         self.proposed.add(render_point(proposal.spec))
         return proposal
 
-    def _pick_parent(self, pool: list[DesignSummary], exclude: int | None = None) -> DesignSummary:
+    def _pick_parent(self, pool: list[DesignSummary], elites: list[DesignSummary],
+                     exclude: int | None = None) -> DesignSummary:
         candidates = [d for d in pool if d.id != exclude]
         ranked = (d for d in candidates if d.score is not None and not d.racing)
         scored = sorted(ranked, key=lambda d: (-d.score, d.id))
         if scored and self.rng.random() >= self.explore:
-            elites = [d for d in self._elites if d.id != exclude]
-            if elites and self.rng.random() < self.niche:
-                return self.rng.choice(elites)
+            niches = [d for d in elites if d.id != exclude]
+            if niches and self.rng.random() < self.niche:
+                return self.rng.choice(niches)
             weights = [1.0 / (rank + 1) for rank in range(len(scored))]  # rank-based: the best most often
             return self.rng.choices(scored, weights)[0]
         healthy = [d for d in candidates if d.status in ("ok", "unevaluated")] or candidates
@@ -175,8 +175,8 @@ class OfflineResearcher:
                 best = max(stats.ucb(name, v) for v in values)
                 child[name] = self.rng.choice([v for v in values if stats.ucb(name, v) >= best - 1e-12])
 
-    def _mutation(self, pool: list[DesignSummary], stats: ValueStats) -> Proposal | None:
-        parent = self._pick_parent(pool)
+    def _mutation(self, pool: list[DesignSummary], elites: list[DesignSummary], stats: ValueStats) -> Proposal | None:
+        parent = self._pick_parent(pool, elites)
         before = canonical(parent.spec)
         child = complete(before)
         changes: dict[str, tuple] = {}
@@ -203,13 +203,14 @@ class OfflineResearcher:
                       + f". Evidence: {evidence}.")
         return Proposal(point_name(child), motivation, plan, (parent.id,), child)
 
-    def _crossover(self, pool: list[DesignSummary], stats: ValueStats) -> Proposal | None:
-        first = self._pick_parent(pool)
+    def _crossover(self, pool: list[DesignSummary], elites: list[DesignSummary],
+                   stats: ValueStats) -> Proposal | None:
+        first = self._pick_parent(pool, elites)
         baselines = [d for d in pool if d.origin == "baseline" and d.id != first.id]
         if baselines and self.rng.random() < 0.5:
             second = self.rng.choice(baselines)
         else:
-            second = self._pick_parent(pool, exclude=first.id)
+            second = self._pick_parent(pool, elites, exclude=first.id)
         a = complete(first.spec)
         b = complete(second.spec, fill=a)
         child = {}
