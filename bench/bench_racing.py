@@ -11,22 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 import sys
+from pathlib import Path
 from statistics import mean
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-def ranks(values: list[float]) -> list[float]:
-    """Ranks from 0, ties sharing their mean rank."""
-    order = sorted(range(len(values)), key=lambda i: values[i])
-    out = [0.0] * len(values)
-    i = 0
-    while i < len(order):
-        j = i
-        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
-            j += 1
-        for t in range(i, j + 1):
-            out[order[t]] = (i + j) / 2
-        i = j + 1
-    return out
+from evaluator.stats import ranks  # noqa: E402
 
 
 def spearman(x: list[float], y: list[float]) -> float:

@@ -4,10 +4,12 @@
 
 Each evaluation runs exactly as ``discover check`` runs one: ``evaluator.evaluate`` in a fresh
 process, its design in sandboxed children with one compute thread, timed around the call (the
-interpreter's start and imports excluded). With ``--compare REV`` the same evaluation runs from a
-worktree of REV right after it, alternating, so both see the same machine and load; the ratio
-new / REV is what to read on a shared machine. Targets: smoke <= 45 s and quick <= 150 s per
-design; the measurement outside the design's process within 10 % of REV's wall time.
+interpreter's start and imports excluded), with the CPU seconds of that process, its fork servers and
+every sandboxed job (on a loaded machine the CPU time is the closer estimate of one thread's cost).
+With ``--compare REV`` the same evaluation runs from a worktree of REV right after it, alternating,
+so both see the same machine and load; the ratio new / REV is what to read on a shared machine.
+Targets: smoke <= 45 s and quick <= 150 s per design; the measurement outside the design's process
+within 10 % of REV's wall time.
 """
 
 from __future__ import annotations
@@ -28,13 +30,25 @@ from evaluator.run import PRELOAD  # noqa: E402
 from memory.baselines import BASELINES  # noqa: E402
 
 _TIMED = """
-import json, sys, time
+import json, resource, sys, time
+import sandbox.runner
 from evaluator.run import evaluate
+jobs = []  # CPU seconds of every sandboxed process, as its supervisor measured it (wait4)
+_result = sandbox.runner._result
+def counted(*args):
+    result = _result(*args)
+    jobs.append(result.cpu_s)
+    return result
+sandbox.runner._result = counted
 code = open(sys.argv[1]).read()
-started = time.perf_counter()
+def used():  # this process and the fork servers it waited for (their jobs are reaped by their supervisors)
+    usage = map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return sum(r.ru_utime + r.ru_stime for r in usage)
+started, before = time.perf_counter(), used()
 result = evaluate(code, sys.argv[2], int(sys.argv[3]))
+cpu = sum(jobs) + used() - before
 print(json.dumps({"status": result.status, "reason": result.reason, "wall": time.perf_counter() - started,
-                  "metrics": result.metrics}))
+                  "cpu": cpu, "metrics": result.metrics}))
 """
 
 
@@ -58,7 +72,7 @@ def timed(root: Path, name: str, tier: str, seed: int) -> dict:
     lines = out.stdout.strip().splitlines()
     if out.returncode != 0 or not lines:
         return {"status": "bench-error", "reason": (out.stderr.strip().splitlines() or ["?"])[-1], "wall": 0.0,
-                "metrics": {}}
+                "cpu": 0.0, "metrics": {}}
     return json.loads(lines[-1])
 
 
@@ -89,14 +103,15 @@ def main() -> None:
 def measure_tiers(args: argparse.Namespace, other: Path | None) -> None:
     for tier in args.tiers:
         print(f"\ntier {tier}")
-        header = f"{'baseline':<20} {'status':<10} {'wall s':>8}"
+        header = f"{'baseline':<20} {'status':<10} {'wall s':>8} {'cpu s':>8}"
         print(header + (f" {args.compare[:10]:>10} {'ratio':>6}" if other else "") + "  metrics")
-        walls, ratios = [], []
+        walls, cpus, ratios = [], [], []
         for name in args.only:
             new = timed(ROOT, name, tier, args.seed)
             walls.append(new["wall"])
+            cpus.append(new.get("cpu", 0.0))
             shown = {k: new["metrics"][k] for k in ("mqar_acc", "parity_acc", "lm_bpb") if k in new["metrics"]}
-            line = f"{name:<20} {new['status']:<10} {new['wall']:8.1f}"
+            line = f"{name:<20} {new['status']:<10} {new['wall']:8.1f} {new.get('cpu', 0.0):8.1f}"
             if other is not None:
                 old = timed(other, name, tier, args.seed)
                 ratio = new["wall"] / old["wall"] if old["wall"] else float("nan")
@@ -105,7 +120,8 @@ def measure_tiers(args: argparse.Namespace, other: Path | None) -> None:
                 if old["status"] != "ok":  # a failed run is no timing: say so rather than print its ratio
                     line += f" ({args.compare[:10]}: {old['status']}: {old.get('reason', '')[:120]})"
             print(f"{line}  {shown}" + (f"  ({new['reason']})" if new["status"] != "ok" else ""), flush=True)
-        summary = f"median wall time at {tier}: {statistics.median(walls):.1f}s over {len(walls)} baselines"
+        summary = (f"median wall time at {tier}: {statistics.median(walls):.1f}s (CPU {statistics.median(cpus):.1f}s, "
+                   f"max {max(cpus):.1f}s) over {len(walls)} baselines")
         if ratios:
             summary += f"; median ratio to {args.compare}: {statistics.median(ratios):.3f} " \
                        f"(range {min(ratios):.3f}-{max(ratios):.3f})"

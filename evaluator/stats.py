@@ -1,4 +1,5 @@
-"""Small-sample statistics for verification: Student's t quantile and Welch's interval, no scipy.
+"""Small-sample statistics for verification: Student's t quantile, Welch's interval and an exact rank-sum
+test, no scipy.
 
 With three seeds per side, a normal approximation would claim far too much: the 97.5% quantile of
 t with 2 degrees of freedom is 4.30, not 1.96. The t distribution's CDF is the regularized
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import combinations
 from statistics import mean, stdev
 
 
@@ -95,3 +97,37 @@ def welch_interval(x: list[float], y: list[float], confidence: float = 0.95) -> 
     df = (vx + vy) ** 2 / (vx**2 / (len(x) - 1) + vy**2 / (len(y) - 1))
     half = t_quantile(1.0 - (1.0 - confidence) / 2.0, df) * se
     return Interval(diff, diff - half, diff + half, df)
+
+
+def ranks(values: list[float]) -> list[float]:
+    """1-based ranks, ties given the mean of the ranks they span."""
+    order = sorted(range(len(values)), key=lambda i: values[i])
+    out = [0.0] * len(values)
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            out[order[k]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return out
+
+
+def rank_sum_p(x: list[float], y: list[float], max_splits: int = 2_000_000) -> float:
+    """Two-sided p-value of the Wilcoxon-Mann-Whitney rank-sum test, exact: the share of all ways to split
+    the pooled values into groups of len(x) and len(y) whose rank sum for the first group lies at least as
+    far from its expectation as x's does (ties get mean ranks, so this is the exact conditional test).
+    Meant for the handful of runs a benchmark has; refuses samples with more than ``max_splits`` splits."""
+    if not x or not y:
+        raise ValueError(f"need at least one value per side; got {len(x)} and {len(y)}")
+    if math.comb(len(x) + len(y), len(x)) > max_splits:
+        raise ValueError(f"{len(x)} + {len(y)} values: too many splits for the exact test")
+    pooled = ranks(list(x) + list(y))
+    expected = len(x) * (len(pooled) + 1) / 2.0
+    observed = abs(sum(pooled[: len(x)]) - expected)
+    hits = total = 0
+    for group in combinations(pooled, len(x)):
+        total += 1
+        hits += abs(sum(group) - expected) >= observed - 1e-9
+    return hits / total

@@ -8,7 +8,7 @@ import pytest
 import evaluator
 from discover.cli import main
 from discover.report import leaderboard, leaderboard_table
-from evaluator.stats import incomplete_beta, t_cdf, t_quantile, welch_interval
+from evaluator.stats import incomplete_beta, rank_sum_p, ranks, t_cdf, t_quantile, welch_interval
 from memory import DesignArchive, ExperienceDB
 from memory.verify import Entry, Stats, VerifyError, compare, verify
 
@@ -37,6 +37,20 @@ def test_welch_interval_is_the_textbook_one():
     assert welch_interval([1.0, 1.0], [0.5, 0.5]).low == 0.5  # no spread: the interval is the point
     with pytest.raises(ValueError, match="at least 2"):
         welch_interval([1.0], [0.5, 0.6])
+
+
+def test_rank_sum_test_is_exact():
+    # Complete separation of 5 and 5: 2 of the C(10, 5) = 252 splits are as extreme (the textbook 0.0079).
+    assert rank_sum_p([1, 2, 3, 4, 5], [6, 7, 8, 9, 10]) == pytest.approx(2 / 252)
+    assert rank_sum_p([1, 2, 3], [4, 5, 6]) == pytest.approx(2 / 20)
+    assert rank_sum_p([0.3, 0.9, 0.5], [0.9, 0.5, 0.3]) == 1.0  # the same values: no evidence at all
+    assert rank_sum_p([1, 1], [1, 1]) == 1.0
+    x, y = [0.61, 0.75, 0.70, 0.92, 0.88], [0.40, 0.72, 0.55, 0.50, 0.66]
+    assert rank_sum_p(x, y) == rank_sum_p(y, x)
+    assert 0.05 < rank_sum_p(x, y) < 0.1  # U = 22 of 25: two-sided exact p = 0.0556
+    assert ranks([0.5, 0.1, 0.5, 0.9]) == [2.5, 1.0, 2.5, 4.0]
+    with pytest.raises(ValueError):
+        rank_sum_p([], [1.0])
 
 
 def entry(values, failures=None, reference=False, metric="score"):
