@@ -2,6 +2,7 @@
 
 import ast
 import random
+import re
 
 import pytest
 import torch
@@ -17,7 +18,7 @@ from evaluator.checks import (
     check_shapes_and_causality,
 )
 from evaluator.design import load
-from memory.baselines import BASELINE_POINTS
+from memory.baselines import BASELINE_POINTS, BASELINES
 from memory.dedup import code_hash, structural_hash
 
 ALLOWED_IMPORTS = {"torch", "math", "einops", "triton", "kernels"}
@@ -108,6 +109,58 @@ def test_delta_product_steps_match_forward_with_memories_and_gates():
     code = render_point(point)
     assert "n_steps = 2" in code and "n_memories = 2" in code
     assert_passes_checks(code)
+
+
+KDA_AND_RWKV7_POINTS = [
+    {"update": "channel_delta", "gate": "logsigmoid16", "delta_steps": 2, "beta": "2sigmoid", "memories": 2,
+     "rotary": "rope", "out_gate": "swish"},
+    {"update": "channel_delta", "gate": "mamba", "key_dim": "half", "out_norm": "none", "hybrid": "every2",
+     "attention": "swa16"},
+    {"update": "generalized_delta", "qk_norm": "l2", "feature_map": "elu_p1", "memories": 2, "rotary": "rope",
+     "out_gate": "swish", "out_norm": "none", "conv": 0},
+    {"update": "generalized_delta", "qk_norm": "none", "key_dim": "half", "out_gate": "swish", "hybrid": "every4"},
+]
+
+
+@pytest.mark.parametrize("point", KDA_AND_RWKV7_POINTS, ids=point_name)
+def test_kda_and_rwkv7_points_pass_the_checks_without_a_kernel_of_their_own(point):
+    code = render_point(point)
+    assert "KERNELS" not in code and "triton" not in code  # no Triton kernel exists for their updates
+    assert code == render_point(point, kernels=False)
+    assert ("chunk_kda" in code) == (point["update"] == "channel_delta")
+    assert ("chunk_rwkv7" in code) == (point["update"] == "generalized_delta")
+    for spec in (CHECKS, CheckSpec(d_model=16, n_heads=1, n_layers=4)):
+        assert_passes_checks(code, spec)
+
+
+@pytest.mark.parametrize("name", ["kda", "rwkv7"])
+def test_the_kda_and_rwkv7_points_compute_what_their_baselines_compute(name):
+    """With the baseline's weights, the rendered point gives its outputs and memory, in forward and in step."""
+    torch.manual_seed(0)
+    baseline = load(BASELINES[name].read_text())[0].Mixer(64, 2, layer_idx=1, n_layers=3)
+    rendered = load(render_point(BASELINE_POINTS[name]))[0].Mixer(64, 2, layer_idx=1, n_layers=3)
+    # RWKV-7's receptance is the rendered design's query; its per-channel weights are kept per head.
+    weights = {re.sub(r"^r_(proj|conv)\.", r"q_\1.", key): value for key, value in baseline.state_dict().items()}
+    target = rendered.state_dict()
+    assert set(weights) == set(target)
+    if name == "rwkv7":  # the deterministic part of the initialization, which depends on the layer's depth
+        for key in ("w_lora.2.bias", "a_lora.1.bias", "k_k", "k_a", "r_k"):
+            assert torch.equal(weights[key].reshape(target[key].shape), target[key]), key
+    else:  # A per head in [1, 16], dt = softplus(dt_bias) per key channel in [1e-4, 1e-2]
+        A, dt = rendered.A_log.exp(), torch.nn.functional.softplus(rendered.dt_bias)
+        assert A.shape == (2,) and dt.shape == (64,)
+        assert 1.0 - 1e-5 <= A.min() and A.max() <= 16.0 + 1e-5
+        assert 1e-4 * (1 - 1e-4) <= dt.min() and dt.max() <= 1e-2 * (1 + 1e-4)
+    rendered.load_state_dict({key: weights[key].reshape(value.shape) for key, value in target.items()})
+    x = torch.randn(2, 37, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        torch.testing.assert_close(rendered(x), baseline(x), rtol=1e-6, atol=1e-6)
+        ours, theirs = rendered.init_state(2), baseline.init_state(2)
+        for t in range(6):
+            y, ours = rendered.step(x[:, t], ours)
+            expected, theirs = baseline.step(x[:, t], theirs)
+            torch.testing.assert_close(y, expected, rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(ours["S"], theirs["S"], rtol=1e-6, atol=1e-6)
 
 
 def test_rendering_an_invalid_point_is_an_error():

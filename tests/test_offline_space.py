@@ -9,8 +9,10 @@ from agents.offline.space import (
     DEFAULT_POINT,
     canonical,
     complete,
+    cost,
     describe,
     diff,
+    family,
     is_valid,
     point_name,
     random_point,
@@ -34,6 +36,8 @@ def test_baseline_points_are_distinct_and_named_distinctly():
     assert point_name(BASELINE_POINTS["gated_deltanet"]) == "gated-delta-mamba-c4"
     assert point_name(BASELINE_POINTS["mamba2"]).endswith("-swish")
     assert point_name(BASELINE_POINTS["softmax_attention"]) == "softmax-attention"
+    assert point_name(BASELINE_POINTS["kda"]) == "kda-mamba-c4"
+    assert point_name(BASELINE_POINTS["rwkv7"]) == "rwkv7-c4"
 
 
 def test_default_point_names_a_value_for_every_choice():
@@ -51,6 +55,17 @@ def test_canonical_keeps_only_choices_that_matter():
         "hybrid": "all", "attention": "swa32"}
     assert "attention" not in canonical({"hybrid": "none", "attention": "swa16"})
     assert relevant({"update": "gated_delta"}) == tuple(canonical({"update": "gated_delta"}))
+
+
+def test_kda_keeps_the_delta_rule_choices_and_rwkv7_draws_its_own_decay_and_rate():
+    kda = relevant({"update": "channel_delta"})
+    assert {"delta_steps", "gate", "beta", "qk_norm"} <= set(kda)
+    rwkv7 = relevant({"update": "generalized_delta"})
+    assert not {"delta_steps", "gate", "beta"} & set(rwkv7)
+    assert {"feature_map", "qk_norm", "key_dim", "rotary", "conv", "out_gate", "out_norm", "memories"} <= set(rwkv7)
+    ignored = {"gate": "mamba", "beta": "2sigmoid", "delta_steps": 2}
+    assert canonical({"update": "generalized_delta", **ignored}) == canonical({"update": "generalized_delta"})
+    assert canonical({"update": "channel_delta", "gate": "logsigmoid16", "delta_steps": 2})["delta_steps"] == 2
 
 
 def test_canonical_coerces_values_the_statistics_store_as_strings():
@@ -74,10 +89,24 @@ def test_unknown_choices_and_values_are_reported_not_guessed():
     ({"feature_map": "identity", "update": "additive", "qk_norm": "none", "out_norm": "none"}, "positive"),
     ({"update": "delta", "delta_steps": 2, "memories": 4}, "cost limit"),
     ({"feature_map": "taylor2", "update": "additive", "key_dim": "16", "memories": 4}, "cost limit"),
+    ({"update": "channel_delta", "qk_norm": "none"}, "L2-normalized keys"),
+    ({"update": "channel_delta", "delta_steps": 2, "memories": 4}, "cost limit"),
+    ({"update": "generalized_delta", "memories": 4}, "cost limit"),
+    ({"feature_map": "taylor2", "update": "generalized_delta", "key_dim": "16"}, "taylor2 feature map works only"),
+    ({"feature_map": "taylor2", "update": "channel_delta", "key_dim": "16"}, "taylor2 feature map works only"),
 ])
 def test_validity_rules_name_what_is_wrong(point, fragment):
     problems = validate(point)
     assert any(fragment in p for p in problems), problems
+
+
+def test_kda_and_rwkv7_points_that_the_kernels_can_run_are_valid():
+    assert is_valid({"update": "channel_delta", "gate": "logsigmoid16", "delta_steps": 2, "memories": 2})
+    # RWKV-7 normalizes only its removal key, and erases instead of dividing by a denominator.
+    assert is_valid({"update": "generalized_delta", "qk_norm": "none", "out_norm": "none", "feature_map": "silu"})
+    assert is_valid({"update": "generalized_delta", "memories": 2, "rotary": "rope", "hybrid": "every4"})
+    assert cost({"update": "generalized_delta", "memories": 2}) == 4  # its chunked form counts twice
+    assert cost({"update": "channel_delta", "delta_steps": 2, "memories": 2}) == 4
 
 
 def test_rules_do_not_apply_to_a_pure_attention_design():
@@ -90,14 +119,21 @@ def test_repair_fixes_the_rules_with_an_obvious_fix():
     assert fixed["qk_norm"] == "l2" and fixed["memories"] == 2 and fixed["delta_steps"] == 2
     assert repair({"feature_map": "taylor2", "update": "additive", "key_dim": "head"})["key_dim"] == "16"
     assert repair({"update": "additive", "qk_norm": "none", "out_norm": "none"})["out_norm"] == "rmsnorm"
+    assert repair({"update": "channel_delta", "qk_norm": "none"})["qk_norm"] == "l2"
+    fixed = repair({"update": "generalized_delta", "qk_norm": "none", "out_norm": "none", "memories": 4})
+    assert is_valid(fixed) and fixed["memories"] == 2
+    assert fixed["qk_norm"] == "none" and fixed["out_norm"] == "none"
 
 
 def test_random_points_are_valid_and_canonical():
     rng = random.Random(0)
+    updates = set()
     for _ in range(300):
         point = random_point(rng)
         assert validate(point) == []
         assert canonical(point) == point
+        updates.add(point.get("update"))
+    assert {"channel_delta", "generalized_delta"} <= updates
 
 
 def test_different_points_get_different_names():
@@ -112,6 +148,20 @@ def test_describe_is_a_paragraph_that_mentions_the_update_rule():
     text = describe(BASELINE_POINTS["deltanet_negeig"])
     assert "delta rule" in text and "(0, 2)" in text and "\n" not in text
     assert "Every fourth layer" in describe(BASELINE_POINTS["deltanet_hybrid"])
+
+
+def test_kda_and_rwkv7_are_described_with_their_papers_and_placed_in_families_of_their_own():
+    kda = describe(BASELINE_POINTS["kda"])
+    assert "Kimi Delta Attention" in kda and "Moonshot AI 2025" in kda and "[0.0001, 0.01] per channel" in kda
+    assert "Kimi" not in describe({**BASELINE_POINTS["kda"], "update": "gated_delta"})
+    rwkv7 = describe(BASELINE_POINTS["rwkv7"])
+    assert "RWKV-7" in rwkv7 and "Peng et al. 2025" in rwkv7 and "bonus" in rwkv7 and "\n" not in rwkv7
+    assert "gated by swish" in describe({**BASELINE_POINTS["rwkv7"], "out_gate": "swish"})
+    assert family(BASELINE_POINTS["kda"]) == "channel_delta"
+    assert family({**BASELINE_POINTS["rwkv7"], "hybrid": "every2"}) == "generalized_delta+attention"
+    assert point_name({"update": "generalized_delta", "qk_norm": "l2", "out_norm": "none"}) == "rwkv7-l2-c4-nonorm"
+    product = {"update": "channel_delta", "gate": "logsigmoid16", "delta_steps": 2}
+    assert point_name(product) == "kda-product2-lsig-c4"
 
 
 def test_diff_lists_changed_choices_including_ones_that_appear_or_vanish():

@@ -13,8 +13,8 @@ from agents.offline.lines import (
     join_methods,
     signature,
 )
-from agents.offline.space import DELTA_UPDATES
-from kernels.emit import wrapper_name
+from agents.offline.space import DELTA_UPDATES, ERASING_UPDATES
+from kernels.emit import FAMILIES, wrapper_name
 
 _KERNEL_OPS = {  # update -> (module, chunked op, step op)
     "additive": ("kernels.linear_attn", "chunk_linear_attn", "linear_attn_step"),
@@ -23,6 +23,8 @@ _KERNEL_OPS = {  # update -> (module, chunked op, step op)
     "gated": ("kernels.gla", "chunk_gla", "gla_step"),
     "delta": ("kernels.delta_rule", "chunk_delta_rule", "delta_rule_step"),
     "gated_delta": ("kernels.gated_delta_rule", "chunk_gated_delta_rule", "gated_delta_rule_step"),
+    "channel_delta": ("kernels.kda", "chunk_kda", "kda_step"),
+    "generalized_delta": ("kernels.rwkv7", "chunk_rwkv7", "rwkv7_step"),
 }
 _LAYER_DOCS = {
     "additive": "Linear attention, S_t = S_{t-1} + k_t v_t^T, read by q_t.",
@@ -31,31 +33,40 @@ _LAYER_DOCS = {
     "gated": "Gated linear attention, S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T, read by q_t.",
     "delta": "The delta rule S_t = (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T, read by q_t.",
     "gated_delta": "The gated delta rule S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T.",
+    "channel_delta": "Kimi Delta Attention, S_t = (I - beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T.",
+    "generalized_delta": "RWKV-7, S_t = (diag(w_t) - (a_t * kappa_t) kappa_t^T) S_{t-1} + k~_t v_t^T, read by q_t.",
 }
 _KEY_DIMS = {"head": "d_model // n_heads", "half": "max(1, d_model // n_heads // 2)", "16": "16"}
 
 
 class RecurrentLayer:
-    """The lines of one recurrent layer class for a canonical point (no attention)."""
+    """The lines of one recurrent layer class for a canonical point (no attention).
+
+    ``kernel``: run the design's own Triton kernel (``kernels.emit``) in ``forward`` on a GPU, where the
+    update has one; KDA's and RWKV-7's have none and always run their PyTorch chunked forms.
+    """
 
     def __init__(self, p: dict, class_name: str, contract: bool, imports: set, kernel: bool = False):
         self.p, self.class_name, self.contract, self.imports = p, class_name, contract, imports
         self.update = p["update"]
         self.delta = self.update in DELTA_UPDATES
+        self.rwkv = self.update == "generalized_delta"
         self.steps = p["delta_steps"] if self.delta else 1
         self.memories = p["memories"]
         self.conv = p["conv"]
         self.taylor = p["feature_map"] == "taylor2"
-        self.denominator = p["out_norm"] == "none" and not self.delta
+        self.denominator = p["out_norm"] == "none" and self.update not in ERASING_UPDATES
         self.gate = p.get("gate")
-        self.per_channel = self.update == "gated"
+        self.per_channel = self.update in ("gated", "channel_delta", "generalized_delta")
+        self.depth = self.rwkv  # the initial decays depend on the layer's depth: __init__ takes layer_idx
         factors = [f for f, n in (("self.n_memories", self.memories), ("self.n_steps", self.steps)) if n > 1]
         self.kv_factor = "".join(f"{f} * " for f in factors)  # key/value heads per query head, as code
         self.kv_heads = " * ".join(["H", *("M" if f.endswith("memories") else "S" for f in factors)])
         module, self.chunk_op, self.step_op = _KERNEL_OPS[self.update]
         self.kernel_module = module
         self.op = module.removeprefix("kernels.")
-        self.kernel = wrapper_name(self.op) if kernel else None  # the design's own Triton kernel
+        has_kernel = kernel and self.op in FAMILIES
+        self.kernel = wrapper_name(self.op) if has_kernel else None  # the design's own Triton kernel
 
     def lines(self) -> list[str]:
         head = [f"class {self.class_name}(nn.Module):"]
@@ -81,7 +92,7 @@ class RecurrentLayer:
 
     def init(self) -> list[str]:
         p = self.p
-        args = f"self, {CONTRACT_ARGS}" if self.contract else "self, d_model: int, n_heads: int"
+        args = f"self, {CONTRACT_ARGS}" if self.contract or self.depth else "self, d_model: int, n_heads: int"
         if self.conv:
             args += f", conv_size: int = {self.conv}"
         if self.contract:
@@ -105,6 +116,12 @@ class RecurrentLayer:
             body += ["# GLA's low-rank gate projection.", f"self.gk_proj = nn.Sequential({low_rank})"]
         elif self.gate == "logsigmoid16":
             body.append("self.a_proj = nn.Linear(d_model, n_heads, bias=True)")
+        elif self.gate == "mamba" and self.update == "channel_delta":
+            body += ["# Kimi Delta Attention's low-rank gate projection (rank the head width).",
+                     "self.f_proj = nn.Sequential(nn.Linear(d_model, self.head_v_dim, bias=False),",
+                     "                            nn.Linear(self.head_v_dim, key_dim, bias=False))",
+                     "self.A_log = nn.Parameter(torch.empty(n_heads))",
+                     "self.dt_bias = nn.Parameter(torch.empty(key_dim))  # one per key channel"]
         elif self.gate == "mamba":
             body += [f"self.a_proj = nn.Linear(d_model, {gate_dim}, bias=False)",
                      f"self.A_log = nn.Parameter(torch.empty({gate_dim}))",
@@ -116,6 +133,8 @@ class RecurrentLayer:
                      "gamma = 1.0 - 2.0 ** (-5.0 - torch.arange(n_heads, dtype=torch.float32))",
                      f"log_decay = gamma.log(){repeat}  # {shape}",
                      'self.register_buffer("log_decay", log_decay, persistent=False)']
+        if self.rwkv:
+            body += self._rwkv_init()
         if self.memories > 1:
             body.append("self.r_proj = nn.Linear(d_model, n_heads * self.n_memories, bias=False)")
         if self.conv:
@@ -130,16 +149,43 @@ class RecurrentLayer:
         if p["out_gate"] == "swish":
             body.append("self.g_proj = nn.Linear(d_model, d_model, bias=False)")
         if p["out_norm"] == "rmsnorm":
-            norm = self._use("kernels.norm", "GatedRMSNorm" if p["out_gate"] == "swish" else "RMSNorm")
+            gated = p["out_gate"] == "swish" and not self.rwkv  # RWKV-7 adds its bonus before the gate
+            norm = self._use("kernels.norm", "GatedRMSNorm" if gated else "RMSNorm")
             body.append(f"self.o_norm = {norm}(self.head_v_dim)")
         body += ["self.o_proj = nn.Linear(d_model, d_model, bias=False)", "self.reset_parameters()"]
         return [*signature("__init__", args), *indent(body)]
+
+    def _rwkv_init(self) -> list[str]:
+        heads = "n_heads * self.n_memories" if self.memories > 1 else "n_heads"
+        return [
+            "# fla's low-rank width for the decay and the learning rate (32 at these widths), at most d_model / 2.",
+            "rank = max(32, round(2.5 * d_model**0.5 * (self.head_v_dim / 64) / 32) * 32)",
+            "rank = max(1, min(rank, d_model // 2))",
+            "self.w_lora = nn.Sequential(nn.Linear(d_model, rank, bias=False), nn.Tanh(),",
+            "                            nn.Linear(rank, key_dim, bias=True))",
+            "self.a_lora = nn.Sequential(nn.Linear(d_model, rank, bias=False), nn.Linear(rank, key_dim, bias=True))",
+            "# Per key channel of each key head: the removal key is normalize(k * k_k), the replacement key",
+            "# k * (1 + (a - 1) * k_a), and r_k weighs the bonus.",
+            *(f"self.{name} = nn.Parameter(torch.empty({heads}, self.head_k_dim))" for name in ("k_k", "k_a", "r_k")),
+            "self.layer_ratio = layer_idx / (n_layers - 1) if n_layers > 1 else 0.0  # sets the initial decays",
+        ]
 
     def reset(self) -> list[str]:
         lines = list(SMALL_INIT)
         if self.gate == "logsigmoid16":
             lines += [3 * INDENT + "if module.bias is not None:", 4 * INDENT + "nn.init.zeros_(module.bias)"]
-        if self.gate == "mamba":
+        if self.gate == "mamba" and self.update == "channel_delta":
+            lines += indent([
+                "with torch.no_grad():",
+                INDENT + "# A uniform in [1, 16] per head and dt log-uniform in [0.0001, 0.01] per channel, as in",
+                INDENT + "# the KDA baseline: initial memories 1 / (A dt) of about 6 to 10^4 tokens. "
+                         "softplus(dt_bias) = dt.",
+                INDENT + "self.A_log.copy_(torch.empty_like(self.A_log).uniform_(1.0, 16.0).log())",
+                INDENT + "dt = torch.empty_like(self.dt_bias).uniform_(math.log(0.0001), math.log(0.01)).exp()",
+                INDENT + "dt = dt.clamp(min=1e-4)",
+                INDENT + "self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))",
+            ])
+        elif self.gate == "mamba":
             lines += indent([
                 "with torch.no_grad():",
                 INDENT + "# A uniform in [1, 16] and dt log-uniform in [0.001, 0.1] as in Mamba2; "
@@ -149,21 +195,53 @@ class RecurrentLayer:
                 INDENT + "dt = dt.clamp(min=1e-4)",
                 INDENT + "self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))",
             ])
+        if self.rwkv:
+            if self.memories > 1:
+                k_k = 'repeat(0.71 - 0.1 * linear, "(h k) -> (h m) k", k=K, m=self.n_memories)'
+            else:
+                k_k = "(0.71 - 0.1 * linear).view_as(self.k_k)"
+            lines += indent([
+                "# RWKV-7's initial layout (fla): decays slow to fast across the layer, bent towards slow in later",
+                "# layers, with a zigzag within each head, all shifted 2 units slower (memories of hundreds of",
+                "# tokens at the start, which a few hundred steps of Adam could not reach from fla's faster decays).",
+                "d, K = self.w_lora[2].bias.numel(), self.head_k_dim",
+                "n = torch.arange(d, dtype=torch.float32)",
+                "linear = n / max(d - 1, 1) - 0.5  # -0.5 .. 0.5 across the layer",
+                "zigzag = ((n % K) - (K - 1) / 2) / max((K - 1) / 2, 1)  # -1 .. 1 within each head",
+                "zigzag = zigzag * zigzag.abs()",
+                "slow_to_fast = -6 + 6 * (n / max(d - 1, 1)) ** (1 + self.layer_ratio**0.3)",
+                "with torch.no_grad():",
+                INDENT + "self.w_lora[2].bias.copy_(slow_to_fast + 0.5 + 2.5 * zigzag - 2.0)",
+                INDENT + "self.a_lora[1].bias.copy_(-0.19 + 0.3 * zigzag + 0.4 * linear)",
+                INDENT + f"self.k_k.copy_({k_k})",
+                INDENT + "self.k_a.fill_(1.02)",
+                INDENT + "self.r_k.fill_(-0.04)",
+            ])
         return lines
 
     def helpers(self) -> list[list[str]]:
         methods = []
-        if self.gate is not None:
-            if self.per_channel:
+        if self.gate is not None or self.rwkv:
+            if self.rwkv:
+                doc = "Log-decay g in (-e^-0.5, 0) per key channel, (..., H * K): RWKV-7's bounded decay."
+            elif self.per_channel:
                 doc = "Log-decay g <= 0 per key channel, (..., H * K)."
             else:
                 doc = "Log-decay g <= 0 per head, (..., H)."
-            if self.gate == "mamba":
-                value = "-self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)"
+            if self.rwkv:
+                value = ["return -math.exp(-0.5) * self.w_lora(x).sigmoid()"]
+            elif self.gate == "mamba" and self.update == "channel_delta":
+                value = ["A = self.A_log.exp().repeat_interleave(self.head_k_dim)  # one per head, (H * K,)",
+                         "return -A * F.softplus(self.f_proj(x) + self.dt_bias)"]
+            elif self.gate == "mamba":
+                value = ["return -self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)"]
             else:
-                value = f"F.logsigmoid(self.{'gk' if self.per_channel else 'a'}_proj(x)) / 16.0"
-            methods.append(["def _log_decay(self, x: Tensor) -> Tensor:", f'{INDENT}"""{doc}"""',
-                            f"{INDENT}return {value}"])
+                value = [f"return F.logsigmoid(self.{'gk' if self.per_channel else 'a'}_proj(x)) / 16.0"]
+            methods.append(["def _log_decay(self, x: Tensor) -> Tensor:", f'{INDENT}"""{doc}"""', *indent(value)])
+        if self.rwkv:
+            methods.append(["def _rate(self, x: Tensor) -> Tensor:",
+                            f'{INDENT}"""In-context learning rate a in (0, 1) per key channel, (..., H * K)."""',
+                            f"{INDENT}return self.a_lora(x).sigmoid()"])
         if self.delta:
             negeig = self.p["beta"] == "2sigmoid"
             doc = (f"Writing strength in (0, {2 if negeig else 1}) per key/value head, "
@@ -198,10 +276,12 @@ class RecurrentLayer:
             args.append(g)
         if self.delta:
             args.append(beta)
+        if self.rwkv:
+            args += ["kappa", "a"]
         if state:
             args.append(state)
-        if self.taylor:
-            args.append("scale=1.0")  # the Taylor map holds the 1/sqrt(d) temperature itself
+        if self.taylor or self.rwkv:
+            args.append("scale=1.0")  # the Taylor map holds the 1/sqrt(d) temperature itself; RWKV-7 has none
         return ", ".join(args)
 
     def forward(self) -> list[str]:
@@ -248,7 +328,13 @@ class RecurrentLayer:
                         "last step")
         if self.denominator:
             body.append("o = o[..., :-1] / (o[..., -1:] + 1e-6)")
-        if self.memories > 1:
+        if self.rwkv and self.memories > 1:
+            body += ['o, bonus = (rearrange(y, "b (h m) t v -> b t h m v", m=self.n_memories) for y in (o, bonus))',
+                     "weights = self._router(x)  # (B, T, H, M)",
+                     'o, bonus = (torch.einsum("bthmv,bthm->bthv", y, weights) for y in (o, bonus))  # (B, T, H, V)']
+        elif self.rwkv:
+            body.append('o, bonus = (rearrange(y, "b h t v -> b t h v") for y in (o, bonus))')
+        elif self.memories > 1:
             body += ['o = rearrange(o, "b (h m) t v -> b t h m v", m=self.n_memories)',
                      'o = torch.einsum("bthmv,bthm->bthv", o, self._router(x))  # (B, T, H, V)']
         else:
@@ -262,11 +348,19 @@ class RecurrentLayer:
         if self.update == "decay_fixed":
             lines.append(f"g = self.log_decay[None, :, None].expand(B, -1, T)  # (B, {heads}, T)")
         elif self.per_channel:
-            if self.memories > 1:
-                lines.append('g = repeat(self._log_decay(x), "b t (h k) -> b (h m) t k", h=self.n_heads, '
-                             "m=self.n_memories)")
-            else:
-                lines.append('g = rearrange(self._log_decay(x), "b t (h k) -> b h t k", h=self.n_heads)')
+            names = [("g", "_log_decay"), ("a", "_rate")] if self.rwkv else [("g", "_log_decay")]
+            for name, method in names:
+                if self.memories > 1:
+                    lines.append(f'{name} = repeat(self.{method}(x), "b t (h k) -> b (h m) t k", h=self.n_heads, '
+                                 "m=self.n_memories)")
+                else:
+                    lines.append(f'{name} = rearrange(self.{method}(x), "b t (h k) -> b h t k", h=self.n_heads)')
+            if self.steps > 1:
+                lines += ["# A token's decay applies once, at its first step.",
+                          "g = F.pad(g[..., None, :], (0, 0, 0, self.n_steps - 1)).flatten(2, 3)"
+                          f"  # (B, {heads}, S * T, K)"]
+            if self.rwkv:
+                lines += self._rwkv_keys("[:, None]", f"(B, {heads}, T, V)")
         elif self.gate is not None:
             if self.memories > 1:
                 lines.append('g = repeat(self._log_decay(x), "b t h -> b (h m) t", m=self.n_memories)')
@@ -283,9 +377,21 @@ class RecurrentLayer:
                 lines.append('beta = rearrange(self._beta(x), "b t h -> b h t")')
         return lines
 
+    def _rwkv_keys(self, over_time: str, shape: str) -> list[str]:
+        """RWKV-7's removal and replacement keys and its bonus; ``over_time`` broadcasts (heads, K) weights."""
+        l2 = self._use("kernels.norm", "l2_normalize")
+        return [f"kappa = {l2}(k * self.k_k{over_time})  # the unit removal key",
+                f"k = k * (1 + (a - 1) * self.k_a{over_time})  # the replacement key",
+                f"bonus = (q * k * self.r_k{over_time}).sum(-1, keepdim=True) * v  # passes v_t on: {shape}"]
+
     def _output(self, gate_expr: str) -> list[str]:
         p = self.p
         lines = [f"gate = {gate_expr}"] if p["out_gate"] == "swish" else []
+        if self.rwkv:
+            lines.append("o = self.o_norm(o) + bonus" if p["out_norm"] == "rmsnorm" else "o = o + bonus")
+            if p["out_gate"] == "swish":
+                lines.append("o = o * F.silu(gate)")
+            return lines
         if p["out_norm"] == "rmsnorm":
             lines.append("o = self.o_norm(o, gate)" if p["out_gate"] == "swish" else "o = self.o_norm(o)")
         elif p["out_gate"] == "swish":
@@ -347,11 +453,15 @@ class RecurrentLayer:
         if self.update == "decay_fixed":
             body.append(f"g = self.log_decay.expand(x_t.shape[0], -1)  # (B, {heads})")
         elif self.per_channel:
-            if self.memories > 1:
-                body.append('g = repeat(self._log_decay(x_t), "b (h k) -> b (h m) k", h=self.n_heads, '
-                            "m=self.n_memories)")
-            else:
-                body.append('g = rearrange(self._log_decay(x_t), "b (h k) -> b h k", h=self.n_heads)')
+            names = [("g", "_log_decay"), ("a", "_rate")] if self.rwkv else [("g", "_log_decay")]
+            for name, method in names:
+                if self.memories > 1:
+                    body.append(f'{name} = repeat(self.{method}(x_t), "b (h k) -> b (h m) k", h=self.n_heads, '
+                                "m=self.n_memories)")
+                else:
+                    body.append(f'{name} = rearrange(self.{method}(x_t), "b (h k) -> b h k", h=self.n_heads)')
+            if self.rwkv:
+                body += self._rwkv_keys("", f"(B, {heads}, V)")
         elif self.gate is not None:
             if self.memories > 1:
                 body.append('g = repeat(self._log_decay(x_t), "b h -> b (h m)", m=self.n_memories)')
@@ -370,7 +480,7 @@ class RecurrentLayer:
             body += ['k = rearrange(k, "b (h s) k -> s b h k", s=self.n_steps)',
                      'v = rearrange(v, "b (h s) v -> s b h v", s=self.n_steps)',
                      'beta = rearrange(self._beta(x_t), "b (h s) -> s b h", s=self.n_steps)']
-            if self.update == "gated_delta":
+            if self.gate is not None:
                 body += ["# The token's decay applies once, at its first step.",
                          f'o, S = {step_op}(q, k[0], v[0], g, beta[0], state["S"])',
                          "for i in range(1, self.n_steps):"]
@@ -379,7 +489,11 @@ class RecurrentLayer:
             body.append(f"{INDENT}o, S = {delta_step}(q, k[i], v[i], beta[i], S)  # (B, {heads}, V)")
         if self.denominator:
             body.append("o = o[..., :-1] / (o[..., -1:] + 1e-6)")
-        if self.memories > 1:
+        if self.rwkv and self.memories > 1:
+            body += ['o, bonus = (rearrange(y, "b (h m) v -> b h m v", m=self.n_memories) for y in (o, bonus))',
+                     "weights = self._router(x_t)  # (B, H, M)",
+                     'o, bonus = (torch.einsum("bhmv,bhm->bhv", y, weights) for y in (o, bonus))  # (B, H, V)']
+        elif self.memories > 1:
             body += ['o = rearrange(o, "b (h m) v -> b h m v", m=self.n_memories)',
                      'o = torch.einsum("bhmv,bhm->bhv", o, self._router(x_t))  # (B, H, V)']
         body += self._output('rearrange(self.g_proj(x_t), "b (h v) -> b h v", h=self.n_heads)')

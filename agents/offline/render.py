@@ -9,7 +9,9 @@ layers step over a key-value cache (the last ``window`` keys for a sliding windo
 With ``kernels`` on (the default), a recurrent design also carries its own Triton kernel for its
 state update (``kernels.emit``), runs it in ``forward`` on a GPU (the chunked op elsewhere) and
 declares it in ``KERNELS``, so the evaluator checks the kernel against the naive token loop in
-every evaluation.
+every evaluation. Kimi Delta Attention and RWKV-7's generalized delta rule have no Triton kernel:
+their designs are rendered without one (no ``KERNELS``) and run their PyTorch chunked forms on every
+device, so every valid point renders whatever ``kernels`` says.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ from kernels.emit import recurrence_kernel_source, wrapper_name
 _LAYER_CLASSES = {
     "additive": "LinearAttention", "decay_fixed": "Retention", "decay": "DecayingLinearAttention",
     "gated": "GatedLinearAttention", "delta": "DeltaNet", "gated_delta": "GatedDeltaNet",
+    "channel_delta": "KimiDeltaAttention", "generalized_delta": "RWKV7",
 }
 
 
 def render(point: Mapping, name: str, motivation: str, kernels: bool = True) -> str:
     """The design file of ``point`` (valid; ``ValueError`` otherwise), titled ``name`` and motivated by
     ``motivation`` (one paragraph, wrapped here); ``kernels``: include and declare a Triton kernel for
-    the state update of a recurrent design."""
+    the state update of a recurrent design whose update has one (all but KDA's and RWKV-7's)."""
     problems = validate(point)
     if problems:
         raise ValueError(f"cannot render an invalid point: {'; '.join(problems)}")
@@ -49,8 +52,8 @@ def render(point: Mapping, name: str, motivation: str, kernels: bool = True) -> 
         layer = RecurrentLayer(p, _layer_class(p), contract=False, imports=imports, kernel=kernels)
         attention = "Attention" if p["attention"] == "full" else "SlidingWindowAttention"
         blocks = [layer.lines(), _attention_class(p["attention"], attention, contract=False, imports=imports),
-                  _hybrid_mixer(p, layer.class_name, attention)]
-    if p["hybrid"] != "all" and kernels:
+                  _hybrid_mixer(p, layer.class_name, attention, layer.depth)]
+    if p["hybrid"] != "all" and layer.kernel:
         kernel = recurrence_kernel_source(layer.op)
         imports.update(kernel.imports)
         blocks = [kernel.code.splitlines(), *blocks, _kernels_declaration(layer.op, imports)]
@@ -104,7 +107,7 @@ def _imports(body: str, kernels: set[tuple[str, str]]) -> str:
 def _layer_class(p: dict) -> str:
     name = _LAYER_CLASSES[p["update"]]
     if p["update"] in DELTA_UPDATES and p["delta_steps"] > 1:
-        name = name.replace("Net", "Product")
+        name = name.replace("Net", "Product") if name.endswith("Net") else f"{name}Product"
     return name
 
 
@@ -160,7 +163,8 @@ def _attention_class(kind: str, class_name: str, contract: bool, imports: set) -
     return head + join_methods(methods)
 
 
-def _hybrid_mixer(p: dict, layer_class: str, attention_class: str) -> list[str]:
+def _hybrid_mixer(p: dict, layer_class: str, attention_class: str, depth: bool) -> list[str]:
+    """The hybrid's Mixer; ``depth``: the recurrent layer takes ``layer_idx`` and ``n_layers`` too."""
     every = int(p["hybrid"].removeprefix("every"))
     rule = [
         "def is_attention_layer(layer_idx: int, n_layers: int, every: int) -> bool:",
@@ -173,7 +177,7 @@ def _hybrid_mixer(p: dict, layer_class: str, attention_class: str) -> list[str]:
         "if is_attention_layer(layer_idx, n_layers, attention_every):",
         f"{INDENT}self.layer: nn.Module = {attention_class}(d_model, n_heads)",
         "else:",
-        f"{INDENT}self.layer = {layer_class}(d_model, n_heads)",
+        f"{INDENT}self.layer = {layer_class}(d_model, n_heads{', layer_idx, n_layers' if depth else ''})",
     ]
     args = f"self, {CONTRACT_ARGS}, attention_every: int = {every}, **kw"
     methods = [

@@ -1,10 +1,11 @@
 """The compositional design space the offline researcher searches, as data.
 
 A point is a flat dict ``{choice: value}``. Only the choices that matter for the point appear in its
-canonical form (``canonical``): the gate parametrization only for decaying updates, beta only for
-the delta rules, and nothing but the attention kind for a pure-attention design. That keeps the
-experience database's per-choice statistics free of values that had no effect. ``validate`` names
-every broken rule; ``render.render`` turns a valid point into a design file.
+canonical form (``canonical``): the gate parametrization only for the updates whose decay it sets,
+beta and delta steps only for the delta rules, and nothing but the attention kind for a
+pure-attention design. That keeps the experience database's per-choice statistics free of values
+that had no effect. ``validate`` names every broken rule; ``render.render`` turns a valid point into
+a design file.
 """
 
 from __future__ import annotations
@@ -37,6 +38,11 @@ CHOICES: tuple[Choice, ...] = (
         "gated": "S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T, data-dependent decay per key channel (GLA)",
         "delta": "S_t = (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T (DeltaNet)",
         "gated_delta": "S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T (Gated DeltaNet)",
+        "channel_delta": "S_t = (I - beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T, the gated delta "
+                         "rule with a decay per key channel (Kimi Delta Attention, Kimi Linear, Moonshot AI 2025)",
+        "generalized_delta": "S_t = (diag(w_t) - (a_t * kappa_t) kappa_t^T) S_{t-1} + k~_t v_t^T, a decay w_t and "
+                             "learning rate a_t per key channel and separate removal and replacement keys (RWKV-7 "
+                             "\"Goose\", Peng et al. 2025)",
     }),
     Choice("delta_steps", "delta-rule steps per token, each with its own key, value and beta", {
         1: "one step (DeltaNet)",
@@ -96,12 +102,16 @@ CHOICES: tuple[Choice, ...] = (
 )
 CHOICE_BY_NAME: dict[str, Choice] = {c.name: c for c in CHOICES}
 
-DELTA_UPDATES = frozenset({"delta", "gated_delta"})
-GATED_UPDATES = frozenset({"decay", "gated", "gated_delta"})  # updates with a data-dependent log-decay
+DELTA_UPDATES = frozenset({"delta", "gated_delta", "channel_delta"})  # beta, delta steps and L2-normalized keys
+# Updates that remove what the memory holds along a key: no normalizing denominator without an output norm.
+ERASING_UPDATES = DELTA_UPDATES | {"generalized_delta"}
+# Updates whose data-dependent log-decay the gate choice parametrizes (RWKV-7's decay is its own).
+GATED_UPDATES = frozenset({"decay", "gated", "gated_delta", "channel_delta"})
 POSITIVE_MAPS = frozenset({"elu_p1", "relu", "softmax", "taylor2"})  # phi(q).phi(k) >= 0 always
 TAYLOR_UPDATES = frozenset({"additive", "decay_fixed", "decay"})  # 1 + K + K^2 channels: no per-channel gate
 # Recurrence cost relative to one memory with one delta step: memories x delta steps, doubled for the Taylor
-# map's 1 + 16 + 256 channels. Above 4 a design is too slow for the CPU tiers (and memories x steps > 4
+# map's 1 + 16 + 256 channels and for RWKV-7's chunked form (two rows and two columns of decayed products, about
+# twice the gated delta rule's time). Above 4 a design is too slow for the CPU tiers (and memories x steps > 4
 # key/value projections exceed the parameter budget).
 MAX_COST = 4
 WINDOWS = {"swa16": 16, "swa32": 32, "swa64": 64}
@@ -183,13 +193,13 @@ def validate(point: Mapping) -> list[str]:
     if fm == "taylor2" and update not in TAYLOR_UPDATES:
         allowed = ", ".join(sorted(TAYLOR_UPDATES))
         problems.append(f"the taylor2 feature map works only with {allowed} updates")
-    if p["out_norm"] == "none" and update not in DELTA_UPDATES and fm not in POSITIVE_MAPS:
+    if p["out_norm"] == "none" and update not in ERASING_UPDATES and fm not in POSITIVE_MAPS:
         positive = ", ".join(sorted(POSITIVE_MAPS))
         problems.append(f"without an output norm the {update} update divides by its denominator, which "
                         f"needs a positive feature map ({positive}), not {fm}")
     if cost(p) > MAX_COST:
-        problems.append(f"memories x delta steps (x 2 for taylor2) = {cost(p)} exceeds the cost limit "
-                        f"{MAX_COST}")
+        problems.append(f"memories x delta steps (x 2 for taylor2 and for generalized_delta) = {cost(p)} exceeds "
+                        f"the cost limit {MAX_COST}")
     return problems
 
 
@@ -199,7 +209,8 @@ def cost(point: Mapping) -> int:
     if p["hybrid"] == "all":
         return 0
     steps = p["delta_steps"] if p["update"] in DELTA_UPDATES else 1
-    return p["memories"] * steps * (2 if p["feature_map"] == "taylor2" else 1)
+    double = p["feature_map"] == "taylor2" or p["update"] == "generalized_delta"
+    return p["memories"] * steps * (2 if double else 1)
 
 
 def is_valid(point: Mapping) -> bool:
@@ -210,16 +221,17 @@ def repair(point: Mapping) -> dict:
     """``point`` (canonical) with the rules that have an obvious fix fixed; may still be invalid.
 
     A delta rule gets L2-normalized keys, the Taylor map its 16-dim keys, a missing output norm on a
-    signed feature map becomes an RMSNorm, and a design over the cost limit loses memories.
+    signed feature map becomes an RMSNorm (unless the update erases), and a design over the cost limit
+    loses memories.
     """
     p = complete(point)
     if p["hybrid"] != "all":
-        delta = p["update"] in DELTA_UPDATES
-        if delta:
+        if p["update"] in DELTA_UPDATES:
             p["qk_norm"] = "l2"
         if p["feature_map"] == "taylor2":
             p["key_dim"] = "16"
-        if p["out_norm"] == "none" and not delta and p["feature_map"] not in POSITIVE_MAPS:
+        erasing = p["update"] in ERASING_UPDATES
+        if p["out_norm"] == "none" and not erasing and p["feature_map"] not in POSITIVE_MAPS:
             p["out_norm"] = "rmsnorm"
         while cost(p) > MAX_COST and p["memories"] > 1:
             p["memories"] //= 2
@@ -242,7 +254,8 @@ def diff(old: Mapping | None, new: Mapping) -> dict[str, list]:
 
 
 _UPDATE_TOKENS = {"additive": "linear", "decay_fixed": "retention", "decay": "decay", "gated": "gla",
-                  "delta": "delta", "gated_delta": "gated-delta"}
+                  "delta": "delta", "gated_delta": "gated-delta", "channel_delta": "kda",
+                  "generalized_delta": "rwkv7"}
 _MAP_TOKENS = {"identity": "", "elu_p1": "elu", "relu": "relu", "silu": "silu", "softmax": "softmax",
                "taylor2": "taylor"}
 _GATE_TOKENS = {"logsigmoid16": "lsig", "mamba": "mamba"}
@@ -283,7 +296,7 @@ def point_name(point: Mapping) -> str:
     if p["out_gate"] == "swish":
         tokens.append("swish")
     if p["out_norm"] == "none":
-        tokens.append("nonorm" if delta else "denom")
+        tokens.append("nonorm" if p["update"] in ERASING_UPDATES else "denom")
     if p["memories"] > 1:
         tokens.append(f"m{p['memories']}")
     if p["hybrid"] != "none":
@@ -321,6 +334,22 @@ _MEMORY_SENTENCES = {
         "k_t k_t^T) S_{t-1} + beta_t k_t v_t^T (Gated DeltaNet, Yang et al. 2024), which joins precise "
         "overwriting with fast forgetting."
     ),
+    "channel_delta": (
+        "Each head keeps a fast-weight memory edited by Kimi Delta Attention, S_t = (I - beta_t k_t k_t^T) "
+        "diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T (KDA, the recurrent layer of Kimi Linear, Moonshot AI 2025): "
+        "the gated delta rule with a forget gate per key channel, so a head can keep some key dimensions for "
+        "hundreds of tokens while clearing others at once, and still overwrite single associations."
+    ),
+    "generalized_delta": (
+        "Each head keeps a memory edited by RWKV-7's generalized delta rule, S_t = (diag(w_t) - (a_t * kappa_t) "
+        "kappa_t^T) S_{t-1} + k~_t v_t^T (RWKV-7 \"Goose\", Peng et al. 2025): each token decays the memory by "
+        "w_t per key channel, removes what it holds along the unit removal key kappa_t = normalize(k_t * k_k) "
+        "at the in-context learning rate a_t = sigmoid(low-rank(x_t)), a vector over the channels, and writes "
+        "v_t under the replacement key k~_t = k_t * (1 + (a_t - 1) * k_a). The decay is w_t = exp(-e^-0.5 "
+        "sigmoid(d_t)) in (0.545, 1) with d_t from a tanh low-rank projection, starting slow to fast across the "
+        "channels as in flash-linear-attention but 2 units slower; a bonus (q_t . (k~_t * r_k)) v_t passes the "
+        "current token on directly, and the recurrence runs with scale 1, as in RWKV-7."
+    ),
 }
 _GATE_SENTENCES = {
     "logsigmoid16": (
@@ -330,6 +359,14 @@ _GATE_SENTENCES = {
     "mamba": (
         "The log-decay is -exp(A) softplus(W_a x_t + dt_bias), Mamba2's parametrization, with A in [1, 16] "
         "and dt in [0.001, 0.1] at initialization."
+    ),
+}
+_KDA_GATE_SENTENCES = {
+    "logsigmoid16": _GATE_SENTENCES["logsigmoid16"],
+    "mamba": (
+        "The log-decay per key channel is -exp(A_h) softplus(W_f2 W_f1 x_t + dt_bias), Kimi Delta Attention's "
+        "form of Mamba2's parametrization: a low-rank projection of rank the head width, A in [1, 16] per head "
+        "and dt log-uniform in [0.0001, 0.01] per channel at initialization."
     ),
 }
 _BETA_SENTENCES = {
@@ -372,7 +409,7 @@ def describe(point: Mapping) -> str:
                          "transitions that is more expressive than one; the chunked delta rule runs them "
                          "over the interleaved sequence of (k, v) pairs and keeps every token's last output.")
     if "gate" in p:
-        sentences.append(_GATE_SENTENCES[p["gate"]])
+        sentences.append((_KDA_GATE_SENTENCES if p["update"] == "channel_delta" else _GATE_SENTENCES)[p["gate"]])
     if delta:
         sentences.append(_BETA_SENTENCES[p["beta"]])
     qk = [f"have {_KEY_PHRASES[p['key_dim']]} per head"]
@@ -383,7 +420,8 @@ def describe(point: Mapping) -> str:
     if p["rotary"] == "rope":
         qk.append("carry rotary position embeddings")
     listed = ", ".join(qk[:-1]) + " and " + qk[-1] if len(qk) > 1 else qk[0]
-    sentences.append(f"Queries and keys {listed}.")
+    queries = "Queries (RWKV-7's receptance)" if p["update"] == "generalized_delta" else "Queries"
+    sentences.append(f"{queries} and keys {listed}.")
     if p["conv"]:
         sentences.append(f"Short causal convolutions of width {p['conv']} with silu on q, k and v give each "
                          "token its neighbours before it is written.")
@@ -392,7 +430,12 @@ def describe(point: Mapping) -> str:
                          "own, read with the same query and mixed by a per-token softmax router (after "
                          "Mixture-of-Memories, Du et al. 2025), so more associations fit without "
                          "interfering.")
-    if p["out_norm"] == "rmsnorm":
+    if p["update"] == "generalized_delta":
+        first = ("The read-out passes a per-head RMSNorm" if p["out_norm"] == "rmsnorm"
+                 else "The read-out is not normalized")
+        sentences.append(first + (", the bonus is added, and the sum is gated by swish(W_g x_t)."
+                                  if p["out_gate"] == "swish" else ", and the bonus is added."))
+    elif p["out_norm"] == "rmsnorm":
         sentences.append("The read-out passes a per-head RMSNorm" + (
             " gated by swish(W_g x_t)." if p["out_gate"] == "swish" else "."))
     else:
