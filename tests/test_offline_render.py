@@ -168,3 +168,30 @@ def test_rendering_an_invalid_point_is_an_error():
         render({"update": "delta", "qk_norm": "none"}, "bad", "")
     with pytest.raises(ValueError, match="one non-empty line"):
         render(BASELINE_POINTS["gla"], "two\nlines", "")
+
+
+@pytest.mark.parametrize("point", [{"hybrid": "all", "attn_gate": "sigmoid"},
+                                   {"hybrid": "all", "attention": "swa16", "attn_gate": "sigmoid"},
+                                   {**BASELINE_POINTS["deltanet_hybrid"], "attn_gate": "sigmoid"}], ids=point_name)
+def test_gated_attention_multiplies_each_heads_output_by_its_gate(point):
+    """Gated attention passes the checks, and with the gate's weights at zero (sigmoid 1/2) computes exactly
+    half of what the ungated design with the same weights computes before the output projection."""
+    code = render_point(point)
+    assert_passes_checks(code)
+    torch.manual_seed(0)
+    gated = load(code)[0].Mixer(64, 2, layer_idx=1, n_layers=2)
+    plain = load(render_point({**point, "attn_gate": "none"}))[0].Mixer(64, 2, layer_idx=1, n_layers=2)
+    weights = {key: value for key, value in gated.state_dict().items() if "g_proj" not in key}
+    assert set(gated.state_dict()) - set(weights) and set(weights) == set(plain.state_dict())
+    plain.load_state_dict(weights)
+    with torch.no_grad():
+        for key, value in gated.state_dict().items():
+            if "g_proj" in key:
+                value.zero_()
+        x = torch.randn(2, 19, 64, generator=torch.Generator().manual_seed(1))
+        torch.testing.assert_close(gated(x), plain(x) / 2, rtol=1e-5, atol=1e-6)
+        state, reference = gated.init_state(2), plain.init_state(2)
+        for t in range(3):
+            y, state = gated.step(x[:, t], state)
+            expected, reference = plain.step(x[:, t], reference)
+            torch.testing.assert_close(y, expected / 2, rtol=1e-5, atol=1e-6)

@@ -52,7 +52,8 @@ def test_canonical_keeps_only_choices_that_matter():
                           "qk_norm": "none"})
     assert "beta" not in additive and "gate" not in additive and "delta_steps" not in additive
     assert canonical({"hybrid": "all", "attention": "swa32", "update": "gated", "memories": 4}) == {
-        "hybrid": "all", "attention": "swa32"}
+        "hybrid": "all", "attention": "swa32", "attn_gate": "none"}
+    assert "attn_gate" not in canonical({"hybrid": "none", "attn_gate": "sigmoid"})
     assert "attention" not in canonical({"hybrid": "none", "attention": "swa16"})
     assert relevant({"update": "gated_delta"}) == tuple(canonical({"update": "gated_delta"}))
 
@@ -169,10 +170,21 @@ def test_diff_lists_changed_choices_including_ones_that_appear_or_vanish():
     assert changed == {"update": ["delta", "gated_delta"], "gate": [None, "mamba"]}
     assert diff(BASELINE_POINTS["gated_deltanet"], BASELINE_POINTS["mamba2"])["out_gate"] == ["none", "swish"]
     assert diff(None, {"hybrid": "all", "attention": "full"}) == {"hybrid": [None, "all"],
-                                                                  "attention": [None, "full"]}
+                                                                  "attention": [None, "full"],
+                                                                  "attn_gate": [None, "none"]}
     assert diff(BASELINE_POINTS["gla"], BASELINE_POINTS["gla"]) == {}
 
 
 def test_complete_fills_missing_choices_from_a_given_point():
     filled = complete({"hybrid": "all", "attention": "full"}, fill=complete(BASELINE_POINTS["gla"]))
     assert filled["update"] == "gated" and filled["hybrid"] == "all"
+
+
+def test_gated_attention_is_a_choice_of_the_attention_layers_only():
+    assert point_name({"hybrid": "all", "attn_gate": "sigmoid"}) == "gated-softmax-attention"
+    hybrid = {**BASELINE_POINTS["deltanet_hybrid"], "attn_gate": "sigmoid"}
+    assert point_name(hybrid).endswith("-gattn-every4") and point_name(hybrid) != point_name(
+        BASELINE_POINTS["deltanet_hybrid"])
+    assert "Qiu et al. 2025" in describe(hybrid) and "Qiu" not in describe(BASELINE_POINTS["deltanet_hybrid"])
+    assert "Qiu et al. 2025" in describe({"hybrid": "all", "attention": "swa32", "attn_gate": "sigmoid"})
+    assert canonical({**BASELINE_POINTS["deltanet"], "attn_gate": "sigmoid"}) == BASELINE_POINTS["deltanet"]

@@ -42,16 +42,18 @@ def render(point: Mapping, name: str, motivation: str, kernels: bool = True) -> 
     if "\n" in name.strip() or not name.strip():
         raise ValueError(f"a design name is one non-empty line, got {name!r}")
     p = canonical(point)
+    gated = p.get("attn_gate") == "sigmoid"
     imports: set[tuple[str, str]] = set()
     if p["hybrid"] == "all":
-        blocks = [_attention_class(p["attention"], "Mixer", contract=True, imports=imports)]
+        blocks = [_attention_class(p["attention"], "Mixer", contract=True, imports=imports, gated=gated)]
     elif p["hybrid"] == "none":
         layer = RecurrentLayer(p, "Mixer", contract=True, imports=imports, kernel=kernels)
         blocks = [layer.lines()]
     else:
         layer = RecurrentLayer(p, _layer_class(p), contract=False, imports=imports, kernel=kernels)
         attention = "Attention" if p["attention"] == "full" else "SlidingWindowAttention"
-        blocks = [layer.lines(), _attention_class(p["attention"], attention, contract=False, imports=imports),
+        blocks = [layer.lines(),
+                  _attention_class(p["attention"], attention, contract=False, imports=imports, gated=gated),
                   _hybrid_mixer(p, layer.class_name, attention, layer.depth)]
     if p["hybrid"] != "all" and layer.kernel:
         kernel = recurrence_kernel_source(layer.op)
@@ -111,8 +113,9 @@ def _layer_class(p: dict) -> str:
     return name
 
 
-def _attention_class(kind: str, class_name: str, contract: bool, imports: set) -> list[str]:
-    """Causal softmax attention, full or over a sliding window, with rotary embeddings."""
+def _attention_class(kind: str, class_name: str, contract: bool, imports: set, gated: bool = False) -> list[str]:
+    """Causal softmax attention, full or over a sliding window, with rotary embeddings; ``gated``: each head's
+    output multiplied by sigmoid(W_g x) (gated attention)."""
     imports.add(("kernels.attention", "RotaryEmbedding"))
     full = kind == "full"
     imports.add(("kernels.attention", "softmax_attention" if full else "sliding_window_attention"))
@@ -121,18 +124,20 @@ def _attention_class(kind: str, class_name: str, contract: bool, imports: set) -
         args += f", window: int = {WINDOWS[kind]}"
     if contract:
         args += ", **kw"
-    doc = ("Causal multi-head softmax attention with rotary embeddings." if full
-           else "Causal softmax attention over the last ``window`` tokens, with rotary embeddings.")
+    doc = ("Causal multi-head softmax attention with rotary embeddings" if full
+           else "Causal softmax attention over the last ``window`` tokens, with rotary embeddings")
+    doc += ", each head's output gated by sigmoid(W_g x)." if gated else "."
     init = ["super().__init__()", *(DIVISIBLE if contract else []), "self.n_heads = n_heads"]
     if not full:
         init.append("self.window = window")
-    init += [f"self.{proj}_proj = nn.Linear(d_model, d_model, bias=False)" for proj in "qkvo"]
+    init += [f"self.{proj}_proj = nn.Linear(d_model, d_model, bias=False)" for proj in ("qkvog" if gated else "qkvo")]
     init += ["self.rotary = RotaryEmbedding(d_model // n_heads)", "self.reset_parameters()"]
     forward = [f'{t} = rearrange(self.{t}_proj(x), "b t (h d) -> b h t d", h=self.n_heads)' for t in "qkv"]
     forward += [
         "q, k = self.rotary(q, k)",
         "o = softmax_attention(q, k, v)  # (B, H, T, D)" if full
         else "o = sliding_window_attention(q, k, v, self.window)  # (B, H, T, D)",
+        *(['o = o * rearrange(self.g_proj(x), "b t (h d) -> b h t d", h=self.n_heads).sigmoid()'] if gated else []),
         'return self.o_proj(rearrange(o, "b h t d -> b t (h d)"))',
     ]
     step = [f'{t} = rearrange(self.{t}_proj(x_t), "b (h d) -> b h 1 d", h=self.n_heads)' for t in "qkv"]
@@ -142,6 +147,7 @@ def _attention_class(kind: str, class_name: str, contract: bool, imports: set) -
         "keys, values = torch.cat([keys, k], dim=2), torch.cat([values, v], dim=2)",
         *([] if full else ["keys, values = keys[:, :, -self.window :], values[:, :, -self.window :]"]),
         "o = F.scaled_dot_product_attention(q, keys, values)  # one query over the cache: no mask",
+        *(['o = o * rearrange(self.g_proj(x_t), "b (h d) -> b h 1 d", h=self.n_heads).sigmoid()'] if gated else []),
         'return self.o_proj(rearrange(o, "b h 1 d -> b (h d)")), (keys, values, seen + 1)',
     ]
     cache = "every key and value so far" if full else "the last ``window`` keys and values"

@@ -99,6 +99,11 @@ CHOICES: tuple[Choice, ...] = (
         "swa32": "sliding-window attention over 32 tokens",
         "swa64": "sliding-window attention over 64 tokens",
     }),
+    Choice("attn_gate", "gate on the attention layers' output", {
+        "none": "none",
+        "sigmoid": "each head's output multiplied element-wise by sigmoid(W_g x_t) (gated attention, Qiu et al. "
+                   "2025)",
+    }),
 )
 CHOICE_BY_NAME: dict[str, Choice] = {c.name: c for c in CHOICES}
 
@@ -121,6 +126,7 @@ DEFAULT_POINT: dict = {
     "feature_map": "identity", "update": "delta", "delta_steps": 1, "gate": "mamba", "beta": "sigmoid",
     "qk_norm": "l2", "key_dim": "head", "rotary": "none", "conv": 4, "out_gate": "none",
     "out_norm": "rmsnorm", "memories": 1, "hybrid": "none", "attention": "full",
+    "attn_gate": "none",
 }
 
 
@@ -128,14 +134,14 @@ def relevant(point: Mapping) -> tuple[str, ...]:
     """The choices that affect the design ``point`` describes (``point`` is completed first)."""
     p = complete(point)
     if p["hybrid"] == "all":
-        return ("hybrid", "attention")
+        return ("hybrid", "attention", "attn_gate")
     names = []
     for choice in CHOICES:
         if choice.name in ("delta_steps", "beta") and p["update"] not in DELTA_UPDATES:
             continue
         if choice.name == "gate" and p["update"] not in GATED_UPDATES:
             continue
-        if choice.name == "attention" and p["hybrid"] == "none":
+        if choice.name in ("attention", "attn_gate") and p["hybrid"] == "none":
             continue
         names.append(choice.name)
     return tuple(names)
@@ -275,8 +281,9 @@ def family(point: Mapping | None) -> str:
 def point_name(point: Mapping) -> str:
     """A short readable name, different for different canonical points: 'gated-delta-mamba-c4-swish'."""
     p = canonical(point)
+    gated = "gated-" if p.get("attn_gate") == "sigmoid" else ""
     if p["hybrid"] == "all":
-        return "softmax-attention" if p["attention"] == "full" else f"{p['attention']}-attention"
+        return gated + ("softmax-attention" if p["attention"] == "full" else f"{p['attention']}-attention")
     delta = p["update"] in DELTA_UPDATES
     tokens = [_MAP_TOKENS[p["feature_map"]], _UPDATE_TOKENS[p["update"]]]
     if delta and p["delta_steps"] > 1:
@@ -301,7 +308,7 @@ def point_name(point: Mapping) -> str:
         tokens.append(f"m{p['memories']}")
     if p["hybrid"] != "none":
         kind = "attn" if p["attention"] == "full" else p["attention"]
-        tokens.append(f"{kind}-{p['hybrid']}")
+        tokens.append(f"{'g' if gated else ''}{kind}-{p['hybrid']}")
     return "-".join(t for t in tokens if t)
 
 
@@ -387,6 +394,11 @@ _MAP_PHRASES = {
         "exp(q.k / sqrt(d))"
     ),
 }
+_ATTENTION_GATE = (
+    "Each attention head's output is multiplied element-wise by sigmoid(W_g x_t) before the output projection "
+    "(gated attention, Qiu et al. 2025), a query-dependent gate that lets a head return nothing, removes the "
+    "attention sink on the first token and adds a non-linearity between the value and output projections."
+)
 _KEY_PHRASES = {"head": "the head width", "half": "half the head width", "16": "16 channels"}
 
 
@@ -395,12 +407,14 @@ def describe(point: Mapping) -> str:
     p = canonical(point)
     if p["hybrid"] == "all":
         if p["attention"] == "full":
-            return ("Every layer is causal softmax attention with rotary position embeddings (Vaswani et "
+            text = ("Every layer is causal softmax attention with rotary position embeddings (Vaswani et "
                     "al. 2017; Su et al. 2021): exact retrieval of any earlier token, at a cost quadratic in "
                     "the sequence length and with a cache that grows with it.")
-        return (f"Every layer is softmax attention over a sliding window of the last "
-                f"{WINDOWS[p['attention']]} tokens with rotary position embeddings: exact local modelling "
-                "at a cost linear in the sequence length, with nothing remembered beyond the window.")
+        else:
+            text = (f"Every layer is softmax attention over a sliding window of the last "
+                    f"{WINDOWS[p['attention']]} tokens with rotary position embeddings: exact local modelling "
+                    "at a cost linear in the sequence length, with nothing remembered beyond the window.")
+        return text + (f" {_ATTENTION_GATE}" if p["attn_gate"] == "sigmoid" else "")
     delta = p["update"] in DELTA_UPDATES
     sentences = [_MEMORY_SENTENCES[p["update"]]]
     if delta and p["delta_steps"] > 1:
@@ -453,4 +467,6 @@ def describe(point: Mapping) -> str:
                          "the exact retrieval a fixed-size memory loses; its step keeps a key-value cache, "
                          "which grows with the sequence"
                          + ("." if p["attention"] == "full" else " up to the window."))
+        if p["attn_gate"] == "sigmoid":
+            sentences.append(_ATTENTION_GATE)
     return " ".join(sentences)
