@@ -17,6 +17,9 @@ token-loop reference ``naive_recurrent_*``, a chunked form ``chunk_*`` for train
   ``naive_recurrent_kda``, ``kda_step``
 - ``kernels.rwkv7`` (RWKV-7's generalized delta rule: per-channel decay, vector learning rate, separate
   removal and replacement keys): ``chunk_rwkv7``, ``naive_recurrent_rwkv7``, ``rwkv7_step``
+- ``kernels.loglinear`` (log-linear attention over a scalar decay: O(log T) Fenwick states, mixed by
+  per-level weights): ``chunk_loglinear_attn``, ``naive_loglinear_attn``, ``naive_recurrent_loglinear_attn``,
+  ``loglinear_step``, ``empty_fenwick_state``, ``num_levels``
 
 Small blocks:
 
@@ -25,8 +28,8 @@ Small blocks:
 - ``kernels.feature_maps``: ``feature_map(name)``, ``feature_dim(name, K)``, ``FEATURE_MAPS``
 - ``kernels.attention``: ``softmax_attention``, ``sliding_window_attention``, ``RotaryEmbedding``
 
-Triton kernels (forward and backward, wired into autograd) for the first five recurrences (``kda`` and
-``rwkv7`` run their PyTorch chunked forms on every device):
+Triton kernels (forward and backward, wired into autograd) for the first five recurrences (``kda``,
+``rwkv7`` and ``loglinear`` run their PyTorch chunked forms on every device):
 ``kernels.<op>.triton.triton_<op>``, the chunked form with tl.dot (``kernels.triton_chunk``,
 ``kernels.triton_chunk_delta``), which the chunked ops call on a GPU, and
 ``kernels.<op>.triton.fused_recurrent_<op>``, token by token (``kernels.triton_recurrence``).

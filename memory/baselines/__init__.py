@@ -5,9 +5,8 @@ motivation) and is read as source, never imported as part of this package, exact
 candidate design. ``points.json`` places each baseline that the offline researcher's design space
 can express in that space (canonical form: the choices that matter, in the space's order); such a
 baseline is recorded with its point, so the researcher can mutate and cross it like any searched
-design. Today every baseline has one (Kimi Delta Attention and RWKV-7 as the ``channel_delta`` and
-``generalized_delta`` updates); a baseline outside the space would have no point and be recorded
-without one.
+design (Kimi Delta Attention and RWKV-7 as the ``channel_delta`` and ``generalized_delta`` updates).
+A baseline outside the space (log-linear Mamba2 today) has no point and is recorded without one.
 """
 
 import json
