@@ -17,6 +17,9 @@ token-loop reference ``naive_recurrent_*``, a chunked form ``chunk_*`` for train
   ``naive_recurrent_kda``, ``kda_step``
 - ``kernels.rwkv7`` (RWKV-7's generalized delta rule: per-channel decay, vector learning rate, separate
   removal and replacement keys): ``chunk_rwkv7``, ``naive_recurrent_rwkv7``, ``rwkv7_step``
+- ``kernels.gsa`` (Gated Slot Attention: M gated key and value slots read through a softmax over the
+  slots, two GLA-like passes): ``chunk_gsa``, ``naive_recurrent_gsa``, ``gsa_step``; the state is a pair
+  (key slots (B, H, M, K), value slots (B, H, M, V))
 - ``kernels.loglinear`` (log-linear attention over a scalar decay: O(log T) Fenwick states, mixed by
   per-level weights): ``chunk_loglinear_attn``, ``naive_loglinear_attn``, ``naive_recurrent_loglinear_attn``,
   ``loglinear_step``, ``empty_fenwick_state``, ``num_levels``
@@ -29,7 +32,8 @@ Small blocks:
 - ``kernels.attention``: ``softmax_attention``, ``sliding_window_attention``, ``RotaryEmbedding``
 
 Triton kernels (forward and backward, wired into autograd) for the first five recurrences (``kda``,
-``rwkv7`` and ``loglinear`` run their PyTorch chunked forms on every device):
+``rwkv7`` and ``loglinear`` run their PyTorch chunked forms on every device; ``gsa``'s first pass runs in
+PyTorch and its second is ``chunk_gla``):
 ``kernels.<op>.triton.triton_<op>``, the chunked form with tl.dot (``kernels.triton_chunk``,
 ``kernels.triton_chunk_delta``), which the chunked ops call on a GPU, and
 ``kernels.<op>.triton.fused_recurrent_<op>``, token by token (``kernels.triton_recurrence``).
