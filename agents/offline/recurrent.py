@@ -174,24 +174,22 @@ class RecurrentLayer:
         lines = list(SMALL_INIT)
         if self.gate == "logsigmoid16":
             lines += [3 * INDENT + "if module.bias is not None:", 4 * INDENT + "nn.init.zeros_(module.bias)"]
-        if self.gate == "mamba" and self.update == "channel_delta":
+        if self.gate == "mamba":
+            if self.update == "channel_delta":
+                low, high = "0.0001", "0.01"
+                why = [INDENT + "# A uniform in [1, 16] per head and dt log-uniform in [0.0001, 0.01] per channel, "
+                                "as in",
+                       INDENT + "# the KDA baseline: initial memories 1 / (A dt) of about 6 to 10^4 tokens. "
+                                "softplus(dt_bias) = dt."]
+            else:
+                low, high = "0.001", "0.1"
+                why = [INDENT + "# A uniform in [1, 16] and dt log-uniform in [0.001, 0.1] as in Mamba2; "
+                                "softplus(dt_bias) = dt."]
             lines += indent([
                 "with torch.no_grad():",
-                INDENT + "# A uniform in [1, 16] per head and dt log-uniform in [0.0001, 0.01] per channel, as in",
-                INDENT + "# the KDA baseline: initial memories 1 / (A dt) of about 6 to 10^4 tokens. "
-                         "softplus(dt_bias) = dt.",
+                *why,
                 INDENT + "self.A_log.copy_(torch.empty_like(self.A_log).uniform_(1.0, 16.0).log())",
-                INDENT + "dt = torch.empty_like(self.dt_bias).uniform_(math.log(0.0001), math.log(0.01)).exp()",
-                INDENT + "dt = dt.clamp(min=1e-4)",
-                INDENT + "self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))",
-            ])
-        elif self.gate == "mamba":
-            lines += indent([
-                "with torch.no_grad():",
-                INDENT + "# A uniform in [1, 16] and dt log-uniform in [0.001, 0.1] as in Mamba2; "
-                         "softplus(dt_bias) = dt.",
-                INDENT + "self.A_log.copy_(torch.empty_like(self.A_log).uniform_(1.0, 16.0).log())",
-                INDENT + "dt = torch.empty_like(self.dt_bias).uniform_(math.log(0.001), math.log(0.1)).exp()",
+                INDENT + f"dt = torch.empty_like(self.dt_bias).uniform_(math.log({low}), math.log({high})).exp()",
                 INDENT + "dt = dt.clamp(min=1e-4)",
                 INDENT + "self.dt_bias.copy_(dt + torch.log(-torch.expm1(-dt)))",
             ])
@@ -348,13 +346,7 @@ class RecurrentLayer:
         if self.update == "decay_fixed":
             lines.append(f"g = self.log_decay[None, :, None].expand(B, -1, T)  # (B, {heads}, T)")
         elif self.per_channel:
-            names = [("g", "_log_decay"), ("a", "_rate")] if self.rwkv else [("g", "_log_decay")]
-            for name, method in names:
-                if self.memories > 1:
-                    lines.append(f'{name} = repeat(self.{method}(x), "b t (h k) -> b (h m) t k", h=self.n_heads, '
-                                 "m=self.n_memories)")
-                else:
-                    lines.append(f'{name} = rearrange(self.{method}(x), "b t (h k) -> b h t k", h=self.n_heads)')
+            lines += self._per_channel("x", " t")
             if self.steps > 1:
                 lines += ["# A token's decay applies once, at its first step.",
                           "g = F.pad(g[..., None, :], (0, 0, 0, self.n_steps - 1)).flatten(2, 3)"
@@ -375,6 +367,19 @@ class RecurrentLayer:
                 lines.append('beta = rearrange(self._beta(x), "b t (h s) -> b h (t s)", s=self.n_steps)')
             else:
                 lines.append('beta = rearrange(self._beta(x), "b t h -> b h t")')
+        return lines
+
+    def _per_channel(self, x: str, time: str) -> list[str]:
+        """The per-key-channel log-decay g (and RWKV-7's learning rate a) of input ``x`` split into heads;
+        ``time``: " t" for a sequence, "" for one token."""
+        names = [("g", "_log_decay"), ("a", "_rate")] if self.rwkv else [("g", "_log_decay")]
+        lines = []
+        for name, method in names:
+            if self.memories > 1:
+                lines.append(f'{name} = repeat(self.{method}({x}), "b{time} (h k) -> b (h m){time} k", '
+                             "h=self.n_heads, m=self.n_memories)")
+            else:
+                lines.append(f'{name} = rearrange(self.{method}({x}), "b{time} (h k) -> b h{time} k", h=self.n_heads)')
         return lines
 
     def _rwkv_keys(self, over_time: str, shape: str) -> list[str]:
@@ -453,13 +458,7 @@ class RecurrentLayer:
         if self.update == "decay_fixed":
             body.append(f"g = self.log_decay.expand(x_t.shape[0], -1)  # (B, {heads})")
         elif self.per_channel:
-            names = [("g", "_log_decay"), ("a", "_rate")] if self.rwkv else [("g", "_log_decay")]
-            for name, method in names:
-                if self.memories > 1:
-                    body.append(f'{name} = repeat(self.{method}(x_t), "b (h k) -> b (h m) k", h=self.n_heads, '
-                                "m=self.n_memories)")
-                else:
-                    body.append(f'{name} = rearrange(self.{method}(x_t), "b (h k) -> b h k", h=self.n_heads)')
+            body += self._per_channel("x_t", "")
             if self.rwkv:
                 body += self._rwkv_keys("", f"(B, {heads}, V)")
         elif self.gate is not None:
