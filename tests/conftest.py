@@ -20,3 +20,14 @@ def store(tmp_path):
 
     with ExperienceDB(tmp_path / "experience.db") as db, DesignArchive(tmp_path / "archive") as archive:
         yield db, Recorder(db.records, archive)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny ops on a shared machine: extra threads only add contention (``usefixtures`` in the kernel tests)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,13 +22,7 @@ EXACT_TOL = 1e-10  # float64 chunked against float64 naive
 INPUT_NAMES = ("q", "k", "v", "s", "g")
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a shared machine: extra threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_inputs(T: int, seed: int = 0, strongest_decay: float = 5.0, paper_write: bool = False) -> dict:

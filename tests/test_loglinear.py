@@ -39,13 +39,7 @@ GRAD_TOL = 1e-10  # float64 gradients
 LENGTHS = [1, 2, 7, 33, 64, 97, 300]  # most not powers of two, one past several chunks and levels
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a shared machine: extra threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_inputs(T: int, seed: int = 0, levels: int | None = None, strongest_decay: float = 2.0):

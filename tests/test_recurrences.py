@@ -42,13 +42,7 @@ GRAD_TOL = 1e-4
 B, H, K, V = 2, 2, 12, 20  # head sizes deliberately not powers of two
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny ops on a shared machine: extra threads only add contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @dataclass(frozen=True)
