@@ -91,8 +91,7 @@ def one_run(out: Path, base: Path, strategy: str, researcher: str, seed: int, ti
     config = RunConfig(workspace=str(workspace), tier=tier.name, budget=args.budget, seed=seed, workers=args.workers)
     summary = run(config, roles=make_roles("offline", seed=seed, researcher=researcher), resume=resume)
     records = ExperienceDB(workspace / "experience.db").records
-    run_id = summary.run_id if summary.run_id is not None else records.latest_run().id
-    return raced_curve(records, run_id, tier.name, tier.version, seed)
+    return raced_curve(records, summary.run_id, tier.name, tier.version, seed)
 
 
 def final(curve: list[dict[str, float]], key: str) -> float:
@@ -152,8 +151,7 @@ def main() -> None:
         for seed in args.seeds:
             name = f"{strategy}-{seed}"
             if name not in saved["runs"]:
-                curve = one_run(out, base, strategy, researcher, seed, tier, args)
-                saved["runs"][name] = [{k: v for k, v in point.items()} for point in curve]
+                saved["runs"][name] = one_run(out, base, strategy, researcher, seed, tier, args)
                 store.write_text(json.dumps(saved))
             curve = saved["runs"][name]
             best = final(curve, ALL)
