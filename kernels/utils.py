@@ -64,8 +64,15 @@ def run_steps(step, q: Tensor, k: Tensor, v: Tensor, per_token: tuple[Tensor, ..
     for t = 0..T-1. ``per_token`` holds the op's gates, each indexed by time on dim 2."""
     B, H, T, K, V = check_qkv(q, k, v)
     state = initial_state_or_zeros(initial_state, B, H, K, V, q, compute_dtype(q))
+    return step_loop(step, q, k, v, per_token, scale, state, output_final_state)
+
+
+def step_loop(step, q: Tensor, k: Tensor, v: Tensor, per_token: tuple[Tensor, ...], scale: float | None, state,
+              output_final_state: bool) -> tuple[Tensor, object]:
+    """``run_steps`` from a state already in hand, of whatever structure ``step`` keeps (a pair of slot
+    matrices, a list of Fenwick slots)."""
     outputs = []
-    for t in range(T):
+    for t in range(q.shape[2]):
         o_t, state = step(q[:, :, t], k[:, :, t], v[:, :, t], *(x[:, :, t] for x in per_token), state, scale)
         outputs.append(o_t)
     return torch.stack(outputs, dim=2), state if output_final_state else None

@@ -3,7 +3,7 @@
 import torch
 from torch import Tensor
 
-from ..utils import check_qkv, check_shape, compute_dtype, resolve_scale
+from ..utils import check_qkv, check_shape, compute_dtype, resolve_scale, step_loop
 
 GSAState = tuple[Tensor, Tensor]  # (key slots (B, H, M, K), value slots (B, H, M, V))
 
@@ -61,9 +61,6 @@ def naive_recurrent_gsa(q: Tensor, k: Tensor, v: Tensor, s: Tensor, g: Tensor, s
     """
     B, H, T, K, V, M = check_gsa_inputs(q, k, v, s, g)
     state = gsa_initial_state(initial_state, B, H, M, K, V, q, compute_dtype(q))
-    outputs = []
-    for t in range(T):
-        o_t, state = gsa_step(q[:, :, t], k[:, :, t], v[:, :, t], s[:, :, t], g[:, :, t], state, scale)
-        outputs.append(o_t)
-    o = torch.stack(outputs, dim=2) if outputs else q.new_zeros(B, H, 0, V)
-    return o, state if output_final_state else None
+    if T == 0:
+        return q.new_zeros(B, H, 0, V), state if output_final_state else None
+    return step_loop(gsa_step, q, k, v, (s, g), scale, state, output_final_state)

@@ -9,7 +9,7 @@ levels at or past L share the last weight lam[..., t, L - 1]. README.md has the 
 import torch
 from torch import Tensor
 
-from ..utils import check_qkv, check_shape, compute_dtype, resolve_scale
+from ..utils import check_qkv, check_shape, compute_dtype, resolve_scale, step_loop
 
 
 def fenwick_level(t: int, s: int) -> int:
@@ -129,8 +129,4 @@ def naive_recurrent_loglinear_attn(q: Tensor, k: Tensor, v: Tensor, g: Tensor, l
     B, H, T, K, V = check_qkv(q, k, v)
     _check_gates(g, lam, B, H, T)
     state = empty_fenwick_state(B, H, K, V, q) if initial_state is None else initial_state
-    outputs = []
-    for t in range(T):
-        o_t, state = loglinear_step(q[:, :, t], k[:, :, t], v[:, :, t], g[:, :, t], lam[:, :, t], state, scale)
-        outputs.append(o_t)
-    return torch.stack(outputs, dim=2), state if output_final_state else None
+    return step_loop(loglinear_step, q, k, v, (g, lam), scale, state, output_final_state)
