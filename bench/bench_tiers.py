@@ -31,22 +31,14 @@ from memory.baselines import BASELINES  # noqa: E402
 
 _TIMED = """
 import json, resource, sys, time
-import sandbox.runner
 from evaluator.run import evaluate
-jobs = []  # CPU seconds of every sandboxed process, as its supervisor measured it (wait4)
-_result = sandbox.runner._result
-def counted(*args):
-    result = _result(*args)
-    jobs.append(result.cpu_s)
-    return result
-sandbox.runner._result = counted
 code = open(sys.argv[1]).read()
 def used():  # this process and the fork servers it waited for (their jobs are reaped by their supervisors)
     usage = map(resource.getrusage, (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return sum(r.ru_utime + r.ru_stime for r in usage)
 started, before = time.perf_counter(), used()
 result = evaluate(code, sys.argv[2], int(sys.argv[3]))
-cpu = sum(jobs) + used() - before
+cpu = result.environment.get("jobs_cpu_s", 0.0) + used() - before
 print(json.dumps({"status": result.status, "reason": result.reason, "wall": time.perf_counter() - started,
                   "cpu": cpu, "metrics": result.metrics}))
 """

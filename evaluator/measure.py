@@ -430,20 +430,18 @@ def _process_failure(process: sandbox.ProcessResult, doing: str) -> tuple[str, s
 
 
 def measure_task(run_job: RunJob, code: str, tier: Tier, task, trained: Trained, key: bytes, seed: int,
-                 has_step: bool) -> tuple[dict, list[sandbox.ProcessResult]]:
+                 has_step: bool) -> dict:
     generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, f"{task.name}/plan"))
     sets = task.heldout(heldout_seed(key, seed, tier, task.name))
     queries, held = plan_task(sets, task.measures, task.vocab, task.answers, has_step, generator)
     weights, _ = trained.models[task.name]
-    processes = ask(run_job, code, tier, task_model_shape(task), weights, queries,
-                    assign(queries, task.vocab, generator))
+    ask(run_job, code, tier, task_model_shape(task), weights, queries, assign(queries, task.vocab, generator))
     _finite(queries)
     check_probes(queries)
-    return score_sets(queries, held), processes
+    return score_sets(queries, held)
 
 
-def measure_check_model(run_job: RunJob, code: str, tier: Tier, trained: Trained, key: bytes,
-                        seed: int) -> list[sandbox.ProcessResult]:
+def measure_check_model(run_job: RunJob, code: str, tier: Tier, trained: Trained, key: bytes, seed: int) -> None:
     """Causality and consistency of the check model on random tokens at lengths across chunk borders."""
     spec = tier.checks
     generator = torch.Generator().manual_seed(heldout_seed(key, seed, tier, "check"))
@@ -451,11 +449,9 @@ def measure_check_model(run_job: RunJob, code: str, tier: Tier, trained: Trained
                                  torch.full((4, length), IGNORE)) for length in CHECK_LENGTHS}
     queries, _ = plan_task(sets, {}, spec.vocab, "argmax", False, generator)
     weights, _ = trained.models["check"]
-    processes = ask(run_job, code, tier, check_model_shape(spec), weights, queries,
-                    assign(queries, spec.vocab, generator))
+    ask(run_job, code, tier, check_model_shape(spec), weights, queries, assign(queries, spec.vocab, generator))
     _finite(queries)
     check_probes(queries)
-    return processes
 
 
 def training_length(tier: Tier) -> int:
@@ -531,8 +527,7 @@ def fit_flops(lengths: tuple[int, ...], per_token: list[float]) -> tuple[float, 
     return a, b, deviation
 
 
-def measure_flops(run_job: RunJob, code: str, tier: Tier, trained: Trained, key: bytes,
-                  seed: int) -> tuple[dict, list[sandbox.ProcessResult]]:
+def measure_flops(run_job: RunJob, code: str, tier: Tier, trained: Trained, key: bytes, seed: int) -> dict:
     """Forward FLOPs per token of the check model at 4k and 16k tokens, counted in a query process.
 
     One process answers one random sequence at each of ``FLOPS_LENGTHS`` twice, in a random order: once
@@ -557,7 +552,7 @@ def measure_flops(run_job: RunJob, code: str, tier: Tier, trained: Trained, key:
         queries += [Query(tokens, "flops", "argmax"), Query(tokens, "forward", "argmax")]
     weights, _ = trained.models["check"]
     order = torch.randperm(len(queries), generator=generator).tolist()
-    processes = ask(run_job, code, tier, check_model_shape(spec), weights, queries, [order])
+    ask(run_job, code, tier, check_model_shape(spec), weights, queries, [order])
     _finite(queries)
     for counted, plain in zip(queries[::2], queries[1::2]):
         if not all(torch.equal(counted.answer[k], plain.answer[k]) for k in ("argmax", "top")):
@@ -573,7 +568,7 @@ def measure_flops(run_job: RunJob, code: str, tier: Tier, trained: Trained, key:
     else:
         line = f"{a:.4g} + {b:.4g}*T per token" if b else f"{a:.4g} per token at any length"
         why = f"{line}, counted at {at} tokens (within {deviation:.1%})"
-    return {**{name: round(a + b * length) for name, length in FLOPS_AT.items()}, "flops_reason": why}, processes
+    return {**{name: round(a + b * length) for name, length in FLOPS_AT.items()}, "flops_reason": why}
 
 
 STATE_ROWS, STATE_TAIL = 4, 8  # sequences the state is measured on; tokens stepped past the training length
@@ -587,7 +582,7 @@ def _state_size(state: object) -> tuple[int, int, int]:
 
 
 def measure_state(run_job: RunJob, code: str, tier: Tier, trained: Trained, key: bytes, seed: int,
-                  has_step: bool) -> tuple[dict, list[sandbox.ProcessResult]]:
+                  has_step: bool) -> dict:
     """The recurrent state the check model carries, measured by resuming from it in new processes, and
     the cost class it implies (``evaluator.cost``).
 
@@ -597,7 +592,7 @@ def measure_state(run_job: RunJob, code: str, tier: Tier, trained: Trained, key:
     in the process) is ``recurrent-mismatch``. Without a recurrent form the class is ``unproven``.
     """
     if not has_step:
-        return {"cost_class": "unproven"}, []
+        return {"cost_class": "unproven"}
     spec = tier.checks
     shape = check_model_shape(spec)
     weights, _ = trained.models["check"]
@@ -608,11 +603,11 @@ def measure_state(run_job: RunJob, code: str, tier: Tier, trained: Trained, key:
     forward = Query(tokens, "forward", "argmax")
     first = Query(tokens[:, :1], "resume", "argmax")
     head = Query(tokens[:, :half], "resume", "argmax")
-    processes = ask(run_job, code, tier, shape, weights, [forward, first, head], [[0, 1, 2]])
+    ask(run_job, code, tier, shape, weights, [forward, first, head], [[0, 1, 2]])
     middle = Query(tokens[:, half:train_len], "resume", "argmax", state=head.answer["state"])
-    processes += ask(run_job, code, tier, shape, weights, [middle], [[0]])
+    ask(run_job, code, tier, shape, weights, [middle], [[0]])
     tail = Query(tokens[:, train_len:], "resume", "argmax", state=middle.answer["state"])
-    processes += ask(run_job, code, tier, shape, weights, [tail], [[0]])
+    ask(run_job, code, tier, shape, weights, [tail], [[0]])
     stepped = [head, middle, tail]
     _finite([forward, *stepped])
     _compare_step({k: torch.cat([q.answer[k] for q in stepped], dim=1) for k in ("argmax", "top")},
@@ -625,7 +620,7 @@ def measure_state(run_job: RunJob, code: str, tier: Tier, trained: Trained, key:
     cost_class, why = cost.classify(numbers_first, numbers_mid, numbers_end, nonzero_mid, nonzero_end, cache)
     at_long = cost.state_bytes_at(cost.LONG_CONTEXT, train_len, bytes_mid, bytes_end, cost_class)
     return {"cost_class": cost_class, "cost_reason": why, "state_numbers": numbers_end,
-            "state_kb": round(bytes_end / 1024, 2), "state_mb_16k": round(at_long / (1 << 20), 3)}, processes
+            "state_kb": round(bytes_end / 1024, 2), "state_mb_16k": round(at_long / (1 << 20), 3)}
 
 
 def measured_metrics(tier: Tier, trained: Trained) -> dict:
@@ -646,14 +641,20 @@ def measure(run_job: RunJob, code: str, tier_name: str, seed: int, key: bytes,
 
     ``run_job`` runs a sandbox job and says how it ended (``Sandbox.run``); ``key`` is the secret the
     held-out draws derive from; ``declares_step``: ``defines_step(code)``, when the caller parsed it
-    already (on a thread of its own, as ``evaluator.run.submit`` must)."""
+    already (on a thread of its own, as ``evaluator.run.submit`` must). Every process ``run_job`` ran
+    is returned, the training first, those of a step that was refused included."""
     tier = get_tier(tier_name)
     started = time.perf_counter()
+    processes: list[sandbox.ProcessResult] = []
+
+    def recorded(job: sandbox.Job) -> sandbox.ProcessResult:
+        processes.append(run_job(job))
+        return processes[-1]
+
     sources = {task.name: task.source() for task in tier.tasks if hasattr(task, "source")}
     limits = _limits(tier, tier.wall_s)
-    process = run_job(sandbox.Job("evaluator.harness:train_in_child",
-                                  {"code": code, "tier": tier.name, "seed": seed, "sources": sources}, limits))
-    processes = [process]
+    process = recorded(sandbox.Job("evaluator.harness:train_in_child",
+                                   {"code": code, "tier": tier.name, "seed": seed, "sources": sources}, limits))
     value = process.value if process.ok and isinstance(process.value, dict) else {}
     if not process.ok:
         return (*_process_failure(process, "training"), {}, value, processes)
@@ -663,19 +664,13 @@ def measure(run_job: RunJob, code: str, tier_name: str, seed: int, key: bytes,
         if declares_step is None:
             declares_step = defines_step(code)
         has_step = value.get("has_step") is True or declares_step
-        processes += measure_check_model(run_job, code, tier, trained, key, seed)
-        state_metrics, state_processes = measure_state(run_job, code, tier, trained, key, seed, has_step)
-        metrics.update(state_metrics)
-        processes += state_processes
-        flops_metrics, flops_processes = measure_flops(run_job, code, tier, trained, key, seed)
-        metrics.update(flops_metrics)
-        processes += flops_processes
+        measure_check_model(recorded, code, tier, trained, key, seed)
+        metrics.update(measure_state(recorded, code, tier, trained, key, seed, has_step))
+        metrics.update(measure_flops(recorded, code, tier, trained, key, seed))
         if tier.scaling_probe:
-            metrics.update(measure_scaling(run_job, code, tier, trained, key, seed))
+            metrics.update(measure_scaling(recorded, code, tier, trained, key, seed))
         for task in tier.tasks:
-            task_metrics, task_processes = measure_task(run_job, code, tier, task, trained, key, seed, has_step)
-            metrics.update(task_metrics)
-            processes += task_processes
+            metrics.update(measure_task(recorded, code, tier, task, trained, key, seed, has_step))
         metrics.update(measured_metrics(tier, trained))
     except Refused as refused:
         return refused.status, refused.reason, metrics, value, processes

@@ -79,7 +79,8 @@ def measured_result(run_job, code: str, tier: str, seed: int, key: bytes | None 
         if isinstance(value.get("environment"), dict) else {}
     missing = sorted({m for process in processes for m in sandbox.missing_protections(process.isolation)})
     environment.update(isolation=isolation, ready_s=training.ready_s, project_commit=project_commit(),
-                       measured_outside=True, jobs=len(processes), missing_protections=missing)
+                       measured_outside=True, jobs=len(processes),
+                       jobs_cpu_s=round(sum(process.cpu_s for process in processes), 3), missing_protections=missing)
     log = value.get("log") if isinstance(value.get("log"), str) else ""
     if status == "crash" and training.stderr.strip():
         last_words = [line for line in training.stderr.strip().splitlines() if line.strip()]

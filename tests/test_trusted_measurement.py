@@ -14,8 +14,10 @@ from pathlib import Path
 
 import pytest
 
+import sandbox
 from evaluator import evaluate
 from evaluator.metrics import METRICS
+from evaluator.run import PRELOAD, measured_result
 from tests import hostile_designs as hostile
 from tests.hostile_designs import OS, SHELL_RAN, attempt, design, read, write
 
@@ -49,6 +51,22 @@ def leaked(result, secret: str = SECRET) -> bool:
 def test_the_honest_design_is_measured_outside_its_process(honest):
     assert honest.environment["measured_outside"] is True and honest.environment["jobs"] >= 5
     assert {"mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "params"} <= set(honest.metrics)
+
+
+@pytest.mark.parametrize("forward, status", [(hostile.HONEST_FORWARD, "ok"),
+                                             ("        return self.leak(x) if in_a_query(x) else self.honest(x)",
+                                              "causality")])
+def test_every_process_the_measurement_ran_is_counted_with_its_cpu_time(forward, status):
+    """Probes that are only timed (scaling) and the processes of a step that was refused count too."""
+    ran = []
+    with sandbox.Sandbox(PRELOAD) as box:
+        def run_job(job):
+            ran.append(box.run(job))
+            return ran[-1]
+        result = measured_result(run_job, design(forward=forward), TIER, 0, KEY)
+    assert result.status == status, result.reason
+    assert result.environment["jobs"] == len(ran) > 1
+    assert result.environment["jobs_cpu_s"] == pytest.approx(sum(p.cpu_s for p in ran), abs=2e-3)
 
 
 def test_the_same_key_gives_the_same_measurement_and_another_key_other_held_out_data(honest):
