@@ -23,6 +23,10 @@ token-loop reference ``naive_recurrent_*``, a chunked form ``chunk_*`` for train
 - ``kernels.loglinear`` (log-linear attention over a scalar decay: O(log T) Fenwick states, mixed by
   per-level weights): ``chunk_loglinear_attn``, ``naive_loglinear_attn``, ``naive_recurrent_loglinear_attn``,
   ``loglinear_step``, ``empty_fenwick_state``, ``num_levels``
+- ``kernels.path`` (PaTH attention: causal softmax attention whose keys reach each query through the
+  product of per-token transforms H_s = I - beta_s w_s w_s^T in between, in place of RoPE): ``chunk_path_attn``,
+  ``naive_path_attn``, ``naive_recurrent_path_attn``, ``path_step``, ``empty_path_state``; the state is a
+  key and a value cache (B, H, n, K), (B, H, n, V) whose keys every token transforms
 
 Small blocks:
 
@@ -32,8 +36,8 @@ Small blocks:
 - ``kernels.attention``: ``softmax_attention``, ``sliding_window_attention``, ``RotaryEmbedding``
 
 Triton kernels (forward and backward, wired into autograd) for the first five recurrences (``kda``,
-``rwkv7`` and ``loglinear`` run their PyTorch chunked forms on every device; ``gsa``'s first pass runs in
-PyTorch and its second is ``chunk_gla``):
+``rwkv7``, ``loglinear`` and ``path`` run their PyTorch chunked forms on every device; ``gsa``'s first pass
+runs in PyTorch and its second is ``chunk_gla``):
 ``kernels.<op>.triton.triton_<op>``, the chunked form with tl.dot (``kernels.triton_chunk``,
 ``kernels.triton_chunk_delta``), which the chunked ops call on a GPU, and
 ``kernels.<op>.triton.fused_recurrent_<op>``, token by token (``kernels.triton_recurrence``).

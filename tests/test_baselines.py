@@ -12,7 +12,7 @@ from memory.baselines import BASELINES, DEFAULT_REFERENCE, baseline_path
 EXPECTED = {
     "softmax_attention", "linear_attention", "retnet", "gla", "mamba2",
     "deltanet", "gated_deltanet", "deltanet_negeig", "based", "deltanet_hybrid", "kda", "rwkv7",
-    "gsa", "loglinear_mamba2",
+    "gsa", "loglinear_mamba2", "path_attention",
 }
 WITH_STEP = EXPECTED  # attention (and the hybrids' attention layers) step over a key-value cache
 ALLOWED_IMPORTS = {"torch", "math", "einops", "triton", "typing", "functools", "kernels"}

@@ -6,8 +6,8 @@ candidate design. ``points.json`` places each baseline that the offline research
 can express in that space (canonical form: the choices that matter, in the space's order); such a
 baseline is recorded with its point, so the researcher can mutate and cross it like any searched
 design (Kimi Delta Attention and RWKV-7 as the ``channel_delta`` and ``generalized_delta`` updates).
-A baseline outside the space (Gated Slot Attention and log-linear Mamba2 today) has no point and is
-recorded without one.
+A baseline outside the space (Gated Slot Attention, log-linear Mamba2 and PaTH attention today) has no
+point and is recorded without one.
 """
 
 import json
