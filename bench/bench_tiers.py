@@ -82,10 +82,7 @@ def main() -> None:
     if args.compare is None:
         measure_tiers(args, None)
         return
-    # Inside the checkout's ignored runs/ folder, not the system's temporary one: older revisions'
-    # sandboxes hide /tmp from the evaluation, which then cannot read its own code.
-    (ROOT / "runs").mkdir(exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="bench-tiers-", dir=ROOT / "runs") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-tiers-") as scratch:
         other = Path(scratch) / "rev"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.compare],
                        check=True, capture_output=True)
