@@ -15,7 +15,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 
 from agents.base import Context, DesignSummary
-from agents.offline.space import family
+from agents.offline.space import LATE_CHOICES, applicable, family, is_valid
 from memory.db import INTERRUPTED, RUNNING
 from memory.dedup import code_hash
 from memory.protocols import Views
@@ -128,7 +128,7 @@ class ContextBuilder:
             if s.design.spec is None or s.latest is None or s.design.id in racing:
                 continue
             best = s.mean if s.scores else None
-            for choice, value in s.design.spec.items():
+            for choice, value in _with_late_defaults(s.design.spec).items():
                 groups.setdefault((choice, json.dumps(value, sort_keys=True)), []).append(best)
         stats: dict = {}
         for (choice, value), best in sorted(groups.items()):
@@ -137,6 +137,14 @@ class ContextBuilder:
                 "n": len(best), "mean_score": sum(scores) / len(scores) if scores else None,
                 "fails": len(best) - len(scores)}
         return stats
+
+
+def _with_late_defaults(spec: dict) -> dict:
+    """A valid point with each late choice that applies to it at its default, which its canonical form leaves
+    out, so a late choice's statistics also count the designs that kept the default."""
+    if not is_valid(spec):
+        return spec
+    return {**spec, **{c: v for c, v in LATE_CHOICES.items() if c in applicable(spec) and c not in spec}}
 
 
 def _summary(seen: _Seen, evaluation: Evaluation | None, analysis: str | None, racing: bool) -> DesignSummary:

@@ -93,6 +93,20 @@ def test_choice_stats_count_designs_and_average_their_best_scores(store):
     }
 
 
+def test_choice_stats_count_a_late_choice_at_its_default_where_it_applies(store):
+    """``levels`` shows in a canonical point only when log-linear; the designs that kept one state count too."""
+    db, _ = store
+    records = db.records
+    for i, (name, score, spec) in enumerate([("single", 1.0, {"update": "decay"}),
+                                             ("loglinear", 3.0, {"update": "decay", "levels": "loglinear"}),
+                                             ("delta", 2.0, {"update": "delta"})]):
+        design = records.add_design(name, "", variant(i), origin="offline", spec=spec)
+        eval_id = records.begin_evaluation(design, None, "search", TIER.name, TIER.version, 0)
+        records.finish_evaluation(eval_id, "ok", score=score)
+    assert fresh(db).context(0).choice_stats["levels"] == {
+        "loglinear": {"n": 1, "mean_score": 3.0, "fails": 0}, "single": {"n": 1, "mean_score": 1.0, "fails": 0}}
+
+
 def test_scores_are_means_over_seeds_and_the_archive_keeps_the_best_of_each_niche(store):
     db, _ = store
     records = db.records

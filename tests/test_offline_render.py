@@ -95,7 +95,8 @@ def test_rendered_files_import_only_what_the_contract_allows():
 
 def test_generated_code_holds_only_the_branches_its_point_needs():
     delta = render_point(BASELINE_POINTS["deltanet"])
-    for absent in ("chunk_gla", "feature_map", "n_memories", "n_steps", "rotary", "A_log", "softmax"):
+    for absent in ("chunk_gla", "feature_map", "n_memories", "n_steps", "rotary", "A_log", "softmax", "slot",
+                   "lambda", "levels"):
         assert absent not in delta
     assert "chunk_delta_rule" in delta and "delta_rule_step" in delta
     hybrid = render_point(BASELINE_POINTS["deltanet_hybrid"])
@@ -161,6 +162,87 @@ def test_the_kda_and_rwkv7_points_compute_what_their_baselines_compute(name):
             expected, theirs = baseline.step(x[:, t], theirs)
             torch.testing.assert_close(y, expected, rtol=1e-6, atol=1e-6)
         torch.testing.assert_close(ours["S"], theirs["S"], rtol=1e-6, atol=1e-6)
+
+
+def test_the_sampled_points_include_gsa_and_log_linear_points():
+    assert any(point.get("update") == "slots" for point in RANDOM_POINTS)
+    assert any(point.get("levels") == "loglinear" for point in RANDOM_POINTS)
+    assert any(point.get("gate") == "logsigmoid8" for point in RANDOM_POINTS)
+
+
+GSA_AND_LOGLINEAR_POINTS = [
+    {"update": "slots", "gate": "mamba", "memories": 2, "rotary": "rope", "out_gate": "swish", "key_dim": "half"},
+    {"update": "slots", "gate": "logsigmoid16", "qk_norm": "none", "out_norm": "none", "out_gate": "swish",
+     "hybrid": "every2", "attention": "swa16"},
+    {"update": "additive", "levels": "loglinear", "feature_map": "relu", "qk_norm": "none", "out_norm": "none",
+     "memories": 2, "rotary": "rope"},
+    {"update": "decay_fixed", "levels": "loglinear", "qk_norm": "none", "hybrid": "every4"},
+    {"update": "decay", "levels": "loglinear", "gate": "logsigmoid8", "memories": 4, "out_gate": "swish"},
+    {"feature_map": "taylor2", "update": "additive", "key_dim": "16", "levels": "loglinear", "qk_norm": "none",
+     "out_norm": "none", "conv": 0},
+]
+
+
+@pytest.mark.parametrize("point", GSA_AND_LOGLINEAR_POINTS, ids=point_name)
+def test_gsa_and_log_linear_points_pass_the_checks_without_a_kernel_of_their_own(point):
+    code = render_point(point)
+    assert "KERNELS" not in code and "triton" not in code  # no Triton kernel exists for their recurrences
+    assert code == render_point(point, kernels=False)
+    assert ("chunk_gsa" in code) == (point["update"] == "slots")
+    assert ("chunk_loglinear_attn" in code) == (point.get("levels") == "loglinear")
+    for spec in (CHECKS, CheckSpec(d_model=16, n_heads=1, n_layers=4)):
+        assert_passes_checks(code, spec)
+
+
+def test_the_gsa_point_computes_exactly_what_its_baseline_computes():
+    """With the baseline's weights, the rendered point gives its outputs and slots, in forward and in step."""
+    torch.manual_seed(0)
+    baseline = load(BASELINES["gsa"].read_text())[0].Mixer(64, 2, layer_idx=1, n_layers=3)
+    rendered = load(render_point(BASELINE_POINTS["gsa"]))[0].Mixer(64, 2, layer_idx=1, n_layers=3)
+    weights = baseline.state_dict()
+    assert set(weights) == set(rendered.state_dict())
+    assert rendered.n_slots == baseline.num_slots == 32 and rendered.o_norm.eps == baseline.o_norm.eps
+    rendered.load_state_dict(weights)
+    x = torch.randn(2, 37, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(rendered(x), baseline(x))
+        ours, theirs = rendered.init_state(2), baseline.init_state(2)
+        for t in range(6):
+            y, ours = rendered.step(x[:, t], ours)
+            expected, theirs = baseline.step(x[:, t], theirs)
+            assert torch.equal(y, expected)
+        assert torch.equal(ours["key_slots"], theirs[0]) and torch.equal(ours["value_slots"], theirs[1])
+
+
+def test_the_log_linear_point_is_mamba2s_point_with_the_baselines_fenwick_levels():
+    """Log-linear Mamba2 sits at the nearest point, as Mamba2 does (memory/baselines/__init__.py): the rendered
+    point weighs the Fenwick levels exactly as the baseline does, and with every level weighted alike it computes
+    what Mamba2's point computes, its buckets summing to that point's single memory."""
+    torch.manual_seed(0)
+    baseline = load(BASELINES["loglinear_mamba2"].read_text())[0].Mixer(64, 2, layer_idx=1, n_layers=3)
+    rendered = load(render_point(BASELINE_POINTS["loglinear_mamba2"]))[0].Mixer(64, 2, layer_idx=1, n_layers=3)
+    single = load(render_point(BASELINE_POINTS["mamba2"], kernels=False))[0].Mixer(64, 2, layer_idx=1, n_layers=3)
+    levels = {"lambda_proj.weight", "L"}
+    assert set(rendered.state_dict()) == set(single.state_dict()) | levels
+    assert rendered.n_levels == baseline.n_levels == 17 and torch.equal(rendered.L, baseline.L)
+    rendered.load_state_dict({**single.state_dict(), **{key: baseline.state_dict()[key] for key in levels}})
+    x = torch.randn(2, 37, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert torch.equal(rendered._level_weights(x), baseline._lambdas(x))
+        state = rendered.init_state(2)
+        for t in range(6):
+            _, state = rendered.step(x[:, t], state)
+        assert state["levels"].shape == (2, 2, 3, 32, 32) and state["tokens"].tolist() == [6, 6]  # bits of 6
+        # Equal weights softplus(0) scale the read-out, which the norms cancel once their eps is 0.
+        rendered.lambda_proj.weight.zero_()
+        rendered.o_norm.eps = single.o_norm.eps = 0.0
+        torch.testing.assert_close(rendered(x), single(x), rtol=1e-5, atol=1e-7)
+        ours, theirs = rendered.init_state(2), single.init_state(2)
+        for t in range(6):
+            y, ours = rendered.step(x[:, t], ours)
+            expected, theirs = single.step(x[:, t], theirs)
+            torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(ours["levels"].sum(2), theirs["S"], rtol=1e-5, atol=1e-7)
 
 
 def test_rendering_an_invalid_point_is_an_error():

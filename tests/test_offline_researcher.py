@@ -3,7 +3,7 @@
 from agents.base import Context, DesignSummary
 from agents.offline.render import render_point
 from agents.offline.researcher import OfflineResearcher, RandomResearcher, ValueStats
-from agents.offline.space import canonical, diff, is_valid
+from agents.offline.space import LATE_CHOICES, applicable, canonical, diff, is_valid
 from memory.baselines import BASELINE_POINTS
 from memory.dedup import code_hash
 
@@ -36,8 +36,10 @@ def test_mutation_changes_one_or_two_choices_of_a_recorded_parent():
         assert is_valid(proposal.spec) and canonical(proposal.spec) == proposal.spec
         (parent,) = proposal.parents
         changed = diff(by_id[parent].spec, proposal.spec)
-        # A changed update rule can bring choices into play (its gate, its beta) or take them out.
-        deliberate = [c for c, (old, new) in changed.items() if old is not None and new is not None]
+        # A changed update rule can bring choices into play (its gate, its beta) or take them out; a late
+        # choice shows only away from its default, so it appears or vanishes when chosen.
+        deliberate = [c for c, (old, new) in changed.items()
+                      if old is not None and new is not None or c in LATE_CHOICES and c in applicable(proposal.spec)]
         assert 1 <= len(deliberate) <= 2, changed
         assert proposal.plan.startswith(f"mutation of #{parent}")
 
@@ -88,6 +90,20 @@ def test_mutation_follows_the_evidence_and_cites_it():
         assert proposal.spec["beta"] == "2sigmoid"
         cited = "beta=2sigmoid averaged 0.900 over 5 design(s) vs 0.300 over 5 for sigmoid"
         assert cited in proposal.motivation
+
+
+def test_mutation_turns_a_late_choice_on_and_off_though_canonical_points_leave_its_default_out():
+    for parent, stats, change, cited in [
+        (BASELINE_POINTS["mamba2"], {"levels": {"single": stat(5, 0.3), "loglinear": stat(5, 0.9)}},
+         [None, "loglinear"], "levels=loglinear averaged 0.900 over 5 design(s) vs 0.300 over 5 for single"),
+        (BASELINE_POINTS["loglinear_mamba2"], {"levels": {"single": stat(5, 0.9), "loglinear": stat(5, 0.3)}},
+         ["loglinear", None], "levels=single averaged 0.900 over 5 design(s) vs 0.300 over 5 for loglinear"),
+    ]:
+        summary = DesignSummary(1, "parent", "baseline", parent, 0.8, {}, "ok")
+        for seed in range(5):
+            proposal = OfflineResearcher(seed=seed, explore=0.0, crossover=0.0).propose(context((summary,), stats))
+            assert diff(parent, proposal.spec)["levels"] == change
+            assert cited in proposal.motivation
 
 
 def test_values_that_often_fail_are_avoided():

@@ -64,6 +64,8 @@ def test_simplify_drops_the_option_suspected_for_the_failure():
     assert change == ("rotary", "rope", "none") and is_valid(simpler)
     plain = BASELINE_POINTS["deltanet"]
     assert simplify(plain, "nan") == (plain, None)
+    simpler, change = simplify(BASELINE_POINTS["loglinear_mamba2"], "timeout")  # Fenwick states cost time
+    assert change == ("levels", "loglinear", "single") and simpler == BASELINE_POINTS["mamba2"]
 
 
 def test_coder_refuses_a_proposal_without_a_point():

@@ -7,6 +7,7 @@ import pytest
 from agents.offline.space import (
     CHOICES,
     DEFAULT_POINT,
+    applicable,
     canonical,
     complete,
     cost,
@@ -38,6 +39,8 @@ def test_baseline_points_are_distinct_and_named_distinctly():
     assert point_name(BASELINE_POINTS["softmax_attention"]) == "softmax-attention"
     assert point_name(BASELINE_POINTS["kda"]) == "kda-mamba-c4"
     assert point_name(BASELINE_POINTS["rwkv7"]) == "rwkv7-c4"
+    assert point_name(BASELINE_POINTS["gsa"]) == "silu-gsa-lsig8"
+    assert point_name(BASELINE_POINTS["loglinear_mamba2"]) == "decay-loglinear-mamba-c4-swish"
 
 
 def test_default_point_names_a_value_for_every_choice():
@@ -69,6 +72,35 @@ def test_kda_keeps_the_delta_rule_choices_and_rwkv7_draws_its_own_decay_and_rate
     assert canonical({"update": "channel_delta", "gate": "logsigmoid16", "delta_steps": 2})["delta_steps"] == 2
 
 
+def test_gsa_takes_a_gate_per_slot_and_no_delta_rule_or_levels():
+    gsa = relevant({"update": "slots"})
+    assert {"feature_map", "gate", "qk_norm", "key_dim", "rotary", "conv", "out_gate", "out_norm",
+            "memories"} <= set(gsa)
+    assert not {"delta_steps", "beta", "levels"} & set(gsa)
+    ignored = {"beta": "2sigmoid", "delta_steps": 2, "levels": "loglinear"}
+    assert canonical({"update": "slots", **ignored}) == canonical({"update": "slots"})
+    assert canonical({"update": "slots", "gate": "logsigmoid8"})["gate"] == "logsigmoid8"
+
+
+def test_levels_show_in_a_canonical_point_only_when_log_linear():
+    """``levels`` came after the statistics were keyed on canonical forms: no earlier point shows it."""
+    earlier = {name: point for name, point in BASELINE_POINTS.items() if name not in ("gsa", "loglinear_mamba2")}
+    for name, point in earlier.items():
+        assert "levels" not in canonical(point), name
+        assert canonical({**point, "levels": "single"}) == point, name
+    mamba2, loglinear = BASELINE_POINTS["mamba2"], BASELINE_POINTS["loglinear_mamba2"]
+    assert canonical({**mamba2, "levels": "loglinear"}) == loglinear and loglinear["levels"] == "loglinear"
+    assert diff(mamba2, loglinear) == {"levels": [None, "loglinear"]}
+    # A mutation may still set it: it applies to the updates with at most a scalar decay per head.
+    assert "levels" in applicable(mamba2) and "levels" not in relevant(mamba2)
+    for update in ("additive", "decay_fixed", "decay"):
+        assert "levels" in applicable({"update": update})
+    for update in ("gated", "delta", "gated_delta", "channel_delta", "generalized_delta", "slots"):
+        assert "levels" not in applicable({"update": update})
+        assert canonical({"update": update, "levels": "loglinear"}) == canonical({"update": update})
+    assert applicable({"hybrid": "all"}) == relevant({"hybrid": "all"})
+
+
 def test_canonical_coerces_values_the_statistics_store_as_strings():
     assert canonical({"conv": "2", "memories": "4"}) == canonical({"conv": 2, "memories": 4})
     assert isinstance(canonical({"conv": "2"})["conv"], int)
@@ -95,6 +127,11 @@ def test_unknown_choices_and_values_are_reported_not_guessed():
     ({"update": "generalized_delta", "memories": 4}, "cost limit"),
     ({"feature_map": "taylor2", "update": "generalized_delta", "key_dim": "16"}, "taylor2 feature map works only"),
     ({"feature_map": "taylor2", "update": "channel_delta", "key_dim": "16"}, "taylor2 feature map works only"),
+    ({"update": "slots", "memories": 4}, "cost limit"),
+    ({"feature_map": "taylor2", "update": "slots", "key_dim": "16"}, "taylor2 feature map works only"),
+    ({"update": "decay", "levels": "loglinear", "qk_norm": "none", "out_norm": "none"}, "positive"),
+    ({"update": "decay", "levels": "loglinear", "feature_map": "taylor2", "key_dim": "16", "memories": 4},
+     "cost limit"),
 ])
 def test_validity_rules_name_what_is_wrong(point, fragment):
     problems = validate(point)
@@ -108,6 +145,20 @@ def test_kda_and_rwkv7_points_that_the_kernels_can_run_are_valid():
     assert is_valid({"update": "generalized_delta", "memories": 2, "rotary": "rope", "hybrid": "every4"})
     assert cost({"update": "generalized_delta", "memories": 2}) == 4  # its chunked form counts twice
     assert cost({"update": "channel_delta", "delta_steps": 2, "memories": 2}) == 4
+
+
+def test_gsa_and_log_linear_points_that_the_kernels_can_run_are_valid():
+    # GSA's softmax reads a convex mixture of its slots' values: no denominator, so any feature map goes unnormed.
+    assert is_valid({"update": "slots", "qk_norm": "none", "out_norm": "none", "feature_map": "identity"})
+    assert is_valid({"update": "slots", "gate": "mamba", "memories": 2, "rotary": "rope", "hybrid": "every4"})
+    assert cost({"update": "slots", "memories": 2}) == 4  # two passes over key and value slots count twice
+    assert cost(BASELINE_POINTS["gsa"]) == 2
+    for update in ("additive", "decay_fixed", "decay"):  # measured within the unit at the CPU tiers' lengths
+        assert is_valid({"update": update, "levels": "loglinear", "memories": 4, "qk_norm": "none"})
+        assert cost({"update": update, "levels": "loglinear", "memories": 4}) == 4
+    assert is_valid({"feature_map": "taylor2", "update": "additive", "key_dim": "16", "levels": "loglinear",
+                     "qk_norm": "none", "out_norm": "none"})
+    assert is_valid({"update": "gated", "gate": "logsigmoid8"}) and is_valid({"update": "decay", "gate": "logsigmoid8"})
 
 
 def test_rules_do_not_apply_to_a_pure_attention_design():
@@ -124,17 +175,23 @@ def test_repair_fixes_the_rules_with_an_obvious_fix():
     fixed = repair({"update": "generalized_delta", "qk_norm": "none", "out_norm": "none", "memories": 4})
     assert is_valid(fixed) and fixed["memories"] == 2
     assert fixed["qk_norm"] == "none" and fixed["out_norm"] == "none"
+    fixed = repair({"update": "slots", "qk_norm": "none", "out_norm": "none", "memories": 4})
+    assert is_valid(fixed) and fixed["memories"] == 2 and fixed["out_norm"] == "none"
+    fixed = repair({"update": "decay", "levels": "loglinear", "qk_norm": "none", "out_norm": "none"})
+    assert is_valid(fixed) and fixed["out_norm"] == "rmsnorm" and fixed["levels"] == "loglinear"
 
 
 def test_random_points_are_valid_and_canonical():
     rng = random.Random(0)
-    updates = set()
+    updates, levels = set(), set()
     for _ in range(300):
         point = random_point(rng)
         assert validate(point) == []
         assert canonical(point) == point
         updates.add(point.get("update"))
-    assert {"channel_delta", "generalized_delta"} <= updates
+        levels.add(point.get("levels"))
+    assert {"channel_delta", "generalized_delta", "slots"} <= updates
+    assert "loglinear" in levels
 
 
 def test_different_points_get_different_names():
@@ -163,6 +220,31 @@ def test_kda_and_rwkv7_are_described_with_their_papers_and_placed_in_families_of
     assert point_name({"update": "generalized_delta", "qk_norm": "l2", "out_norm": "none"}) == "rwkv7-l2-c4-nonorm"
     product = {"update": "channel_delta", "gate": "logsigmoid16", "delta_steps": 2}
     assert point_name(product) == "kda-product2-lsig-c4"
+
+
+def test_gsa_and_log_linear_attention_are_described_with_their_papers_and_placed_in_families_of_their_own():
+    gsa = describe(BASELINE_POINTS["gsa"])
+    assert "Gated Slot Attention" in gsa and "Zhang, Yang et al. 2024" in gsa and "softmax(Ks_t q_t)" in gsa
+    assert "logsigmoid(W_f x_t) / 8" in gsa and "RMSNorm over all heads together" in gsa and "\n" not in gsa
+    assert "not normalized" in describe({**BASELINE_POINTS["gsa"], "out_norm": "none"})
+    assert "Mamba2's parametrization per slot" in describe({**BASELINE_POINTS["gsa"], "gate": "mamba"})
+    assert "/ 8, the normalizer of Gated Slot Attention" in describe({"update": "gated", "gate": "logsigmoid8"})
+    loglinear = describe(BASELINE_POINTS["loglinear_mamba2"])
+    assert "Log-Linear Attention, Guo et al. 2025" in loglinear and "Fenwick" in loglinear
+    assert set(describe(BASELINE_POINTS["mamba2"]).split(". ")) < set(loglinear.split(". "))  # and one sentence
+    for name, point in BASELINE_POINTS.items():
+        if name not in ("gsa", "loglinear_mamba2"):
+            assert "Log-Linear" not in describe(point) and "slot" not in describe(point), name
+    assert family(BASELINE_POINTS["gsa"]) == "slots"
+    assert family(BASELINE_POINTS["loglinear_mamba2"]) == "loglinear_decay"
+    assert family({**BASELINE_POINTS["linear_attention"], "levels": "loglinear", "hybrid": "every2"}) == (
+        "loglinear_additive+attention")
+    assert family(BASELINE_POINTS["mamba2"]) == "decay"
+    assert point_name({"update": "slots", "gate": "mamba", "qk_norm": "none", "out_norm": "none"}) == (
+        "gsa-mamba-c4-nonorm")
+    assert point_name({"update": "gated", "gate": "logsigmoid8", "qk_norm": "none"}) == "gla-lsig8-c4"
+    assert point_name({"update": "additive", "levels": "loglinear", "feature_map": "relu", "qk_norm": "none",
+                       "out_norm": "none"}) == "relu-linear-loglinear-c4-denom"
 
 
 def test_diff_lists_changed_choices_including_ones_that_appear_or_vanish():

@@ -16,8 +16,8 @@ from agents.offline.space import canonical, describe, is_valid, point_name, repa
 
 # (choice, simpler value), most suspect first, per failure status; DEFAULT_ORDER for any other status.
 DEFAULT_ORDER: tuple[tuple[str, object], ...] = (
-    ("memories", 1), ("delta_steps", 1), ("rotary", "none"), ("feature_map", "identity"), ("key_dim", "head"),
-    ("beta", "sigmoid"), ("out_norm", "rmsnorm"), ("gate", "logsigmoid16"), ("hybrid", "none"),
+    ("memories", 1), ("delta_steps", 1), ("levels", "single"), ("rotary", "none"), ("feature_map", "identity"),
+    ("key_dim", "head"), ("beta", "sigmoid"), ("out_norm", "rmsnorm"), ("gate", "logsigmoid16"), ("hybrid", "none"),
 )
 SIMPLIFICATIONS: dict[str, tuple[tuple[str, object], ...]] = {
     "params": (("memories", 2), ("memories", 1), ("delta_steps", 1), ("key_dim", "half"),
@@ -27,8 +27,9 @@ SIMPLIFICATIONS: dict[str, tuple[tuple[str, object], ...]] = {
     "nan": (("out_norm", "rmsnorm"), ("beta", "sigmoid"), ("feature_map", "identity"),
             ("gate", "logsigmoid16"), ("delta_steps", 1)),
     "init-loss": (("out_norm", "rmsnorm"), ("feature_map", "identity"), ("beta", "sigmoid"), ("memories", 1)),
-    "timeout": (("memories", 1), ("delta_steps", 1), ("attention", "swa64"), ("key_dim", "half")),
-    "oom": (("memories", 1), ("delta_steps", 1), ("attention", "swa64"), ("key_dim", "half")),
+    # Log-linear states take more time and grow with the sequence.
+    "timeout": (("memories", 1), ("delta_steps", 1), ("levels", "single"), ("attention", "swa64"), ("key_dim", "half")),
+    "oom": (("memories", 1), ("delta_steps", 1), ("levels", "single"), ("attention", "swa64"), ("key_dim", "half")),
 }
 
 

@@ -3,6 +3,8 @@ output, as the lines of a class for a canonical point of the design space (no at
 
 from __future__ import annotations
 
+import textwrap
+
 from agents.offline.lines import (
     CONTRACT_ARGS,
     DIVISIBLE,
@@ -13,7 +15,7 @@ from agents.offline.lines import (
     join_methods,
     signature,
 )
-from agents.offline.space import DELTA_UPDATES, ERASING_UPDATES
+from agents.offline.space import BOUNDED_UPDATES, DELTA_UPDATES
 from kernels.emit import FAMILIES, wrapper_name
 
 _KERNEL_OPS = {  # update -> (module, chunked op, step op)
@@ -25,7 +27,9 @@ _KERNEL_OPS = {  # update -> (module, chunked op, step op)
     "gated_delta": ("kernels.gated_delta_rule", "chunk_gated_delta_rule", "gated_delta_rule_step"),
     "channel_delta": ("kernels.kda", "chunk_kda", "kda_step"),
     "generalized_delta": ("kernels.rwkv7", "chunk_rwkv7", "rwkv7_step"),
+    "slots": ("kernels.gsa", "chunk_gsa", "gsa_step"),
 }
+_LOGLINEAR_OPS = ("kernels.loglinear", "chunk_loglinear_attn", "loglinear_step")
 _LAYER_DOCS = {
     "additive": "Linear attention, S_t = S_{t-1} + k_t v_t^T, read by q_t.",
     "decay_fixed": "Retention, S_t = gamma_h S_{t-1} + k_t v_t^T with a fixed decay per head, read by q_t.",
@@ -35,7 +39,14 @@ _LAYER_DOCS = {
     "gated_delta": "The gated delta rule S_t = exp(g_t) (I - beta_t k_t k_t^T) S_{t-1} + beta_t k_t v_t^T.",
     "channel_delta": "Kimi Delta Attention, S_t = (I - beta_t k_t k_t^T) diag(exp(g_t)) S_{t-1} + beta_t k_t v_t^T.",
     "generalized_delta": "RWKV-7, S_t = (diag(w_t) - (a_t * kappa_t) kappa_t^T) S_{t-1} + k~_t v_t^T, read by q_t.",
+    "slots": "Gated Slot Attention: key and value slots, each under a forget gate, read by softmax(Ks_t q_t).",
 }
+_LOGLINEAR_DOCS = {
+    "additive": "Log-linear linear attention: one memory per Fenwick bucket of the prefix, weighed per level.",
+    "decay_fixed": "Log-linear retention: one decaying memory per Fenwick bucket of the prefix, weighed per level.",
+    "decay": "Log-linear attention with a scalar forget gate: a memory per Fenwick bucket, weighed per level.",
+}
+_NORMALIZERS = {"logsigmoid16": 16, "logsigmoid8": 8}  # logsigmoid gates: log-decay logsigmoid(W x) / normalizer
 _KEY_DIMS = {"head": "d_model // n_heads", "half": "max(1, d_model // n_heads // 2)", "16": "16"}
 
 
@@ -43,7 +54,8 @@ class RecurrentLayer:
     """The lines of one recurrent layer class for a canonical point (no attention).
 
     ``kernel``: run the design's own Triton kernel (``kernels.emit``) in ``forward`` on a GPU, where the
-    update has one; KDA's and RWKV-7's have none and always run their PyTorch chunked forms.
+    update has one; KDA's, RWKV-7's, GSA's and log-linear attention's have none and always run the
+    chunked forms of ``kernels``.
     """
 
     def __init__(self, p: dict, class_name: str, contract: bool, imports: set, kernel: bool = False):
@@ -51,18 +63,21 @@ class RecurrentLayer:
         self.update = p["update"]
         self.delta = self.update in DELTA_UPDATES
         self.rwkv = self.update == "generalized_delta"
+        self.slots = self.update == "slots"
+        self.loglinear = p.get("levels") == "loglinear"
         self.steps = p["delta_steps"] if self.delta else 1
         self.memories = p["memories"]
         self.conv = p["conv"]
         self.taylor = p["feature_map"] == "taylor2"
-        self.denominator = p["out_norm"] == "none" and self.update not in ERASING_UPDATES
+        self.denominator = p["out_norm"] == "none" and self.update not in BOUNDED_UPDATES
         self.gate = p.get("gate")
+        self.normalizer = _NORMALIZERS.get(self.gate)
         self.per_channel = self.update in ("gated", "channel_delta", "generalized_delta")
         self.depth = self.rwkv  # the initial decays depend on the layer's depth: __init__ takes layer_idx
         factors = [f for f, n in (("self.n_memories", self.memories), ("self.n_steps", self.steps)) if n > 1]
         self.kv_factor = "".join(f"{f} * " for f in factors)  # key/value heads per query head, as code
         self.kv_heads = " * ".join(["H", *("M" if f.endswith("memories") else "S" for f in factors)])
-        module, self.chunk_op, self.step_op = _KERNEL_OPS[self.update]
+        module, self.chunk_op, self.step_op = _LOGLINEAR_OPS if self.loglinear else _KERNEL_OPS[self.update]
         self.kernel_module = module
         self.op = module.removeprefix("kernels.")
         has_kernel = kernel and self.op in FAMILIES
@@ -71,7 +86,8 @@ class RecurrentLayer:
     def lines(self) -> list[str]:
         head = [f"class {self.class_name}(nn.Module):"]
         if not self.contract:
-            head += [f'{INDENT}"""{_LAYER_DOCS[self.update]}"""', ""]
+            doc = (_LOGLINEAR_DOCS if self.loglinear else _LAYER_DOCS)[self.update]
+            head += [f'{INDENT}"""{doc}"""', ""]
         attributes = []
         if self.memories > 1:
             attributes.append(f"n_memories = {self.memories}  # per head, read by one query and mixed "
@@ -101,6 +117,8 @@ class RecurrentLayer:
         body = ["super().__init__()", *(DIVISIBLE if self.contract else []), "self.n_heads = n_heads",
                 f"self.head_k_dim = {key}", "self.head_v_dim = d_model // n_heads",
                 "key_dim = n_heads * self.head_k_dim"]
+        if self.slots:
+            body.append("self.n_slots = self.head_v_dim  # key and value slots per head: the head width, as in fla")
         kv = self.kv_factor
         if self.memories > 1 and self.steps > 1:
             body.append("kv_heads = self.n_memories * self.n_steps  # key/value heads per query head")
@@ -110,11 +128,14 @@ class RecurrentLayer:
                  f"self.v_proj = nn.Linear(d_model, {kv}d_model, bias=False)"]
         if self.delta:
             body.append(f"self.b_proj = nn.Linear(d_model, {kv}n_heads, bias=False)")
-        gate_dim = "key_dim" if self.per_channel else "n_heads"
-        if self.gate == "logsigmoid16" and self.per_channel:
+        gate_dim = "key_dim" if self.per_channel else "n_heads * self.n_slots" if self.slots else "n_heads"
+        if self.normalizer and self.slots:
+            body += ["# GSA's forget gates: one per slot, from a full-rank projection.",
+                     "self.f_proj = nn.Linear(d_model, n_heads * self.n_slots, bias=False)"]
+        elif self.normalizer and self.per_channel:
             low_rank = "nn.Linear(d_model, 16, bias=False), nn.Linear(16, key_dim, bias=True)"
             body += ["# GLA's low-rank gate projection.", f"self.gk_proj = nn.Sequential({low_rank})"]
-        elif self.gate == "logsigmoid16":
+        elif self.normalizer:
             body.append("self.a_proj = nn.Linear(d_model, n_heads, bias=True)")
         elif self.gate == "mamba" and self.update == "channel_delta":
             body += ["# Kimi Delta Attention's low-rank gate projection (rank the head width).",
@@ -135,6 +156,13 @@ class RecurrentLayer:
                      'self.register_buffer("log_decay", log_decay, persistent=False)']
         if self.rwkv:
             body += self._rwkv_init()
+        if self.loglinear:
+            levels = self._use("kernels.loglinear", "num_levels")
+            body += ["# Log-linear attention's level weights: 17 levels cover 2^16 tokens (coarser buckets share "
+                     "the last).",
+                     f"self.n_levels = {levels}(1 << 16)",
+                     "self.lambda_proj = nn.Linear(d_model, n_heads * self.n_levels, bias=False)",
+                     "self.L = nn.Parameter(torch.ones(n_heads, self.n_levels))  # scales each level's projection"]
         if self.memories > 1:
             body.append("self.r_proj = nn.Linear(d_model, n_heads * self.n_memories, bias=False)")
         if self.conv:
@@ -151,7 +179,10 @@ class RecurrentLayer:
         if p["out_norm"] == "rmsnorm":
             gated = p["out_gate"] == "swish" and not self.rwkv  # RWKV-7 adds its bonus before the gate
             norm = self._use("kernels.norm", "GatedRMSNorm" if gated else "RMSNorm")
-            body.append(f"self.o_norm = {norm}(self.head_v_dim)")
+            if self.slots:
+                body.append(f"self.o_norm = {norm}(d_model, eps=1e-5)  # over all heads together, as in GSA")
+            else:
+                body.append(f"self.o_norm = {norm}(self.head_v_dim)")
         body += ["self.o_proj = nn.Linear(d_model, d_model, bias=False)", "self.reset_parameters()"]
         return [*signature("__init__", args), *indent(body)]
 
@@ -172,7 +203,7 @@ class RecurrentLayer:
 
     def reset(self) -> list[str]:
         lines = list(SMALL_INIT)
-        if self.gate == "logsigmoid16":
+        if self.normalizer and not self.slots:  # GSA's gate projection has no bias
             lines += [3 * INDENT + "if module.bias is not None:", 4 * INDENT + "nn.init.zeros_(module.bias)"]
         if self.gate == "mamba":
             if self.update == "channel_delta":
@@ -215,6 +246,8 @@ class RecurrentLayer:
                 INDENT + "self.k_a.fill_(1.02)",
                 INDENT + "self.r_k.fill_(-0.04)",
             ])
+        if self.loglinear:
+            lines += indent(["nn.init.ones_(self.L)  # every level weighted alike at first"])
         return lines
 
     def helpers(self) -> list[list[str]]:
@@ -222,6 +255,8 @@ class RecurrentLayer:
         if self.gate is not None or self.rwkv:
             if self.rwkv:
                 doc = "Log-decay g in (-e^-0.5, 0) per key channel, (..., H * K): RWKV-7's bounded decay."
+            elif self.slots:
+                doc = "Log forget gate g = log alpha <= 0 per slot, (..., H * N)."
             elif self.per_channel:
                 doc = "Log-decay g <= 0 per key channel, (..., H * K)."
             else:
@@ -234,8 +269,16 @@ class RecurrentLayer:
             elif self.gate == "mamba":
                 value = ["return -self.A_log.exp() * F.softplus(self.a_proj(x) + self.dt_bias)"]
             else:
-                value = [f"return F.logsigmoid(self.{'gk' if self.per_channel else 'a'}_proj(x)) / 16.0"]
+                proj = "f" if self.slots else "gk" if self.per_channel else "a"
+                value = [f"return F.logsigmoid(self.{proj}_proj(x)) / {self.normalizer}.0"]
             methods.append(["def _log_decay(self, x: Tensor) -> Tensor:", f'{INDENT}"""{doc}"""', *indent(value)])
+        if self.loglinear:
+            methods.append([
+                "def _level_weights(self, x: Tensor) -> Tensor:",
+                f'{INDENT}"""lambda >= 0 per head and Fenwick level, (..., H, levels): softplus(L * W_l x)."""',
+                f'{INDENT}lam = rearrange(self.lambda_proj(x), "... (h l) -> ... h l", h=self.n_heads)',
+                f"{INDENT}return F.softplus(self.L * lam)",
+            ])
         if self.rwkv:
             methods.append(["def _rate(self, x: Tensor) -> Tensor:",
                             f'{INDENT}"""In-context learning rate a in (0, 1) per key channel, (..., H * K)."""',
@@ -270,16 +313,21 @@ class RecurrentLayer:
 
     def _kernel_args(self, g: str, beta: str, state: str) -> str:
         args = ["q", "k", "v"]
-        if self.update != "additive" and self.update != "delta":
+        if self.slots:
+            args.append("s")
+        if self.update not in ("additive", "delta") or self.loglinear:  # log-linear takes a zero decay too
             args.append(g)
+        if self.loglinear:
+            args.append("lam")
         if self.delta:
             args.append(beta)
         if self.rwkv:
             args += ["kappa", "a"]
         if state:
             args.append(state)
-        if self.taylor or self.rwkv:
-            args.append("scale=1.0")  # the Taylor map holds the 1/sqrt(d) temperature itself; RWKV-7 has none
+        if self.taylor or self.rwkv or self.slots:
+            # The Taylor map holds the 1/sqrt(d) temperature itself; RWKV-7 and GSA have none.
+            args.append("scale=1.0")
         return ", ".join(args)
 
     def forward(self) -> list[str]:
@@ -299,6 +347,8 @@ class RecurrentLayer:
         if self.p["rotary"] == "rope":
             body.append("q, k = self.rotary(q, k)")
         body += self._qk_features()
+        if self.slots:
+            body.append("v = F.silu(v)  # GSA's value map")
         if self.memories > 1 and self.steps > 1:
             body.append('q = repeat(q, "b h t k -> b (h m) (t s) k", m=self.n_memories, s=self.n_steps)')
         elif self.memories > 1:
@@ -320,7 +370,8 @@ class RecurrentLayer:
             body += [f"recurrence = {self.kernel} if q.is_cuda else {chunk}  # the Triton kernel on a GPU",
                      f"o, _ = recurrence({self._kernel_args('g', 'beta', '')})  # (B, {heads}, {time}, V)"]
         else:
-            body.append(f"o, _ = {chunk}({self._kernel_args('g', 'beta', '')})  # (B, {heads}, {time}, V)")
+            o = "o" if self.loglinear else "o, _"  # the log-linear chunked form returns no state
+            body.append(f"{o} = {chunk}({self._kernel_args('g', 'beta', '')})  # (B, {heads}, {time}, V)")
         if self.steps > 1:
             body.append("o = o[:, :, self.n_steps - 1 :: self.n_steps]  # each token's output after its "
                         "last step")
@@ -337,14 +388,23 @@ class RecurrentLayer:
                      'o = torch.einsum("bthmv,bthm->bthv", o, self._router(x))  # (B, T, H, V)']
         else:
             body.append('o = rearrange(o, "b h t v -> b t h v")')
-        body += self._output('rearrange(self.g_proj(x), "b t (h v) -> b t h v", h=self.n_heads)')
-        body.append('return self.o_proj(rearrange(o, "b t h v -> b t (h v)"))')
+        if self.slots:
+            body += self._slot_output("self.g_proj(x)", 'rearrange(o, "b t h v -> b t (h v)")')
+            body.append("return self.o_proj(o)")
+        else:
+            body += self._output('rearrange(self.g_proj(x), "b t (h v) -> b t h v", h=self.n_heads)')
+            body.append('return self.o_proj(rearrange(o, "b t h v -> b t (h v)"))')
         return ["def forward(self, x: Tensor) -> Tensor:", *indent(body)]
 
     def _forward_gates(self, heads: str) -> list[str]:
         lines = []
         if self.update == "decay_fixed":
             lines.append(f"g = self.log_decay[None, :, None].expand(B, -1, T)  # (B, {heads}, T)")
+        elif self.slots:
+            lines += self._per_channel("x", " t")
+            lines.append(f"s = -torch.expm1(g)  # the write strength 1 - alpha per slot: (B, {heads}, T, N)")
+        elif self.update == "additive" and self.loglinear:
+            lines.append(f"g = q.new_zeros(q.shape[:3])  # no decay: (B, {heads}, T)")
         elif self.per_channel:
             lines += self._per_channel("x", " t")
             if self.steps > 1:
@@ -362,6 +422,8 @@ class RecurrentLayer:
                 lines += ["# A token's decay applies once, at its first step.",
                           "g = F.pad(g[..., None], (0, self.n_steps - 1)).flatten(-2)"
                           f"  # (B, {heads}, S * T)"]
+        if self.loglinear:
+            lines.append(self._lambdas("x", " t"))
         if self.delta:
             if self.steps > 1:
                 lines.append('beta = rearrange(self._beta(x), "b t (h s) -> b h (t s)", s=self.n_steps)')
@@ -370,17 +432,27 @@ class RecurrentLayer:
         return lines
 
     def _per_channel(self, x: str, time: str) -> list[str]:
-        """The per-key-channel log-decay g (and RWKV-7's learning rate a) of input ``x`` split into heads;
-        ``time``: " t" for a sequence, "" for one token."""
+        """The per-key-channel log-decay g (and RWKV-7's learning rate a) of input ``x`` split into heads, or
+        GSA's per-slot log forget gate; ``time``: " t" for a sequence, "" for one token."""
         names = [("g", "_log_decay"), ("a", "_rate")] if self.rwkv else [("g", "_log_decay")]
+        axis = "slot" if self.slots else "k"
         lines = []
         for name, method in names:
             if self.memories > 1:
-                lines.append(f'{name} = repeat(self.{method}({x}), "b{time} (h k) -> b (h m){time} k", '
+                lines.append(f'{name} = repeat(self.{method}({x}), "b{time} (h {axis}) -> b (h m){time} {axis}", '
                              "h=self.n_heads, m=self.n_memories)")
             else:
-                lines.append(f'{name} = rearrange(self.{method}({x}), "b{time} (h k) -> b h{time} k", h=self.n_heads)')
+                lines.append(f'{name} = rearrange(self.{method}({x}), "b{time} (h {axis}) -> b h{time} {axis}", '
+                             "h=self.n_heads)")
         return lines
+
+    def _lambdas(self, x: str, time: str) -> str:
+        """Log-linear attention's level weights lam of input ``x``, one set per memory head; ``time`` as above."""
+        if self.memories > 1:
+            return f'lam = repeat(self._level_weights({x}), "b{time} h l -> b (h m){time} l", m=self.n_memories)'
+        if time:
+            return f'lam = rearrange(self._level_weights({x}), "b{time} h l -> b h{time} l")'
+        return f"lam = self._level_weights({x})  # (B, H, levels)"
 
     def _rwkv_keys(self, over_time: str, shape: str) -> list[str]:
         """RWKV-7's removal and replacement keys and its bonus; ``over_time`` broadcasts (heads, K) weights."""
@@ -403,35 +475,72 @@ class RecurrentLayer:
             lines.append("o = o * F.silu(gate)")
         return lines
 
+    def _slot_output(self, gate_expr: str, flat: str) -> list[str]:
+        """GSA's read-out: silu, then (by the point) an RMSNorm over all heads together and the swish gate;
+        ``flat``: the read-out as (..., H * V)."""
+        p = self.p
+        lines = [f"gate = {gate_expr}"] if p["out_gate"] == "swish" else []
+        lines.append(f"o = F.silu({flat})  # GSA's read-out map; the whole width from here")
+        if p["out_norm"] == "rmsnorm":
+            lines.append("o = self.o_norm(o, gate)" if p["out_gate"] == "swish" else "o = self.o_norm(o)")
+        elif p["out_gate"] == "swish":
+            lines.append("o = o * F.silu(gate)")
+        return lines
+
     def _state_parts(self) -> list[str]:
         parts = [f"{t}_conv" for t in "qkv"] if self.conv else []
         if self.p["rotary"] == "rope":
             parts.append("position")
+        if self.slots:
+            return parts + ["key_slots", "value_slots"]
+        if self.loglinear:
+            return parts + ["levels", "tokens"]
         return parts + ["S"]
 
     def init_state(self) -> list[str]:
         heads = "heads" if self.memories > 1 else "self.n_heads"
         key = "features" if self.taylor else "self.head_k_dim"
         value = "self.head_v_dim + 1" if self.denominator else "self.head_v_dim"
-        shape = f"(B, {'H * M' if self.memories > 1 else 'H'}, {'1 + K + K^2' if self.taylor else 'K'}, " \
-                f"{'V + 1' if self.denominator else 'V'})"
+        H = "H * M" if self.memories > 1 else "H"
+        K, V = "1 + K + K^2" if self.taylor else "K", "V + 1" if self.denominator else "V"
         what = []
         if self.conv:
             what.append("the conv windows")
         if self.p["rotary"] == "rope":
             what.append("the tokens seen (for rotary)")
-        what.append(f"the memory S: {shape}")
+        if self.slots:
+            what.append(f"the key and value slots: (B, {H}, N, K) and (B, {H}, N, V)")
+        elif self.loglinear:
+            what += [f"the Fenwick states: (B, {H}, bit_length(n), {K}, {V})", "the tokens seen n, per row"]
+        else:
+            what.append(f"the memory S: (B, {H}, {K}, {V})")
         doc = (", ".join(what[:-1]) + " and " + what[-1]) if len(what) > 1 else what[0]
         entries = [f'"{t}_conv": self.{t}_conv.init_state(batch),' for t in "qkv"] if self.conv else []
         if self.p["rotary"] == "rope":
             entries.append('"position": torch.zeros((), dtype=torch.long, device=weight.device),')
-        entries.append(f'"S": weight.new_zeros(batch, {heads}, {key}, {value}),')
-        body = [f'"""{doc[0].upper()}{doc[1:]}."""', "weight = self.q_proj.weight"]
+        if self.slots:
+            entries += [f'"key_slots": weight.new_zeros(batch, {heads}, self.n_slots, self.head_k_dim),',
+                        f'"value_slots": weight.new_zeros(batch, {heads}, self.n_slots, self.head_v_dim),']
+        elif self.loglinear:
+            entries += ['"levels": levels,', '"tokens": tokens,']
+        else:
+            entries.append(f'"S": weight.new_zeros(batch, {heads}, {key}, {value}),')
+        doc = f"{doc[0].upper()}{doc[1:]}."
+        if len(2 * INDENT + f'"""{doc}"""') > LINE_LENGTH:
+            lines = textwrap.wrap(doc, LINE_LENGTH - len(2 * INDENT) - 3)
+            body = [f'"""{lines[0]}', *lines[1:-1], f'{lines[-1]}"""']
+        else:
+            body = [f'"""{doc}"""']
+        body.append("weight = self.q_proj.weight")
         if self.memories > 1:
             body.append("heads = self.n_heads * self.n_memories")
         if self.taylor:
             feature_dim = self._use("kernels.feature_maps", "feature_dim")
             body.append(f'features = {feature_dim}("taylor2", self.head_k_dim)  # 1 + K + K^2')
+        if self.loglinear:
+            empty = self._use("kernels.loglinear", "empty_fenwick_state")
+            body += [f"levels, tokens = {empty}(batch, {heads}, {key}, {value}, weight,",
+                     f"{' ' * len(f'levels, tokens = {empty}(')}dtype=weight.dtype)  # no bucket yet"]
         body += ["return {",
                 *indent(entries), "}"]
         return ["def init_state(self, batch: int) -> dict[str, Tensor]:", *indent(body)]
@@ -453,10 +562,16 @@ class RecurrentLayer:
             body += ['q, k = self.rotary(q[:, :, None], k[:, :, None], offset=state["position"])',
                      "q, k = q[:, :, 0], k[:, :, 0]"]
         body += self._qk_features()
+        if self.slots:
+            body.append("v = F.silu(v)")
         if self.memories > 1:
             body.append('q = repeat(q, "b h k -> b (h m) k", m=self.n_memories)')
         if self.update == "decay_fixed":
             body.append(f"g = self.log_decay.expand(x_t.shape[0], -1)  # (B, {heads})")
+        elif self.slots:
+            body += [*self._per_channel("x_t", ""), "s = -torch.expm1(g)"]
+        elif self.update == "additive" and self.loglinear:
+            body.append(f"g = q.new_zeros(q.shape[:2])  # no decay: (B, {heads})")
         elif self.per_channel:
             body += self._per_channel("x_t", "")
             if self.rwkv:
@@ -466,10 +581,19 @@ class RecurrentLayer:
                 body.append('g = repeat(self._log_decay(x_t), "b h -> b (h m)", m=self.n_memories)')
             else:
                 body.append("g = self._log_decay(x_t)")
+        if self.loglinear:
+            body.append(self._lambdas("x_t", ""))
         if self.denominator:
             body.append("v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)")
         step_op = self._use(self.kernel_module, self.step_op)
-        if self.steps == 1:
+        if self.slots:
+            body += ['slots = (state["key_slots"], state["value_slots"])',
+                     f'o, (key_slots, value_slots) = {step_op}({self._kernel_args("g", "", "slots")})'
+                     f"  # (B, {heads}, V)"]
+        elif self.loglinear:
+            args = self._kernel_args("g", "", '(state["levels"], state["tokens"])')
+            body.append(f"o, (levels, tokens) = {step_op}({args})  # (B, {heads}, V)")
+        elif self.steps == 1:
             if self.delta:
                 body.append("beta = self._beta(x_t)")
             args = self._kernel_args("g", "beta", 'state["S"]')
@@ -495,8 +619,12 @@ class RecurrentLayer:
         elif self.memories > 1:
             body += ['o = rearrange(o, "b (h m) v -> b h m v", m=self.n_memories)',
                      'o = torch.einsum("bhmv,bhm->bhv", o, self._router(x_t))  # (B, H, V)']
-        body += self._output('rearrange(self.g_proj(x_t), "b (h v) -> b h v", h=self.n_heads)')
-        body.append("y = self.o_proj(torch.flatten(o, 1))")
+        if self.slots:
+            body += self._slot_output("self.g_proj(x_t)", "torch.flatten(o, 1)")
+            body.append("y = self.o_proj(o)")
+        else:
+            body += self._output('rearrange(self.g_proj(x_t), "b (h v) -> b h v", h=self.n_heads)')
+            body.append("y = self.o_proj(torch.flatten(o, 1))")
         new_state = {"position": 'state["position"] + 1', "S": "S"}
         items = [f'"{part}": {new_state.get(part, part)}' for part in self._state_parts()]
         ret = f"return y, {{{', '.join(items)}}}"

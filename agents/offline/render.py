@@ -9,9 +9,10 @@ layers step over a key-value cache (the last ``window`` keys for a sliding windo
 With ``kernels`` on (the default), a recurrent design also carries its own Triton kernel for its
 state update (``kernels.emit``), runs it in ``forward`` on a GPU (the chunked op elsewhere) and
 declares it in ``KERNELS``, so the evaluator checks the kernel against the naive token loop in
-every evaluation. Kimi Delta Attention and RWKV-7's generalized delta rule have no Triton kernel:
-their designs are rendered without one (no ``KERNELS``) and run their PyTorch chunked forms on every
-device, so every valid point renders whatever ``kernels`` says.
+every evaluation. Kimi Delta Attention, RWKV-7's generalized delta rule, Gated Slot Attention and
+log-linear attention have no Triton kernel of their own: their designs are rendered without one (no
+``KERNELS``) and run the chunked forms of ``kernels`` on every device, so every valid point renders
+whatever ``kernels`` says.
 """
 
 from __future__ import annotations
@@ -28,14 +29,15 @@ from kernels.emit import recurrence_kernel_source, wrapper_name
 _LAYER_CLASSES = {
     "additive": "LinearAttention", "decay_fixed": "Retention", "decay": "DecayingLinearAttention",
     "gated": "GatedLinearAttention", "delta": "DeltaNet", "gated_delta": "GatedDeltaNet",
-    "channel_delta": "KimiDeltaAttention", "generalized_delta": "RWKV7",
+    "channel_delta": "KimiDeltaAttention", "generalized_delta": "RWKV7", "slots": "GatedSlotAttention",
 }
 
 
 def render(point: Mapping, name: str, motivation: str, kernels: bool = True) -> str:
     """The design file of ``point`` (valid; ``ValueError`` otherwise), titled ``name`` and motivated by
     ``motivation`` (one paragraph, wrapped here); ``kernels``: include and declare a Triton kernel for
-    the state update of a recurrent design whose update has one (all but KDA's and RWKV-7's)."""
+    the state update of a recurrent design whose update has one (all but KDA's, RWKV-7's, GSA's and
+    log-linear attention's)."""
     problems = validate(point)
     if problems:
         raise ValueError(f"cannot render an invalid point: {'; '.join(problems)}")
@@ -110,7 +112,7 @@ def _layer_class(p: dict) -> str:
     name = _LAYER_CLASSES[p["update"]]
     if p["update"] in DELTA_UPDATES and p["delta_steps"] > 1:
         name = name.replace("Net", "Product") if name.endswith("Net") else f"{name}Product"
-    return name
+    return f"LogLinear{name}" if p.get("levels") == "loglinear" else name
 
 
 def _attention_class(kind: str, class_name: str, contract: bool, imports: set, gated: bool = False) -> list[str]:

@@ -20,6 +20,8 @@ from agents.base import Context, DesignSummary, Proposal
 from agents.offline.render import render_point
 from agents.offline.space import (
     CHOICE_BY_NAME,
+    LATE_CHOICES,
+    applicable,
     canonical,
     complete,
     diff,
@@ -156,7 +158,7 @@ class OfflineResearcher:
 
     def _pick_change(self, point: dict, stats: ValueStats, frozen: set[str]) -> tuple[str, object] | None:
         """A (choice, new value) for ``point``: by UCB gain over the current value, or at random."""
-        options = [(c, v) for c in relevant(point) if c not in frozen
+        options = [(c, v) for c in applicable(point) if c not in frozen
                    for v in CHOICE_BY_NAME[c].values if v != point[c]]
         if not options:
             return None
@@ -189,15 +191,19 @@ class OfflineResearcher:
             child[choice] = value
         self._fill_new_choices(child, before, stats)
         child = repair(child)
-        if not changes or not is_valid(child) or any(child.get(c) != new for c, (_, new) in changes.items()):
+        # A late choice changed back to its default leaves the canonical point; it still holds that value.
+        kept = {**{c: v for c, v in LATE_CHOICES.items() if c in applicable(child)}, **child}
+        if not changes or not is_valid(child) or any(kept.get(c) != new for c, (_, new) in changes.items()):
             return None
         changed = diff(before, child)
-        # Choices that appear or vanish with a new update rule do not count; repairs do.
-        if not changed or sum(old is not None and new is not None for old, new in changed.values()) > 2:
+        # Choices that appear or vanish with a new update rule do not count; repairs do, and so does a late choice
+        # that still applies (it appears or vanishes because it was chosen).
+        late = [c for c in LATE_CHOICES if c in changed and c in applicable(child)]
+        if not changed or sum(old is not None and new is not None for old, new in changed.values()) + len(late) > 2:
             return None
         plan = f"mutation of #{parent.id} {parent.name}: " + ", ".join(
             f"{c} {old} -> {new}" for c, (old, new) in changed.items())
-        evidence = "; ".join(stats.evidence(c, child[c], old) for c, (old, _) in changes.items())
+        evidence = "; ".join(stats.evidence(c, kept[c], old) for c, (old, _) in changes.items())
         motivation = (f"Mutate #{parent.id} {parent.name} (score {_fmt(parent.score)}): "
                       + ", ".join(f"{c} {old} -> {new}" for c, (old, new) in changed.items())
                       + f". Evidence: {evidence}.")

@@ -4,8 +4,10 @@ A point is a flat dict ``{choice: value}``. Only the choices that matter for the
 canonical form (``canonical``): the gate parametrization only for the updates whose decay it sets,
 beta and delta steps only for the delta rules, and nothing but the attention kind for a
 pure-attention design. That keeps the experience database's per-choice statistics free of values
-that had no effect. ``validate`` names every broken rule; ``render.render`` turns a valid point into
-a design file.
+that had no effect. A choice added after the statistics were keyed on canonical forms (``levels``)
+shows only at a value other than its default, so every earlier point keeps its canonical form;
+``applicable`` lists it where it could change the design. ``validate`` names every broken rule;
+``render.render`` turns a valid point into a design file.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ CHOICES: tuple[Choice, ...] = (
         "generalized_delta": "S_t = (diag(w_t) - (a_t * kappa_t) kappa_t^T) S_{t-1} + k~_t v_t^T, a decay w_t and "
                              "learning rate a_t per key channel and separate removal and replacement keys (RWKV-7 "
                              "\"Goose\", Peng et al. 2025)",
+        "slots": "Ks_t = diag(alpha_t) Ks_{t-1} + (1 - alpha_t) k_t^T and Vs_t likewise with v_t, read as Vs_t^T "
+                 "softmax(Ks_t q_t): M gated key and value slots per head, as many as the head width, read through a "
+                 "softmax over the slots (Gated Slot Attention, Zhang, Yang et al. 2024)",
     }),
     Choice("delta_steps", "delta-rule steps per token, each with its own key, value and beta", {
         1: "one step (DeltaNet)",
@@ -51,6 +56,9 @@ CHOICES: tuple[Choice, ...] = (
     Choice("gate", "parametrization of the data-dependent log-decay g_t", {
         "logsigmoid16": "logsigmoid(W x_t) / 16 (GLA), decays start near 1",
         "mamba": "-exp(A) softplus(W x_t + dt_bias) (Mamba2)",
+        # GSA's normalizer (fla's gate_logit_normalizer 8), which neither value above is: a value of its own, open
+        # to every gated update, rather than logsigmoid16 read as / 8 for the slots, so a name says what it computes.
+        "logsigmoid8": "logsigmoid(W x_t) / 8 (GSA), decays start near 0.92",
     }),
     Choice("beta", "range of the delta rule's writing strength beta_t", {
         "sigmoid": "sigmoid(W x_t) in (0, 1)",
@@ -87,6 +95,11 @@ CHOICES: tuple[Choice, ...] = (
         2: "two memories",
         4: "four memories",
     }),
+    Choice("levels", "states per head over the prefix (for the updates with at most a scalar decay per head)", {
+        "single": "one state for the whole prefix",
+        "loglinear": "O(log T) states over Fenwick buckets of power-of-two sizes, finest next to the token, read "
+                     "with data-dependent per-level weights (Log-Linear Attention, Guo et al. 2025)",
+    }),
     Choice("hybrid", "which layers are softmax attention, counting back from the last layer", {
         "none": "no attention layer",
         "every4": "the last layer and every 4th before it",
@@ -108,16 +121,29 @@ CHOICES: tuple[Choice, ...] = (
 CHOICE_BY_NAME: dict[str, Choice] = {c.name: c for c in CHOICES}
 
 DELTA_UPDATES = frozenset({"delta", "gated_delta", "channel_delta"})  # beta, delta steps and L2-normalized keys
-# Updates that remove what the memory holds along a key: no normalizing denominator without an output norm.
+# Updates that remove what the memory holds along a key.
 ERASING_UPDATES = DELTA_UPDATES | {"generalized_delta"}
-# Updates whose data-dependent log-decay the gate choice parametrizes (RWKV-7's decay is its own).
-GATED_UPDATES = frozenset({"decay", "gated", "gated_delta", "channel_delta"})
+# Updates that need no normalizing denominator without an output norm: the erasing ones keep the memory bounded,
+# and GSA's softmax reads convex mixtures of the values written into its slots.
+BOUNDED_UPDATES = ERASING_UPDATES | {"slots"}
+# Updates whose data-dependent log-decay the gate choice parametrizes (RWKV-7's decay is its own; GSA's gate is
+# the forget gate of each slot).
+GATED_UPDATES = frozenset({"decay", "gated", "gated_delta", "channel_delta", "slots"})
+# Updates with at most one decay per head and token, which kernels.loglinear runs over Fenwick buckets.
+LOGLINEAR_UPDATES = frozenset({"additive", "decay_fixed", "decay"})
+# Choices added after the experience database keyed its statistics on canonical forms, with their defaults: such
+# a choice shows in a canonical point only at another value, so every earlier point keeps its canonical form.
+LATE_CHOICES = {"levels": "single"}
 POSITIVE_MAPS = frozenset({"elu_p1", "relu", "softmax", "taylor2"})  # phi(q).phi(k) >= 0 always
 TAYLOR_UPDATES = frozenset({"additive", "decay_fixed", "decay"})  # 1 + K + K^2 channels: no per-channel gate
 # Recurrence cost relative to one memory with one delta step: memories x delta steps, doubled for the Taylor
-# map's 1 + 16 + 256 channels and for RWKV-7's chunked form (two rows and two columns of decayed products, about
-# twice the gated delta rule's time). Above 4 a design is too slow for the CPU tiers (and memories x steps > 4
-# key/value projections exceed the parameter budget).
+# map's 1 + 16 + 256 channels, for RWKV-7's chunked form (two rows and two columns of decayed products, about
+# twice the gated delta rule's time) and for GSA's two passes over its key and value slots (1.5-1.7x DeltaNet's
+# layer time at the CPU tiers' shapes, where RWKV-7's took 1.6-2.2x). Above 4 a design is too slow for the CPU
+# tiers (and memories x steps > 4 key/value projections exceed the parameter budget).
+# Log-linear states count once: at the CPU tiers' 64 and 128 tokens (one or two Fenwick levels above the chunks of
+# 32) a layer's forward and backward took 1.05x and 1.25x the time of its single state (Mamba2's point, one thread;
+# 1.5x at 512 tokens), and the scalar-decay layers it applies to take 0.7-0.8x DeltaNet's time, the unit.
 MAX_COST = 4
 WINDOWS = {"swa16": 16, "swa32": 32, "swa64": 64}
 
@@ -125,13 +151,14 @@ WINDOWS = {"swa16": 16, "swa32": 32, "swa64": 64}
 DEFAULT_POINT: dict = {
     "feature_map": "identity", "update": "delta", "delta_steps": 1, "gate": "mamba", "beta": "sigmoid",
     "qk_norm": "l2", "key_dim": "head", "rotary": "none", "conv": 4, "out_gate": "none",
-    "out_norm": "rmsnorm", "memories": 1, "hybrid": "none", "attention": "full",
+    "out_norm": "rmsnorm", "memories": 1, "levels": "single", "hybrid": "none", "attention": "full",
     "attn_gate": "none",
 }
 
 
-def relevant(point: Mapping) -> tuple[str, ...]:
-    """The choices that affect the design ``point`` describes (``point`` is completed first)."""
+def applicable(point: Mapping) -> tuple[str, ...]:
+    """The choices whose value could change the design ``point`` describes (``point`` is completed first):
+    ``relevant``'s, and a late choice at its default where it applies (``levels`` for the scalar-decay updates)."""
     p = complete(point)
     if p["hybrid"] == "all":
         return ("hybrid", "attention", "attn_gate")
@@ -141,10 +168,19 @@ def relevant(point: Mapping) -> tuple[str, ...]:
             continue
         if choice.name == "gate" and p["update"] not in GATED_UPDATES:
             continue
+        if choice.name == "levels" and p["update"] not in LOGLINEAR_UPDATES:
+            continue
         if choice.name in ("attention", "attn_gate") and p["hybrid"] == "none":
             continue
         names.append(choice.name)
     return tuple(names)
+
+
+def relevant(point: Mapping) -> tuple[str, ...]:
+    """The choices that affect the design ``point`` describes (``point`` is completed first); a late choice at
+    its default is left out (``LATE_CHOICES``)."""
+    p = complete(point)
+    return tuple(name for name in applicable(p) if name not in LATE_CHOICES or p[name] != LATE_CHOICES[name])
 
 
 def _coerce(name: str, value):
@@ -199,13 +235,13 @@ def validate(point: Mapping) -> list[str]:
     if fm == "taylor2" and update not in TAYLOR_UPDATES:
         allowed = ", ".join(sorted(TAYLOR_UPDATES))
         problems.append(f"the taylor2 feature map works only with {allowed} updates")
-    if p["out_norm"] == "none" and update not in ERASING_UPDATES and fm not in POSITIVE_MAPS:
+    if p["out_norm"] == "none" and update not in BOUNDED_UPDATES and fm not in POSITIVE_MAPS:
         positive = ", ".join(sorted(POSITIVE_MAPS))
         problems.append(f"without an output norm the {update} update divides by its denominator, which "
                         f"needs a positive feature map ({positive}), not {fm}")
     if cost(p) > MAX_COST:
-        problems.append(f"memories x delta steps (x 2 for taylor2 and for generalized_delta) = {cost(p)} exceeds "
-                        f"the cost limit {MAX_COST}")
+        problems.append(f"memories x delta steps (x 2 for taylor2, generalized_delta and slots) = {cost(p)} "
+                        f"exceeds the cost limit {MAX_COST}")
     return problems
 
 
@@ -215,7 +251,7 @@ def cost(point: Mapping) -> int:
     if p["hybrid"] == "all":
         return 0
     steps = p["delta_steps"] if p["update"] in DELTA_UPDATES else 1
-    double = p["feature_map"] == "taylor2" or p["update"] == "generalized_delta"
+    double = p["feature_map"] == "taylor2" or p["update"] in ("generalized_delta", "slots")
     return p["memories"] * steps * (2 if double else 1)
 
 
@@ -227,8 +263,8 @@ def repair(point: Mapping) -> dict:
     """``point`` (canonical) with the rules that have an obvious fix fixed; may still be invalid.
 
     A delta rule gets L2-normalized keys, the Taylor map its 16-dim keys, a missing output norm on a
-    signed feature map becomes an RMSNorm (unless the update erases), and a design over the cost limit
-    loses memories.
+    signed feature map becomes an RMSNorm (unless the update keeps its read-out bounded), and a design
+    over the cost limit loses memories.
     """
     p = complete(point)
     if p["hybrid"] != "all":
@@ -236,8 +272,8 @@ def repair(point: Mapping) -> dict:
             p["qk_norm"] = "l2"
         if p["feature_map"] == "taylor2":
             p["key_dim"] = "16"
-        erasing = p["update"] in ERASING_UPDATES
-        if p["out_norm"] == "none" and not erasing and p["feature_map"] not in POSITIVE_MAPS:
+        bounded = p["update"] in BOUNDED_UPDATES
+        if p["out_norm"] == "none" and not bounded and p["feature_map"] not in POSITIVE_MAPS:
             p["out_norm"] = "rmsnorm"
         while cost(p) > MAX_COST and p["memories"] > 1:
             p["memories"] //= 2
@@ -261,21 +297,23 @@ def diff(old: Mapping | None, new: Mapping) -> dict[str, list]:
 
 _UPDATE_TOKENS = {"additive": "linear", "decay_fixed": "retention", "decay": "decay", "gated": "gla",
                   "delta": "delta", "gated_delta": "gated-delta", "channel_delta": "kda",
-                  "generalized_delta": "rwkv7"}
+                  "generalized_delta": "rwkv7", "slots": "gsa"}
 _MAP_TOKENS = {"identity": "", "elu_p1": "elu", "relu": "relu", "silu": "silu", "softmax": "softmax",
                "taylor2": "taylor"}
-_GATE_TOKENS = {"logsigmoid16": "lsig", "mamba": "mamba"}
+_GATE_TOKENS = {"logsigmoid16": "lsig", "mamba": "mamba", "logsigmoid8": "lsig8"}
 
 
 def family(point: Mapping | None) -> str:
-    """The kind of design a point is, for the niches of the search's archive: its update rule, attention,
-    or the update with attention layers mixed in; ``unplaced`` for a design without a point."""
+    """The kind of design a point is, for the niches of the search's archive: its update rule (prefixed
+    ``loglinear_`` for log-linear states), attention, or the update with attention layers mixed in;
+    ``unplaced`` for a design without a point."""
     if point is None or not is_valid(point):
         return "unplaced"
     p = canonical(point)
     if p["hybrid"] == "all":
         return "attention"
-    return p["update"] if p["hybrid"] == "none" else f"{p['update']}+attention"
+    update = f"loglinear_{p['update']}" if p.get("levels") == "loglinear" else p["update"]
+    return update if p["hybrid"] == "none" else f"{update}+attention"
 
 
 def point_name(point: Mapping) -> str:
@@ -286,6 +324,8 @@ def point_name(point: Mapping) -> str:
         return gated + ("softmax-attention" if p["attention"] == "full" else f"{p['attention']}-attention")
     delta = p["update"] in DELTA_UPDATES
     tokens = [_MAP_TOKENS[p["feature_map"]], _UPDATE_TOKENS[p["update"]]]
+    if p.get("levels") == "loglinear":
+        tokens.append("loglinear")
     if delta and p["delta_steps"] > 1:
         tokens.append(f"product{p['delta_steps']}")
     if "gate" in p:
@@ -303,7 +343,7 @@ def point_name(point: Mapping) -> str:
     if p["out_gate"] == "swish":
         tokens.append("swish")
     if p["out_norm"] == "none":
-        tokens.append("nonorm" if p["update"] in ERASING_UPDATES else "denom")
+        tokens.append("nonorm" if p["update"] in BOUNDED_UPDATES else "denom")
     if p["memories"] > 1:
         tokens.append(f"m{p['memories']}")
     if p["hybrid"] != "none":
@@ -357,6 +397,15 @@ _MEMORY_SENTENCES = {
         "channels as in flash-linear-attention but 2 units slower; a bonus (q_t . (k~_t * r_k)) v_t passes the "
         "current token on directly, and the recurrence runs with scale 1, as in RWKV-7."
     ),
+    "slots": (
+        "Each head keeps M slots, as many as its width, each a key row and a value row written as moving averages "
+        "under a data-dependent forget gate alpha_t per slot, Ks_t = diag(alpha_t) Ks_{t-1} + (1 - alpha_t) k_t^T "
+        "and Vs_t likewise with v_t, and reads them as o_t = Vs_t^T softmax(Ks_t q_t) (Gated Slot Attention, Zhang, "
+        "Yang et al. 2024): softmax attention over the slots as summary tokens, so one slot can win the read where "
+        "a linear read blurs every stored association, in a state of 2 M d numbers per head that cannot grow. As "
+        "in GSA, the values pass a silu, the scores are not scaled, the read-out passes a silu, and training runs "
+        "two passes of gated linear attention joined by the softmax."
+    ),
 }
 _GATE_SENTENCES = {
     "logsigmoid16": (
@@ -367,15 +416,44 @@ _GATE_SENTENCES = {
         "The log-decay is -exp(A) softplus(W_a x_t + dt_bias), Mamba2's parametrization, with A in [1, 16] "
         "and dt in [0.001, 0.1] at initialization."
     ),
+    "logsigmoid8": (
+        "The log-decay is logsigmoid(W_a x_t) / 8, the normalizer of Gated Slot Attention, so decays start near "
+        "0.92 and memories begin about half as long as with GLA's 16."
+    ),
 }
 _KDA_GATE_SENTENCES = {
     "logsigmoid16": _GATE_SENTENCES["logsigmoid16"],
+    "logsigmoid8": _GATE_SENTENCES["logsigmoid8"],
     "mamba": (
         "The log-decay per key channel is -exp(A_h) softplus(W_f2 W_f1 x_t + dt_bias), Kimi Delta Attention's "
         "form of Mamba2's parametrization: a low-rank projection of rank the head width, A in [1, 16] per head "
         "and dt log-uniform in [0.0001, 0.01] per channel at initialization."
     ),
 }
+_SLOT_GATE_SENTENCES = {
+    "logsigmoid8": (
+        "Each slot's log forget gate is logsigmoid(W_f x_t) / 8 from a full-rank projection, GSA's, so the gates "
+        "start near 0.92 and the write strength 1 - alpha_t near 0.08."
+    ),
+    "logsigmoid16": (
+        "Each slot's log forget gate is logsigmoid(W_f x_t) / 16 from a full-rank projection, GLA's normalizer, so "
+        "the gates start near 0.96 and the slots remember about twice as long as GSA's."
+    ),
+    "mamba": (
+        "Each slot's log forget gate is -exp(A) softplus(W_a x_t + dt_bias), Mamba2's parametrization per slot, "
+        "with A in [1, 16] and dt log-uniform in [0.001, 0.1] at initialization, so the slots start with "
+        "different memory lengths instead of as near-copies of each other."
+    ),
+}
+_GATE_SENTENCES_BY_UPDATE = {"channel_delta": _KDA_GATE_SENTENCES, "slots": _SLOT_GATE_SENTENCES}
+_LOGLINEAR = (
+    "The memory is log-linear (Log-Linear Attention, Guo et al. 2025): each token's prefix is split Fenwick-style "
+    "into O(log T) buckets of power-of-two sizes, finest next to the token, each bucket keeps a state of its own, "
+    "and the read-out weighs the buckets with lambda_t^(l) = softplus(L_l w_l . x_t) per head and level (L "
+    "starting at 1), so a head reads recent and distant context separately; with every weight 1 it is the single "
+    "memory again. Stepping keeps one state per set bit of the position, merged like a binary counter's carry, "
+    "and training runs the chunked O(T log T) form."
+)
 _BETA_SENTENCES = {
     "sigmoid": "The writing strength is beta_t = sigmoid(W_b x_t) in (0, 1).",
     "2sigmoid": (
@@ -422,8 +500,10 @@ def describe(point: Mapping) -> str:
                          "own (DeltaProduct, Siems et al. 2025), a product of generalized Householder "
                          "transitions that is more expressive than one; the chunked delta rule runs them "
                          "over the interleaved sequence of (k, v) pairs and keeps every token's last output.")
+    if p.get("levels") == "loglinear":
+        sentences.append(_LOGLINEAR)
     if "gate" in p:
-        sentences.append((_KDA_GATE_SENTENCES if p["update"] == "channel_delta" else _GATE_SENTENCES)[p["gate"]])
+        sentences.append(_GATE_SENTENCES_BY_UPDATE.get(p["update"], _GATE_SENTENCES)[p["gate"]])
     if delta:
         sentences.append(_BETA_SENTENCES[p["beta"]])
     qk = [f"have {_KEY_PHRASES[p['key_dim']]} per head"]
@@ -449,12 +529,21 @@ def describe(point: Mapping) -> str:
                  else "The read-out is not normalized")
         sentences.append(first + (", the bonus is added, and the sum is gated by swish(W_g x_t)."
                                   if p["out_gate"] == "swish" else ", and the bonus is added."))
+    elif p["update"] == "slots":
+        first = ("The read-out passes its silu, then an RMSNorm over all heads together, as in GSA"
+                 if p["out_norm"] == "rmsnorm"
+                 else "The read-out passes its silu and is not normalized: the softmax weighs slot values that are "
+                      "moving averages of what was written, so it stays bounded")
+        sentences.append(first + ("; it is gated by swish(W_g x_t)." if p["out_gate"] == "swish" else "."))
     elif p["out_norm"] == "rmsnorm":
         sentences.append("The read-out passes a per-head RMSNorm" + (
             " gated by swish(W_g x_t)." if p["out_gate"] == "swish" else "."))
     else:
         if delta:
             first = "The read-out is not normalized, the delta rule keeps the memory bounded"
+        elif p.get("levels") == "loglinear":
+            first = ("The read-out is divided by the normalizing denominator phi(q_t) . sum_s phi(k_s), "
+                     "decayed and weighted by level like the memory, which the positive feature map keeps positive")
         else:
             first = ("The read-out is divided by the normalizing denominator phi(q_t) . sum_s phi(k_s), "
                      "decayed like the memory, which the positive feature map keeps positive")

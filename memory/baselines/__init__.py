@@ -5,8 +5,12 @@ motivation) and is read as source, never imported as part of this package, exact
 candidate design. ``points.json`` places each baseline that the offline researcher's design space
 can express in that space (canonical form: the choices that matter, in the space's order); such a
 baseline is recorded with its point, so the researcher can mutate and cross it like any searched
-design (Kimi Delta Attention and RWKV-7 as the ``channel_delta`` and ``generalized_delta`` updates).
-A baseline outside the space (Gated Slot Attention, log-linear Mamba2 and PaTH attention today) has no
+design (Kimi Delta Attention, RWKV-7 and Gated Slot Attention as the ``channel_delta``,
+``generalized_delta`` and ``slots`` updates, log-linear Mamba2 as Mamba2's point with log-linear
+``levels``). Mamba2 and log-linear Mamba2 sit at the nearest point rather than at one that computes
+what they compute: the space's scalar-decay layer projects q, k and v per head where Mamba2 shares B
+and C across heads and writes x * dt, and it has no D skip and gates after a per-head norm instead
+of norm(y * silu(z)) over the whole width. A baseline outside the space (PaTH attention today) has no
 point and is recorded without one.
 """
 
