@@ -87,8 +87,8 @@ def torch_only_path(tmp_path: Path) -> Path:
 
 def rendered_designs() -> dict[str, str]:
     """A sample of what the offline coder writes: recurrent designs of both kernel families carrying their
-    own Triton kernel and KERNELS declaration, a hybrid, designs rendered without kernels, and GSA's and
-    log-linear Mamba2's points, whose recurrences have no Triton kernel of their own."""
+    own Triton kernel and KERNELS declaration, a hybrid, designs rendered without kernels, GSA's and
+    log-linear Mamba2's points, whose recurrences have no Triton kernel of their own, and gated PaTH attention."""
     rng = random.Random(5)
     recurrent = [p for p in (random_point(rng) for _ in range(40)) if canonical(p)["hybrid"] != "all"]
     with_kernel = [p for p in recurrent if "KERNELS" in render_point(p)]
@@ -98,7 +98,8 @@ def rendered_designs() -> dict[str, str]:
             "retnet_plain": render_point(BASELINE_POINTS["retnet"], kernels=False),
             "random_kernel": render_point(with_kernel[0]), "random_plain": render_point(recurrent[1], kernels=False),
             "gsa_point": render_point(BASELINE_POINTS["gsa"]),
-            "loglinear_point": render_point(BASELINE_POINTS["loglinear_mamba2"])}
+            "loglinear_point": render_point(BASELINE_POINTS["loglinear_mamba2"]),
+            "path_point": render_point({**BASELINE_POINTS["path_attention"], "attn_gate": "sigmoid"})}
 
 
 TORCH_ONLY_PROBE = """\

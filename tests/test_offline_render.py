@@ -245,6 +245,74 @@ def test_the_log_linear_point_is_mamba2s_point_with_the_baselines_fenwick_levels
         torch.testing.assert_close(ours["levels"].sum(2), theirs["S"], rtol=1e-5, atol=1e-7)
 
 
+def test_the_sampled_points_include_path_attention_designs_and_hybrids():
+    assert any(point["hybrid"] == "all" and point["attention"] == "path" for point in RANDOM_POINTS)
+    assert any(point["hybrid"] in ("every2", "every4") and point.get("attention") == "path" for point in RANDOM_POINTS)
+
+
+PATH_POINTS = [
+    {"hybrid": "all", "attention": "path", "attn_gate": "sigmoid"},
+    {**BASELINE_POINTS["deltanet_hybrid"], "attention": "path"},
+    {"update": "gated", "gate": "logsigmoid16", "qk_norm": "none", "key_dim": "half", "hybrid": "every2",
+     "attention": "path", "attn_gate": "sigmoid"},
+    {"update": "slots", "gate": "logsigmoid8", "feature_map": "silu", "qk_norm": "none", "conv": 0,
+     "hybrid": "every4", "attention": "path"},
+]
+
+
+def _path_class(code: str) -> str:
+    """The source of a design's PaTH attention class: the pure design's Mixer, or a hybrid's PathAttention."""
+    start = code.index("class PathAttention(" if "class PathAttention(" in code else "class Mixer(")
+    end = code.find("\ndef ", start)
+    return code[start:] if end < 0 else code[start:end]
+
+
+@pytest.mark.parametrize("point", PATH_POINTS, ids=point_name)
+def test_path_attention_points_pass_the_checks_without_a_kernel_of_their_own(point):
+    """PaTH layers run kernels.path's PyTorch forms on every device: a pure design declares no kernel, and a
+    hybrid only its recurrent layer's; they carry no rotary embeddings."""
+    code = render_point(point)
+    layer = _path_class(code)
+    assert "chunk_path_attn(q, k, v, w, beta)" in layer and "path_step(q, k, v, w, beta" in layer
+    assert "rotary" not in layer and "triton" not in layer and "RotaryEmbedding" not in code
+    if point["hybrid"] == "all":
+        assert "KERNELS" not in code and code == render_point(point, kernels=False)
+    else:
+        assert "self.layer: nn.Module = PathAttention(d_model, n_heads)" in code
+        assert "triton" not in render_point(point, kernels=False)
+    assert ("g_proj" in layer) == (point.get("attn_gate") == "sigmoid")
+    for spec in (CHECKS, CheckSpec(d_model=16, n_heads=1, n_layers=4)):
+        assert_passes_checks(code, spec)
+
+
+def test_the_path_point_computes_exactly_what_its_baseline_computes():
+    """With the baseline's weights, the rendered point gives its outputs and key-value cache, in forward and in
+    step; it even starts from the same weights at the same seed (same modules, order and initialization)."""
+    torch.manual_seed(0)
+    baseline = load(BASELINES["path_attention"].read_text())[0].Mixer(64, 2, layer_idx=1, n_layers=3)
+    torch.manual_seed(0)
+    rendered = load(render_point(BASELINE_POINTS["path_attention"]))[0].Mixer(64, 2, layer_idx=1, n_layers=3)
+    weights = baseline.state_dict()
+    assert set(weights) == set(rendered.state_dict())
+    assert all(torch.equal(value, rendered.state_dict()[key]) for key, value in weights.items())
+    assert torch.equal(rendered.b_proj.bias, torch.zeros(2))  # beta starts at 2 sigmoid(0) = 1, as in fla
+    with torch.no_grad():
+        for value in rendered.state_dict().values():
+            value.uniform_(-1, 1)  # the loaded weights, not the shared initialization, must make the match
+    rendered.load_state_dict(weights)
+    x = torch.randn(2, 37, 64, generator=torch.Generator().manual_seed(1))  # two chunks of 32 and a part
+    with torch.no_grad():
+        assert torch.equal(rendered(x), baseline(x))
+        ours, theirs = rendered.init_state(2), baseline.init_state(2)
+        for t in range(6):
+            y, ours = rendered.step(x[:, t], ours)
+            expected, theirs = baseline.step(x[:, t], theirs)
+            assert torch.equal(y, expected)
+        assert set(ours) == set(theirs) == {"w_conv", "keys", "values"}
+        assert ours["keys"].shape == (2, 2, 6, 32)
+        assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+
+
 def test_rendering_an_invalid_point_is_an_error():
     with pytest.raises(ValueError, match="invalid point"):
         render({"update": "delta", "qk_norm": "none"}, "bad", "")
@@ -254,7 +322,10 @@ def test_rendering_an_invalid_point_is_an_error():
 
 @pytest.mark.parametrize("point", [{"hybrid": "all", "attn_gate": "sigmoid"},
                                    {"hybrid": "all", "attention": "swa16", "attn_gate": "sigmoid"},
-                                   {**BASELINE_POINTS["deltanet_hybrid"], "attn_gate": "sigmoid"}], ids=point_name)
+                                   {"hybrid": "all", "attention": "path", "attn_gate": "sigmoid"},
+                                   {**BASELINE_POINTS["deltanet_hybrid"], "attn_gate": "sigmoid"},
+                                   {**BASELINE_POINTS["deltanet_hybrid"], "attention": "path", "attn_gate": "sigmoid"}],
+                         ids=point_name)
 def test_gated_attention_multiplies_each_heads_output_by_its_gate(point):
     """Gated attention passes the checks, and with the gate's weights at zero (sigmoid 1/2) computes exactly
     half of what the ungated design with the same weights computes before the output projection."""

@@ -106,6 +106,16 @@ def test_mutation_turns_a_late_choice_on_and_off_though_canonical_points_leave_i
             assert cited in proposal.motivation
 
 
+def test_mutation_moves_attention_layers_to_path_attention_on_the_evidence():
+    stats = {"attention": {"full": stat(5, 0.3), "path": stat(5, 0.9)}}
+    for name in ("softmax_attention", "deltanet_hybrid"):
+        parent = DesignSummary(1, name, "baseline", BASELINE_POINTS[name], 0.8, {}, "ok")
+        for seed in range(5):
+            proposal = OfflineResearcher(seed=seed, explore=0.0, crossover=0.0).propose(context((parent,), stats))
+            assert diff(BASELINE_POINTS[name], proposal.spec)["attention"] == ["full", "path"]
+            assert "attention=path averaged 0.900 over 5 design(s) vs 0.300 over 5 for full" in proposal.motivation
+
+
 def test_values_that_often_fail_are_avoided():
     stats = {"update": {"delta": stat(4, 0.6), "gated_delta": stat(6, 0.9, fails=5)}}
     parent = DesignSummary(1, "deltanet", "baseline", BASELINE_POINTS["deltanet"], 0.6, {}, "ok")

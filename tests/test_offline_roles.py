@@ -66,6 +66,8 @@ def test_simplify_drops_the_option_suspected_for_the_failure():
     assert simplify(plain, "nan") == (plain, None)
     simpler, change = simplify(BASELINE_POINTS["loglinear_mamba2"], "timeout")  # Fenwick states cost time
     assert change == ("levels", "loglinear", "single") and simpler == BASELINE_POINTS["mamba2"]
+    simpler, change = simplify(BASELINE_POINTS["path_attention"], "timeout")  # PaTH's blockwise form is slower
+    assert change == ("attention", "path", "swa64") and simpler["hybrid"] == "all"
 
 
 def test_coder_refuses_a_proposal_without_a_point():

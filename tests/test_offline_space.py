@@ -41,6 +41,7 @@ def test_baseline_points_are_distinct_and_named_distinctly():
     assert point_name(BASELINE_POINTS["rwkv7"]) == "rwkv7-c4"
     assert point_name(BASELINE_POINTS["gsa"]) == "silu-gsa-lsig8"
     assert point_name(BASELINE_POINTS["loglinear_mamba2"]) == "decay-loglinear-mamba-c4-swish"
+    assert point_name(BASELINE_POINTS["path_attention"]) == "path-attention"
 
 
 def test_default_point_names_a_value_for_every_choice():
@@ -183,15 +184,17 @@ def test_repair_fixes_the_rules_with_an_obvious_fix():
 
 def test_random_points_are_valid_and_canonical():
     rng = random.Random(0)
-    updates, levels = set(), set()
+    updates, levels, attention = set(), set(), set()
     for _ in range(300):
         point = random_point(rng)
         assert validate(point) == []
         assert canonical(point) == point
         updates.add(point.get("update"))
         levels.add(point.get("levels"))
+        attention.add((point["hybrid"] == "all", point.get("attention")))
     assert {"channel_delta", "generalized_delta", "slots"} <= updates
     assert "loglinear" in levels
+    assert {(True, "path"), (False, "path")} <= attention  # pure PaTH designs and PaTH layers in hybrids
 
 
 def test_different_points_get_different_names():
@@ -245,6 +248,49 @@ def test_gsa_and_log_linear_attention_are_described_with_their_papers_and_placed
     assert point_name({"update": "gated", "gate": "logsigmoid8", "qk_norm": "none"}) == "gla-lsig8-c4"
     assert point_name({"update": "additive", "levels": "loglinear", "feature_map": "relu", "qk_norm": "none",
                        "out_norm": "none"}) == "relu-linear-loglinear-c4-denom"
+
+
+PATH_HYBRIDS = [{**BASELINE_POINTS["deltanet_hybrid"], "attention": "path"},
+                {**BASELINE_POINTS["gla"], "hybrid": "every2", "attention": "path", "attn_gate": "sigmoid"}]
+
+
+def test_path_attention_is_an_attention_kind_for_pure_and_hybrid_designs():
+    pure = BASELINE_POINTS["path_attention"]
+    assert pure == {"hybrid": "all", "attention": "path", "attn_gate": "none"}
+    assert canonical({"hybrid": "all", "attention": "path", "update": "gated", "memories": 4}) == pure
+    assert applicable(pure) == relevant(pure) == ("hybrid", "attention", "attn_gate")
+    assert is_valid(pure) and cost(pure) == 0 and repair(pure) == pure
+    assert diff(BASELINE_POINTS["softmax_attention"], pure) == {"attention": ["full", "path"]}
+    gated = {**pure, "attn_gate": "sigmoid"}
+    assert point_name(gated) == "gated-path-attention" and family(pure) == family(gated) == "attention"
+    for hybrid in PATH_HYBRIDS:
+        recurrent = canonical({**hybrid, "hybrid": "none"})
+        assert is_valid(hybrid) and canonical(hybrid)["attention"] == "path" and "attention" in relevant(hybrid)
+        assert cost(hybrid) == cost(recurrent)  # the attention layers add no recurrence cost
+        assert family(hybrid) == f"{family(recurrent)}+attention"
+    assert point_name(PATH_HYBRIDS[0]) == "delta-c4-path-every4"
+    assert point_name(PATH_HYBRIDS[1]) == "gla-lsig-khalf-gpath-every2"
+    assert canonical({**BASELINE_POINTS["deltanet"], "attention": "path"}) == BASELINE_POINTS["deltanet"]
+    # A name tells PaTH from every other attention kind, in a pure design and in a hybrid.
+    for base in (pure, gated, *PATH_HYBRIDS):
+        names = {point_name({**base, "attention": kind}) for kind in ("full", "swa16", "swa32", "swa64", "path")}
+        assert len(names) == 5
+
+
+def test_path_attention_is_described_with_its_paper_and_earlier_points_keep_their_descriptions():
+    pure = describe(BASELINE_POINTS["path_attention"])
+    assert pure.startswith("Every layer is PaTH attention (Yang et al. 2025)") and "\n" not in pure
+    assert "H_s = I - beta_s w_s w_s^T" in pure and "q_i^T H_i ... H_{j+1} k_j" in pure
+    assert "in place of rotary embeddings" in pure and "quadratic" in pure and "2 sigmoid" in pure
+    assert "Qiu et al. 2025" in describe({**BASELINE_POINTS["path_attention"], "attn_gate": "sigmoid"})
+    hybrid = describe(PATH_HYBRIDS[0])  # DeltaNet's sentences, then its PaTH layers'
+    assert hybrid.startswith(describe(BASELINE_POINTS["deltanet"]) + " Every fourth layer, counting back from the "
+                             "last, is PaTH attention (Yang et al. 2025)")
+    assert "Qiu et al. 2025" in describe(PATH_HYBRIDS[1]) and "Qiu" not in hybrid
+    for name, point in BASELINE_POINTS.items():
+        if name != "path_attention":
+            assert "PaTH" not in describe(point) and "path" not in point_name(point), name
+            assert "path" not in canonical(point).values(), name
 
 
 def test_diff_lists_changed_choices_including_ones_that_appear_or_vanish():

@@ -4,7 +4,10 @@ The file holds only the code its point needs (no branches over options it does n
 different points give different code and one point always gives byte-identical code. Recurrent
 layers call the chunked ops of ``kernels`` in ``forward`` and their ``*_step`` ops in ``step``; attention
 layers step over a key-value cache (the last ``window`` keys for a sliding window), so every design has
-``init_state``/``step`` and the evaluator can measure its state and class its cost.
+``init_state``/``step`` and the evaluator can measure its state and class its cost. PaTH attention layers
+(``attention`` "path") replace the rotary embeddings with accumulated Householder transforms: ``forward``
+runs ``kernels.path``'s blockwise ``chunk_path_attn``, and ``step`` runs ``path_step``, which moves every
+cached key through the new token's transform before it appends the token.
 
 With ``kernels`` on (the default), a recurrent design also carries its own Triton kernel for its
 state update (``kernels.emit``), runs it in ``forward`` on a GPU (the chunked op elsewhere) and
@@ -12,7 +15,9 @@ declares it in ``KERNELS``, so the evaluator checks the kernel against the naive
 every evaluation. Kimi Delta Attention, RWKV-7's generalized delta rule, Gated Slot Attention and
 log-linear attention have no Triton kernel of their own: their designs are rendered without one (no
 ``KERNELS``) and run the chunked forms of ``kernels`` on every device, so every valid point renders
-whatever ``kernels`` says.
+whatever ``kernels`` says. Attention layers never carry a kernel; PaTH's run the PyTorch forms of
+``kernels.path`` on every device, so a pure PaTH design declares none and a hybrid declares only its
+recurrent layer's.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ _LAYER_CLASSES = {
     "gated": "GatedLinearAttention", "delta": "DeltaNet", "gated_delta": "GatedDeltaNet",
     "channel_delta": "KimiDeltaAttention", "generalized_delta": "RWKV7", "slots": "GatedSlotAttention",
 }
+_ATTENTION_CLASSES = {"full": "Attention", "path": "PathAttention"}  # else SlidingWindowAttention
 
 
 def render(point: Mapping, name: str, motivation: str, kernels: bool = True) -> str:
@@ -46,16 +52,17 @@ def render(point: Mapping, name: str, motivation: str, kernels: bool = True) -> 
     p = canonical(point)
     gated = p.get("attn_gate") == "sigmoid"
     imports: set[tuple[str, str]] = set()
+    attention_class = _path_attention_class if p.get("attention") == "path" else _attention_class
     if p["hybrid"] == "all":
-        blocks = [_attention_class(p["attention"], "Mixer", contract=True, imports=imports, gated=gated)]
+        blocks = [attention_class(p["attention"], "Mixer", contract=True, imports=imports, gated=gated)]
     elif p["hybrid"] == "none":
         layer = RecurrentLayer(p, "Mixer", contract=True, imports=imports, kernel=kernels)
         blocks = [layer.lines()]
     else:
         layer = RecurrentLayer(p, _layer_class(p), contract=False, imports=imports, kernel=kernels)
-        attention = "Attention" if p["attention"] == "full" else "SlidingWindowAttention"
+        attention = _ATTENTION_CLASSES.get(p["attention"], "SlidingWindowAttention")
         blocks = [layer.lines(),
-                  _attention_class(p["attention"], attention, contract=False, imports=imports, gated=gated),
+                  attention_class(p["attention"], attention, contract=False, imports=imports, gated=gated),
                   _hybrid_mixer(p, layer.class_name, attention, layer.depth)]
     if p["hybrid"] != "all" and layer.kernel:
         kernel = recurrence_kernel_source(layer.op)
@@ -168,6 +175,74 @@ def _attention_class(kind: str, class_name: str, contract: bool, imports: set, g
          *indent(step)],
     ]
     head = [f"class {class_name}(nn.Module):"] + ([] if contract else [f'{INDENT}"""{doc}"""', ""])
+    return head + join_methods(methods)
+
+
+def _path_attention_class(kind: str, class_name: str, contract: bool, imports: set, gated: bool = False) -> list[str]:
+    """PaTH attention (``kind`` "path"): causal softmax attention positioned by the accumulated Householder
+    transforms H_t = I - beta_t w_t w_t^T of ``kernels.path`` instead of rotary embeddings, with w and beta as
+    flash-linear-attention's PaTHAttention has them (a rank-32 projection, a width-3 convolution with silu and
+    an L2 norm per head; 2 sigmoid), as ``memory/baselines/path_attention.py``; ``gated``: each head's output
+    multiplied by sigmoid(W_g x) (gated attention)."""
+    imports.update({("kernels.path", "chunk_path_attn"), ("kernels.path", "path_step"),
+                    ("kernels.path", "empty_path_state"), ("kernels.conv", "ShortConvolution"),
+                    ("kernels.norm", "l2_normalize")})
+    args = f"self, {CONTRACT_ARGS}, **kw" if contract else "self, d_model: int, n_heads: int"
+    doc = (['"""Causal softmax attention positioned by accumulated Householder transforms (PaTH),',
+            'each head\'s output gated by sigmoid(W_g x)."""'] if gated
+           else ['"""Causal softmax attention positioned by accumulated Householder transforms (PaTH), not RoPE."""'])
+    init = [
+        "super().__init__()", *(DIVISIBLE if contract else []), "self.n_heads = n_heads",
+        *[f"self.{proj}_proj = nn.Linear(d_model, d_model, bias=False)" for proj in "qkv"],
+        "# H_t = I - beta_t w_t w_t^T: w_t from a low-rank projection (rank <= 32), a short convolution",
+        "# with silu and an L2 norm per head; beta_t = 2 sigmoid(W_b x_t + b) per head",
+        "rank = min(32, d_model)",
+        "self.w_proj = nn.Sequential(",
+        f"{INDENT}nn.Linear(d_model, rank, bias=False), nn.Linear(rank, d_model, bias=False)",
+        ")",
+        'self.w_conv = ShortConvolution(d_model, kernel_size=3, activation="silu")',
+        "self.b_proj = nn.Linear(d_model, n_heads, bias=True)",
+        *[f"self.{proj}_proj = nn.Linear(d_model, d_model, bias=False)" for proj in ("og" if gated else "o")],
+        "self.reset_parameters()",
+    ]
+    reset = [*SMALL_INIT, f"{INDENT}nn.init.zeros_(self.b_proj.bias)  # beta = 2 sigmoid(0) = 1 at the start"]
+    gate = 'o = o * rearrange(self.g_proj({x}), "{pattern}", h=self.n_heads).sigmoid()'
+    forward = [f'{t} = rearrange(self.{t}_proj(x), "b t (h d) -> b h t d", h=self.n_heads)' for t in "qkv"]
+    forward += [
+        'w = l2_normalize(rearrange(self.w_conv(self.w_proj(x)), "b t (h d) -> b t h d", h=self.n_heads))',
+        'w = rearrange(w, "b t h d -> b h t d")',
+        'beta = rearrange(2 * self.b_proj(x).sigmoid(), "b t h -> b h t")  # in (0, 2)',
+        "o, _ = chunk_path_attn(q, k, v, w, beta)  # (B, H, T, D)",
+        *([gate.format(x="x", pattern="b t (h d) -> b h t d")] if gated else []),
+        'return self.o_proj(rearrange(o, "b h t d -> b t (h d)"))',
+    ]
+    init_state = [
+        "head_dim, weight = self.q_proj.out_features // self.n_heads, self.q_proj.weight",
+        "keys, values = empty_path_state(batch, self.n_heads, head_dim, head_dim, weight, dtype=weight.dtype)",
+        'return {"w_conv": self.w_conv.init_state(batch), "keys": keys, "values": values}',
+    ]
+    step = [f'{t} = rearrange(self.{t}_proj(x_t), "b (h d) -> b h d", h=self.n_heads)' for t in "qkv"]
+    step += [
+        'w, w_conv = self.w_conv.step(self.w_proj(x_t), state["w_conv"])',
+        'w = l2_normalize(rearrange(w, "b (h d) -> b h d", h=self.n_heads))',
+        "beta = 2 * self.b_proj(x_t).sigmoid()",
+        "# Every cached key moves through H_t, then k_t and v_t join the cache and q_t attends over it.",
+        'o, (keys, values) = path_step(q, k, v, w, beta, (state["keys"], state["values"]))',
+        *([gate.format(x="x_t", pattern="b (h d) -> b h d")] if gated else []),
+        'y = self.o_proj(rearrange(o, "b h d -> b (h d)"))',
+        'return y, {"w_conv": w_conv, "keys": keys, "values": values}',
+    ]
+    methods = [
+        [*signature("__init__", args), *indent(init)],
+        reset,
+        ["def forward(self, x: Tensor) -> Tensor:", *indent(forward)],
+        ["def init_state(self, batch: int) -> dict[str, Tensor]:",
+         f'{INDENT}"""The w convolution\'s window and the key and value caches, keys transformed to the present."""',
+         *indent(init_state)],
+        ["def step(self, x_t: Tensor, state: dict[str, Tensor]) -> tuple[Tensor, dict[str, Tensor]]:",
+         *indent(step)],
+    ]
+    head = [f"class {class_name}(nn.Module):"] + ([] if contract else [*indent(doc), ""])
     return head + join_methods(methods)
 
 

@@ -111,6 +111,8 @@ CHOICES: tuple[Choice, ...] = (
         "swa16": "sliding-window attention over 16 tokens",
         "swa32": "sliding-window attention over 32 tokens",
         "swa64": "sliding-window attention over 64 tokens",
+        "path": "causal softmax attention over the whole prefix positioned by PaTH's accumulated data-dependent "
+                "Householder transforms instead of rotary embeddings (PaTH attention, Yang et al. 2025)",
     }),
     Choice("attn_gate", "gate on the attention layers' output", {
         "none": "none",
@@ -478,6 +480,18 @@ _ATTENTION_GATE = (
     "attention sink on the first token and adds a non-linearity between the value and output projections."
 )
 _KEY_PHRASES = {"head": "the head width", "half": "half the head width", "16": "16 channels"}
+_PATH_ENCODING = (
+    "PaTH attention (Yang et al. 2025): causal softmax attention whose position encoding, in place of rotary "
+    "embeddings, is a product of data-dependent Householder-like transforms H_s = I - beta_s w_s w_s^T, one per "
+    "token, so query i scores key j as q_i^T H_i ... H_{j+1} k_j / sqrt(d) and what lies between two tokens, not "
+    "only how far apart they are, decides how they match, which lets attention track state (parity, "
+    "permutations) that RoPE cannot"
+)
+_PATH_TRANSFORMS = (
+    "As in flash-linear-attention's PaTHAttention, w_s comes from a low-rank projection (rank 32), a short "
+    "convolution of width 3 with silu and an L2 norm per head, and beta_s = 2 sigmoid(W_b x_s + b) per head in "
+    "(0, 2), starting near 1 (a reflection at 2); training runs the exact blockwise form of kernels.path."
+)
 
 
 def describe(point: Mapping) -> str:
@@ -488,6 +502,10 @@ def describe(point: Mapping) -> str:
             text = ("Every layer is causal softmax attention with rotary position embeddings (Vaswani et "
                     "al. 2017; Su et al. 2021): exact retrieval of any earlier token, at a cost quadratic in "
                     "the sequence length and with a cache that grows with it.")
+        elif p["attention"] == "path":
+            text = (f"Every layer is {_PATH_ENCODING}. {_PATH_TRANSFORMS} Its step keeps attention's key-value "
+                    "cache, which grows with the sequence (a cost quadratic in its length), and moves every cached "
+                    "key through the new token's H_t.")
         else:
             text = (f"Every layer is softmax attention over a sliding window of the last "
                     f"{WINDOWS[p['attention']]} tokens with rotary position embeddings: exact local modelling "
@@ -550,12 +568,18 @@ def describe(point: Mapping) -> str:
         sentences.append(first + ("; it is gated by swish(W_g x_t)." if p["out_gate"] == "swish" else "."))
     if p["hybrid"] != "none":
         where = {"every2": "Every second layer", "every4": "Every fourth layer"}[p["hybrid"]]
-        kind = ("full softmax attention" if p["attention"] == "full"
-                else f"softmax attention over a sliding window of {WINDOWS[p['attention']]} tokens")
-        sentences.append(f"{where}, counting back from the last, is {kind} with rotary embeddings, supplying "
-                         "the exact retrieval a fixed-size memory loses; its step keeps a key-value cache, "
-                         "which grows with the sequence"
-                         + ("." if p["attention"] == "full" else " up to the window."))
+        if p["attention"] == "path":
+            sentences.append(f"{where}, counting back from the last, is {_PATH_ENCODING}; it supplies the exact "
+                             f"retrieval a fixed-size memory loses. {_PATH_TRANSFORMS} Its step keeps a key-value "
+                             "cache, which grows with the sequence, and moves every cached key through the new "
+                             "token's H_t.")
+        else:
+            kind = ("full softmax attention" if p["attention"] == "full"
+                    else f"softmax attention over a sliding window of {WINDOWS[p['attention']]} tokens")
+            sentences.append(f"{where}, counting back from the last, is {kind} with rotary embeddings, supplying "
+                             "the exact retrieval a fixed-size memory loses; its step keeps a key-value cache, "
+                             "which grows with the sequence"
+                             + ("." if p["attention"] == "full" else " up to the window."))
         if p["attn_gate"] == "sigmoid":
             sentences.append(_ATTENTION_GATE)
     return " ".join(sentences)

@@ -7,11 +7,14 @@ can express in that space (canonical form: the choices that matter, in the space
 baseline is recorded with its point, so the researcher can mutate and cross it like any searched
 design (Kimi Delta Attention, RWKV-7 and Gated Slot Attention as the ``channel_delta``,
 ``generalized_delta`` and ``slots`` updates, log-linear Mamba2 as Mamba2's point with log-linear
-``levels``). Mamba2 and log-linear Mamba2 sit at the nearest point rather than at one that computes
-what they compute: the space's scalar-decay layer projects q, k and v per head where Mamba2 shares B
-and C across heads and writes x * dt, and it has no D skip and gates after a per-head norm instead
-of norm(y * silu(z)) over the whole width. A baseline outside the space (PaTH attention today) has no
-point and is recorded without one.
+``levels``, PaTH attention as the pure-attention point of the ``path`` attention kind, whose rendered
+layer computes exactly what ``path_attention.py`` computes). Mamba2 and log-linear Mamba2 sit at the
+nearest point rather than at one that computes what they compute: the space's scalar-decay layer
+projects q, k and v per head where Mamba2 shares B and C across heads and writes x * dt, and it has
+no D skip and gates after a per-head norm instead of norm(y * silu(z)) over the whole width. Every
+baseline has a point today; one the space cannot express would be recorded without one. A workspace
+that recorded PaTH attention before it had a point keeps that record without one (a baseline is
+recorded once, by its code).
 """
 
 import json
