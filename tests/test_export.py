@@ -532,3 +532,18 @@ def test_an_unchanged_export_imports_as_a_duplicate_of_its_source_and_a_changed_
         code) or EvalResult("error", "not evaluated here", tier, 1, seed))
     assert changed.duplicate_of is None and changed.design_id != source.design_id and len(evaluated) == 1
     assert len(db.records.duplicates()) == 1  # the card names design 1, but the code is no longer its export
+
+
+def test_the_card_leads_with_the_score_over_seeds_not_the_luckiest_seed(tmp_path):
+    from memory.export.card import card
+
+    with ExperienceDB(tmp_path / "experience.db") as db:
+        design_id = db.records.add_design("lucky", "one good seed", GOOD, origin="offline")
+        for seed, score in [(0, 0.2), (1, 0.9), (2, 0.4)]:
+            eval_id = db.records.begin_evaluation(design_id, None, "search", "smoke", 6, seed)
+            db.records.finish_evaluation(eval_id, "ok", metrics={"mqar_acc": score}, score=score)
+        replay = db.records.begin_evaluation(design_id, None, "replay", "smoke", 6, 0)
+        db.records.finish_evaluation(replay, "ok", metrics={"mqar_acc": 0.99}, score=0.99)
+        text = " ".join(card(db, design_id).split())
+    assert "smoke v6: score 0.5 ± " in text and "over 3 seeds (seed 0: 0.2, seed 1: 0.9, seed 2: 0.4)" in text
+    assert text.index("score 0.5 ±") < text.index("seed 1: score=0.9") and "0.99" not in text  # replays stand aside
