@@ -80,7 +80,26 @@ def step_loop(step, q: Tensor, k: Tensor, v: Tensor, per_token: tuple[Tensor, ..
 
 def chunk_log_decay(g: Tensor, chunk_size: int) -> Tensor:
     """Cumulative log-decay since each chunk's start, inclusive: (B, H, T[, K]) -> (B, H, N, C[, K])."""
-    return to_chunks(g.clamp_min(LOG_DECAY_FLOOR), chunk_size).cumsum(3)
+    return _ChunkCumsum.apply(to_chunks(g.clamp_min(LOG_DECAY_FLOOR), chunk_size))
+
+
+class _ChunkCumsum(torch.autograd.Function):
+    """cumsum over the chunk (dim 3) whose backward, the reverse cumsum, is one product with a C x C
+    triangle of ones, accumulated in float64 as cumsum accumulates: autograd's flip, cumsum, flip over a
+    middle dimension took ~2.5x as long. The forward stays a cumsum, which reads no later token even
+    when one is not finite."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.cumsum(3)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        C = grad.shape[3]
+        ones = torch.ones(C, C, dtype=torch.float64, device=grad.device)
+        if grad.dim() == 5:  # (..., C, K): the sum over later tokens j >= i
+            return torch.matmul(ones.triu(), grad.double()).to(grad.dtype)
+        return torch.matmul(grad.double(), ones.tril()).to(grad.dtype)
 
 
 def fit_chunk_size(T: int, chunk_size: int) -> int:
@@ -188,72 +207,100 @@ def decayed_chunk_products(b: Tensor, rows: tuple[Tensor, ...], cols: tuple[Tens
     chunk_gla: exp(-b) reaches e^640 for chunks of 16 floored at -40 per step, within float64's range;
     the kept entries have exponents <= 0 and return to the inputs' dtype correctly rounded; entries
     beyond the diagonal may be huge and are masked, never multiplied. Row i involves tokens <= i only,
-    so the outputs are bit-exactly causal. Autograd through the same computation records ~25 nodes
-    and twice as many full-size passes; the backward here is written out (the adjoints of the two
-    products, then of the elementwise factors).
+    so the outputs are bit-exactly causal. Only the products, their adjoints and b's gradient through
+    them run in float64; the decayed inputs, whose exponents are <= 0, and everything else stay in the
+    inputs' dtype (this node's time is mostly passes over memory, and float64 doubles their bytes).
+    Autograd through the same computation records ~25 nodes and twice as many full-size passes; the
+    backward here is written out.
     """
     return _DecayedChunkProducts.apply(b, tuple(reads_before), tuple(diagonals), len(rows), *rows, *cols)
 
 
 class _DecayedChunkProducts(torch.autograd.Function):
-    # Every intermediate is a contiguous tensor of its own (products of strided slices of a stacked
-    # operand ran several times slower), and mixed-precision products and ``out=`` casts keep each
-    # elementwise step to one pass over memory.
+    # Rows and cols are stacked along a new dimension, (..., n, C, K), each written in place: one matmul
+    # per col gives its products with every row as contiguous C x C blocks of a (n_rows C, C) matrix,
+    # returned as they are (batch-strided contiguous matrices multiply about as fast as contiguous ones),
+    # and the backward needs two matmuls in all. Strided copies and masks over rows of C elements cost
+    # several times a contiguous pass, and mixed-dtype ops an extra cast each.
 
     @staticmethod
     def forward(ctx, b, reads_before, diagonals, n_rows, *xs):
         rows, cols = xs[:n_rows], xs[n_rows:]
-        dtype = b.dtype
-        E = b.double().exp()  # not exp_: for float64 inputs .double() is b itself
-        E_inv = E.reciprocal()  # exp(-b) <= e^640: a normal float64
-        E_before = _one_token_later(E) if any(reads_before) else None
-        E_end = E[..., -1:, :]  # (..., 1, K)
-        P = [x * (E_before if before else E) for x, before in zip(rows, reads_before)]  # decayed from the start
-        R = [y * E_inv for y in cols]  # decayed back to the start
-        products = [torch.matmul(p, r.transpose(-1, -2)).tril_(diagonal).to(dtype)
-                    for p, diagonal in zip(P, diagonals) for r in R]
-        from_start = [p.to(dtype) for p in P]
-        to_end = [torch.mul(r, E_end, out=b.new_empty(b.shape)) for r in R]
-        ctx.save_for_backward(E, E_inv, *P, *R)
-        ctx.layout = (reads_before, diagonals, n_rows, dtype)
-        return (*products, *from_start, *to_end, E_end.squeeze(-2).to(dtype))
+        *batch, C, K = b.shape
+        E = b.to(torch.float64, copy=True).exp_()  # exp(-b) <= e^640 below: a normal float64
+        P = E.new_empty(*batch, n_rows, C, K)  # rows decayed from the chunk start
+        for r, (x, before) in enumerate(zip(rows, reads_before)):
+            _decay_(P[..., r, :, :].copy_(x), E, before)
+        R = E.new_empty(*batch, len(cols), C, K)  # cols decayed back to the chunk start
+        for c, y in enumerate(cols):
+            R[..., c, :, :].copy_(y).div_(E)
+        kept = _kept_products(C, diagonals, E.device)
+        # where, not a product with the mask: entries beyond the diagonal may be inf once rounded
+        products = [torch.where(kept, torch.matmul(P.flatten(-3, -2), R[..., c, :, :].transpose(-1, -2)).to(b.dtype), 0)
+                    .unflatten(-2, (n_rows, C)) for c in range(len(cols))]
+        from_start = [P[..., r, :, :].to(b.dtype, copy=True) for r in range(n_rows)]
+        decay = b.exp()  # what remains has exponents <= 0: the inputs' dtype suffices
+        to_end_decay = (b[..., -1:, :] - b).exp_()
+        to_end = [y * to_end_decay for y in cols]
+        ctx.save_for_backward(E, P, R, decay, to_end_decay, *to_end)
+        ctx.layout = (reads_before, diagonals, n_rows, len(cols))
+        return (*(M[..., r, :, :] for r in range(n_rows) for M in products), *from_start, *to_end,
+                decay[..., -1, :].clone())
 
     @staticmethod
     def backward(ctx, *grads):
-        reads_before, diagonals, n_rows, dtype = ctx.layout
-        E, E_inv, *PR = ctx.saved_tensors
-        P, R = PR[:n_rows], PR[n_rows:]
-        n_cols = len(R)
+        reads_before, diagonals, n_rows, n_cols = ctx.layout
+        E, P, R, decay, to_end_decay, *to_end = ctx.saved_tensors
+        C, dtype = E.shape[-2], decay.dtype
         n_products = n_rows * n_cols
         d_products, d_from_start = grads[:n_products], grads[n_products:n_products + n_rows]
         d_to_end, d_decay = grads[n_products + n_rows:-1], grads[-1]
-        E_end = E[..., -1:, :]
-        dM = [d.tril(diagonals[i // n_cols]).double() for i, d in enumerate(d_products)]
-        dP = [d_from_start[i].double() for i in range(n_rows)]
-        dR = [d_to_end[c] * E_end for c in range(n_cols)]
-        for i, d in enumerate(dM):
-            r, c = divmod(i, n_cols)
-            dP[r] = torch.matmul(d, R[c]).add_(dP[r])
-            dR[c] = torch.matmul(d.transpose(-1, -2), P[r]).add_(dR[c])
-        # b receives + dP * P through exp(e_r) (one token later for reads_before rows), - dR * R through
-        # exp(-b), and through exp(b[-1]) the to-end factors (to_end = R * E_end) and the chunk decay.
-        db = torch.zeros_like(E)
-        d_end = d_decay.unsqueeze(-2).double()
-        d_xs, d_ys = [], []
-        for dP_r, P_r, before in zip(dP, P, reads_before):
+        kept = _kept_products(C, diagonals, E.device).repeat(1, n_cols)
+        dM = torch.cat([torch.cat(d_products[r * n_cols:(r + 1) * n_cols], dim=-1) for r in range(n_rows)], dim=-2)
+        dM = torch.where(kept, dM, 0).to(E.dtype)  # (..., n_rows C, n_cols C)
+        dP = torch.matmul(dM, R.flatten(-3, -2)).unflatten(-2, (n_rows, C))
+        for r, dF in enumerate(d_from_start):  # from_start = P: its adjoint joins the products' here
+            dP[..., r, :, :] += dF
+        dR = torch.matmul(dM.transpose(-1, -2), P.flatten(-3, -2)).unflatten(-2, (n_cols, C))
+        # b's gradient through the products and the rows' decay, + dP * P (rows) - dR * R (cols), is taken in
+        # float64: a token against itself (exponent 0) appears in both terms, which cancel exactly only there.
+        db64 = torch.mul(dP[..., 0, :, :], P[..., 0, :, :]) if not reads_before[0] else torch.zeros_like(E)
+        for r, before in enumerate(reads_before):
             if before:
-                db[..., :-1, :] += (dP_r * P_r)[..., 1:, :]
-            else:
-                db.addcmul_(dP_r, P_r)
-            d_xs.append(torch.mul(dP_r, _one_token_later(E) if before else E, out=E.new_empty(E.shape, dtype=dtype)))
-        for dR_c, R_c, g in zip(dR, R, d_to_end):
-            d_end = d_end + (g * R_c).sum(-2, keepdim=True)
-            db.addcmul_(dR_c, R_c, value=-1)
-            d_ys.append(torch.mul(dR_c, E_inv, out=E.new_empty(E.shape, dtype=dtype)))
-        db[..., -1:, :].addcmul_(d_end, E_end)
-        return (db.to(dtype), None, None, None, *d_xs, *d_ys)
+                db64[..., :-1, :].addcmul_(dP[..., r, 1:, :], P[..., r, 1:, :])
+            elif r:
+                db64.addcmul_(dP[..., r, :, :], P[..., r, :, :])
+        for c in range(n_cols):
+            db64.addcmul_(dR[..., c, :, :], R[..., c, :, :], value=-1)
+        db = db64.to(dtype)
+        # The cols' decayed inputs (exponents <= 0) in the inputs' dtype: y receives its adjoint decayed, b
+        # receives - dT * T through exp(b[-1] - b), and through exp(b[-1]) the to-end factors and the chunk decay.
+        d_xs = [_decay_(dP[..., r, :, :], E, before).to(dtype) for r, before in enumerate(reads_before)]
+        d_ys = []
+        d_end = d_decay * decay[..., -1, :]
+        for c, (dT, T) in enumerate(zip(d_to_end, to_end)):
+            d_ys.append(dR[..., c, :, :].div_(E).to(dtype).addcmul_(dT, to_end_decay))
+            dTT = dT * T  # the same rounded terms leave token j and reach the chunk's end
+            db -= dTT
+            d_end = d_end + dTT.sum(-2)
+        db[..., -1, :] += d_end
+        return (db, None, None, None, *d_xs, *d_ys)
 
 
-def _one_token_later(E: Tensor) -> Tensor:
-    """(..., C, K) -> the same shifted one step along C, with ones first: the decay before each token."""
-    return torch.cat([torch.ones_like(E[..., :1, :]), E[..., :-1, :]], dim=-2)
+def _decay_(x: Tensor, E: Tensor, before: bool) -> Tensor:
+    """x *= E in place, or E one token later (x's first token undecayed) when before."""
+    if not before:
+        return x.mul_(E)
+    x[..., 1:, :].mul_(E[..., :-1, :])
+    return x
+
+
+def _kept_products(C: int, diagonals: tuple[int, ...], device: torch.device) -> Tensor:
+    """The entries of one col's products with every row, stacked (n_rows C, C), that tril keeps."""
+    keep = torch.ones(C, C, dtype=torch.bool, device=device)
+    return torch.cat([keep.tril(d) for d in diagonals])
+
+
+def batched_addmm(acc: Tensor, a: Tensor, b: Tensor) -> Tensor:
+    """acc + a @ b for matrices batched alike, (..., m, k) @ (..., k, n): the sum without a pass of its own."""
+    return torch.baddbmm(acc.flatten(0, -3), a.flatten(0, -3), b.flatten(0, -3)).view(acc.shape)

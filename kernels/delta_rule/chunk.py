@@ -95,11 +95,13 @@ def delta_chunk_scan(w: Tensor, u: Tensor, k_to_end: Tensor, decay: Tensor | Non
     return _DeltaChunkScan.apply(w, u, k_to_end, decay, initial, extra)
 
 
-def _decayed(decay: Tensor | None, n: int, S: Tensor) -> Tensor:
-    """decay_n S: a scalar per head (decay (BH, N)) or a per-row (key channel) factor (decay (BH, N, K))."""
+def _decayed(decay: Tensor | None, n: int, S: Tensor, plus: Tensor | None = None) -> Tensor:
+    """decay_n S [+ plus], in one op: decay a scalar per head (BH, N) or a per-row (key channel) factor
+    (BH, N, K)."""
     if decay is None:
-        return S
-    return (decay[:, n, None, None] if decay.dim() == 2 else decay[:, n, :, None]) * S
+        return S if plus is None else S + plus
+    factor = decay[:, n, None, None] if decay.dim() == 2 else decay[:, n, :, None]
+    return factor * S if plus is None else torch.addcmul(plus, factor, S)
 
 
 class _DeltaChunkScan(torch.autograd.Function):
@@ -120,10 +122,8 @@ class _DeltaChunkScan(torch.autograd.Function):
         S = initial
         for n in range(N):
             states[:, n] = S
-            new_v[:, n] = torch.baddbmm(u[:, n], w[:, n], S, alpha=-1)
-            S = torch.baddbmm(_decayed(decay, n, S), k_to_end[:, n], new_v[:, n])
-            if extra is not None:
-                S = S + extra[:, n]
+            new_v[:, n] = new_v_n = torch.baddbmm(u[:, n], w[:, n], S, alpha=-1)
+            S = torch.baddbmm(_decayed(decay, n, S, None if extra is None else extra[:, n]), k_to_end[:, n], new_v_n)
         ctx.save_for_backward(w, k_to_end, decay, new_v, states)
         ctx.has_extra = extra is not None
         return new_v, states, S
@@ -138,8 +138,8 @@ class _DeltaChunkScan(torch.autograd.Function):
         for n in reversed(range(new_v.shape[1])):
             grad_after[:, n] = G
             dnv[:, n] = dnv_n = torch.baddbmm(d_new_v[:, n], k_to_end[:, n].transpose(-1, -2), G)
-            G = torch.baddbmm(_decayed(decay, n, G), w[:, n].transpose(-1, -2), dnv_n, alpha=-1) + d_states[:, n]
-        dw = -(dnv @ states.transpose(-1, -2))
+            G = torch.baddbmm(_decayed(decay, n, G, d_states[:, n]), w[:, n].transpose(-1, -2), dnv_n, alpha=-1)
+        dw = torch.matmul(dnv, states.transpose(-1, -2)).neg_()
         dk_to_end = grad_after @ new_v.transpose(-1, -2)
         if decay is None:
             ddecay = None

@@ -5,6 +5,7 @@ from torch import Tensor
 
 from ..delta_rule.chunk import delta_chunk_scan
 from ..utils import (
+    batched_addmm,
     check_qkv,
     check_shape,
     chunk_log_decay,
@@ -61,5 +62,5 @@ def chunk_kda(q: Tensor, k: Tensor, v: Tensor, g: Tensor, beta: Tensor, scale: f
 
     new_v, states, S = delta_chunk_scan(per_head(w), per_head(u), per_head(k_to_end.transpose(-1, -2)),
                                         per_head(chunk_decay), S0)
-    o = (per_head(q_from_start) @ states + per_head(Aqk) @ new_v).view(B, H, -1, C, V) * scale
+    o = batched_addmm(q_from_start @ states.view(B, H, -1, K, V), Aqk, new_v.view(B, H, -1, C, V)) * scale
     return from_chunks(o, T).to(q.dtype), S.view(B, H, K, V) if output_final_state else None

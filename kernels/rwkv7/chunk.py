@@ -1,10 +1,12 @@
 """Chunked RWKV-7 (a diagonal-plus-rank-one transition per token) in a WY/UT form: exact, linear in T,
 pure PyTorch."""
 
+import torch
 from torch import Tensor
 
 from ..delta_rule.chunk import delta_chunk_scan
 from ..utils import (
+    batched_addmm,
     check_qkv,
     check_shape,
     chunk_log_decay,
@@ -50,19 +52,23 @@ def chunk_rwkv7(q: Tensor, k: Tensor, v: Tensor, g: Tensor, kappa: Tensor, a: Te
     # A_qk the same with k_j; A_ra, A_rk the same for kappa_i decayed to S_{i-1}, j < i (kernels.utils).
     (A_qa, A_qk, A_ra, A_rk, q_from_start, kappa_from_start, a_to_end, k_to_end,
      chunk_decay) = decayed_chunk_products(b, (qc, kappac), (ac, kc), reads_before=(False, True), diagonals=(0, -1))
-    # Pseudo-values u_t = kappa_t^T S_{t-1}: (I + A_ra) U = (kappa * exp(b_prev)) S + A_rk V (signs: alpha = -a')
+    # Pseudo-values u_t = kappa_t^T S_{t-1}: (I + A_ra) U = (kappa * exp(b_prev)) S + A_rk V (signs: alpha = -a').
+    # The scan carries -U (new_v = u - w S with w = Tinv kappa_from_start, u = -Tinv A_rk V): then neither the
+    # update S' = diag(chunk_decay) S + (a' exp(b_C - b))^T (-U) + kv nor the output negates a full-size term.
     Tinv = invert_unit_lower(A_ra)
-    w = -(Tinv @ kappa_from_start)  # U = u - w S, the scan's sign convention
-    u = Tinv @ (A_rk @ vc)
+    w = Tinv @ kappa_from_start
+    u = torch.matmul(Tinv, A_rk).neg_() @ vc
     kv = k_to_end.transpose(-1, -2) @ vc  # the part of each chunk's update free of S: (B, H, N, K, V)
     S0 = initial_state_or_zeros(initial_state, B, H, K, V, q, dtype).flatten(0, 1)  # (B * H, K, V)
 
     def per_head(x: Tensor) -> Tensor:
         return x.flatten(0, 1)
 
-    # S' = diag(chunk_decay) S + (alpha exp(b_C - b))^T U + kv, with alpha = -(a * kappa)
-    U, states, S = delta_chunk_scan(per_head(w), per_head(u), per_head(-a_to_end.transpose(-1, -2)),
-                                    per_head(chunk_decay), S0, extra=per_head(kv))
-    o = per_head(q_from_start) @ states - per_head(A_qa) @ U + per_head(A_qk @ vc)
-    o = o.view(B, H, -1, C, V) * resolve_scale(scale, K)
+    minus_U, states, S = delta_chunk_scan(per_head(w), per_head(u), per_head(a_to_end.transpose(-1, -2)),
+                                          per_head(chunk_decay), S0, extra=per_head(kv))
+    o = batched_addmm(batched_addmm(A_qk @ vc, q_from_start, states.view(B, H, -1, K, V)), A_qa,
+                      minus_U.view(B, H, -1, C, V))
+    scale = resolve_scale(scale, K)
+    if scale != 1:
+        o = o * scale
     return from_chunks(o, T).to(q.dtype), S.view(B, H, K, V) if output_final_state else None
