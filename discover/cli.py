@@ -132,6 +132,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from discover.loop import run
     from sandbox.ray_executor import RayUnavailable
 
+    if args.verify not in (0, *range(2, 1 << 16)):
+        raise CommandError(f"--verify needs at least 2 seeds to measure a spread (0 turns it off); got {args.verify}")
     replay = {} if args.replay_llm is None else {"llm_cache": "replay", "llm_cache_from": args.replay_llm or None}
     with opened(errors=(configuration.ConfigError, RayUnavailable)):
         config = configuration.load(args.config, workspace=args.workspace, tier=args.tier, budget=args.budget,
@@ -163,6 +165,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
         console.print(f"LLM: {Usage(**summary.llm).describe()}")
     show_top(config.workspace, None, 10, as_json=False)
+    if args.verify:
+        from discover.provenance import verify_report
+
+        try:
+            reports = verified_front(config.workspace, config.workers, args.verify)
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted: the run is saved, and `discover verify` reuses the verification's "
+                      "finished evaluations[/yellow]")
+            return 130
+        for report in reports:
+            console.print(verify_report(report))
+        if not reports:
+            console.print("no searched design on the front to verify")
     show_top(config.workspace, None, 0, as_json=False, front=True)
     return 1 if summary.agents_failed else 0
 
@@ -277,22 +292,57 @@ def cmd_replay(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from rich.progress import Progress
-
     from discover.provenance import verify_report
-    from memory import RecordNotFound
-    from memory.verify import VerifyError, verify
 
-    with opened(args.workspace, store="write", workers=args.workers,
-                errors=(VerifyError, RecordNotFound)) as session, Progress(console=console, transient=True) as progress:
-        tier = workspace_tier(session.db, args.tier)
-        task = progress.add_task(f"verifying at tier {tier}", total=None)
-        report = verify(session.db, session.archive, session.executor, tier, top=args.top, seeds=args.seeds,
-                        references=args.references, design_ids=args.designs, confidence=args.confidence,
-                        on_planned=lambda n: progress.update(task, total=n),
-                        on_done=lambda name, seed, status: progress.advance(task))
+    report = verified(args.workspace, args.workers, args.tier, top=args.top, seeds=args.seeds,
+                      references=args.references, design_ids=args.designs, confidence=args.confidence)
     present(args.json, report.to_dict(), lambda: verify_report(report))
     return 0
+
+
+def verified(workspace, workers: int | None, tier: str | None, **options):
+    """``memory.verify.verify`` in the workspace at `tier` (default: the workspace's), with a progress bar."""
+    from memory import RecordNotFound
+    from memory.verify import VerifyError
+
+    with opened(workspace, store="write", workers=workers, errors=(VerifyError, RecordNotFound)) as session:
+        return _verifying(session, workspace_tier(session.db, tier), **options)
+
+
+def verified_front(workspace, workers: int | None, seeds: int, rounds: int = 3) -> list:
+    """Verify the searched designs on the workspace tier's quality-cost front with `seeds` seeds; their new
+    seeds can move the front, so the designs it then holds unverified are verified in turn (at most `rounds`
+    times). The reports, in order; none when the front holds no searched design."""
+    import evaluator
+    from discover.report import front_rows
+    from memory import RecordNotFound
+    from memory.verify import VerifyError
+
+    reports = []
+    with opened(workspace, store="write", workers=workers, errors=(VerifyError, RecordNotFound)) as session:
+        tier = workspace_tier(session.db, None)
+        version = evaluator.get_tier(tier).version
+        for _ in range(rounds):
+            verdicts = {r["id"]: session.db.provenance.latest_verdict(r["id"], tier)
+                        for r in front_rows(session.db, tier) if r["origin"] != "baseline"}
+            due = [i for i, v in verdicts.items()
+                   if v is None or v["tier_version"] != version or len(v["seeds"]) < seeds]
+            if not due:
+                break
+            reports.append(_verifying(session, tier, seeds=seeds, design_ids=due))
+    return reports
+
+
+def _verifying(session, tier: str, **options):
+    from rich.progress import Progress
+
+    from memory.verify import verify
+
+    with Progress(console=console, transient=True) as progress:
+        task = progress.add_task(f"verifying at tier {tier}", total=None)
+        return verify(session.db, session.archive, session.executor, tier, **options,
+                      on_planned=lambda n: progress.update(task, total=n),
+                      on_done=lambda name, seed, status: progress.advance(task))
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -370,6 +420,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--address", default=None, metavar="ADDR",
                      help="with --executor ray: a running Ray cluster (auto, HOST:PORT or ray://HOST:10001); "
                           "default: start a local one with --workers CPUs")
+    run.add_argument("--verify", type=int, default=0, metavar="S",
+                     help="when the run ends, verify the searched designs on its quality-cost front with seeds "
+                          "0..S-1 beside the best reference of each one's cost class, as `discover verify` does, "
+                          "outside the budget; the designs the front then holds are verified in turn (default: 0, "
+                          "off)")
     run.add_argument("--config", default=None, metavar="FILE", help="a TOML configuration file")
     run.add_argument("--resume", action="store_true",
                      help="continue the latest run in the workspace with its own budget and tier; a finished run is "

@@ -216,3 +216,26 @@ def test_resuming_an_interrupted_run_keeps_its_budget_and_tier(tmp_path):
         db.records.resume_run(summary.run_id)  # as a kill leaves it: running
     again = run(config(tmp_path, budget=5, tier="smoke"), resume=True, roles=scripted_roles([GOOD]))
     assert (again.run_id, again.budget, again.spent, again.nothing_to_resume) == (summary.run_id, 1, 1, False)
+
+
+def test_run_with_verify_ends_with_a_verdict_for_every_searched_design_on_its_front(tmp_path, capsys):
+    from discover.cli import main
+    from discover.report import front_rows
+
+    cfg = tmp_path / "refs.toml"
+    cfg.write_text("references = " + json.dumps(list(REFS)) + "\nrace_seeds = 1\n")
+    args = ["run", "--tier", TIER, "--workspace", str(tmp_path / "ws"), "--workers", "2", "--config", str(cfg)]
+    assert main([*args, "--budget", "2", "--verify", "1"]) == 2  # said before anything runs
+    assert "at least 2 seeds" in capsys.readouterr().err and not (tmp_path / "ws").exists()
+    assert main([*args, "--budget", "4", "--verify", "2"]) == 0
+    out = capsys.readouterr().out
+    with ExperienceDB(tmp_path / "ws" / "experience.db") as db:
+        verdicts = {d.id: db.provenance.latest_verdict(d.id, TIER) for d in db.records.designs()}
+        verified = {i: v for i, v in verdicts.items() if v is not None}
+        assert verified, "the offline agents put a design on the front at this tier"
+        assert all(db.records.design(i).origin == "offline" for i in verified)  # the searched designs only
+        assert all(v["seeds"] == [0, 1] and v["headline"]["reference"] in REFS for v in verified.values())
+        assert db.records.spent(1) == 4  # verification is outside the budget
+        front = [r["id"] for r in front_rows(db, TIER) if r["origin"] != "baseline"]
+    assert "verification — tier" in out
+    assert front and all(i in verified for i in front)  # the front printed last carries every verdict
