@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -59,7 +60,10 @@ def startup(samples: int = 5) -> tuple[list[float], list[float]]:
 def timed(root: Path, name: str, tier: str, seed: int) -> dict:
     """One evaluation of baseline ``name`` with the code at ``root``, in a fresh interpreter."""
     design = root / "memory" / "baselines" / f"{name}.py"
-    out = subprocess.run([sys.executable, "-c", _TIMED, str(design), tier, str(seed)], cwd=root,
+    # The revision's own folder first on the path, by its absolute name: its sandboxed jobs receive this
+    # path, and neither '' (the working directory, which is not theirs) nor an installed checkout would do.
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    out = subprocess.run([sys.executable, "-c", _TIMED, str(design), tier, str(seed)], cwd=root, env=env,
                          capture_output=True, text=True, check=False)
     lines = out.stdout.strip().splitlines()
     if out.returncode != 0 or not lines:
@@ -83,6 +87,7 @@ def main() -> None:
         measure_tiers(args, None)
         return
     with tempfile.TemporaryDirectory(prefix="bench-tiers-") as scratch:
+        os.chmod(scratch, 0o755)  # the sandbox's unprivileged user reads the revision's code from here
         other = Path(scratch) / "rev"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(other), args.compare],
                        check=True, capture_output=True)
