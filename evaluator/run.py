@@ -14,15 +14,19 @@ from __future__ import annotations
 import subprocess
 import threading
 import time
-from concurrent.futures import CancelledError, Future
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import TypeVar
 
 import sandbox
 from evaluator.design import check_static, describe
 from evaluator.measure import defines_step, measure, new_key
 from evaluator.status import EvalFailure
 from evaluator.tiers import DEFAULT_TIER, get_tier
+
+T = TypeVar("T")
 
 PRELOAD = ("torch", "evaluator.harness")  # what every evaluation imports: each job then costs a fork
 
@@ -171,6 +175,24 @@ def submit(executor: sandbox.Executor, code: str, tier: str = DEFAULT_TIER, seed
 
     threading.Thread(target=work, name="measure", daemon=True).start()
     return out
+
+
+def in_turn(executor: sandbox.Executor, items: Iterable[T], start: Callable[[T], Future]) -> Iterator[tuple[T, Future]]:
+    """Start ``start(item)`` for each item, no more at once than the executor runs jobs (its ``workers``;
+    all at once where it has no such bound), and yield (item, future) as each completes.
+
+    Every evaluation's jobs share the executor's queue, so evaluations started all at once advance in
+    step and all end together: nothing would finish (or be saved from a kill) before the last one."""
+    waiting = list(items)
+    width = getattr(executor, "workers", None) or max(1, len(waiting))
+    running: dict[Future, T] = {}
+    while waiting or running:
+        while waiting and len(running) < width:
+            item = waiting.pop(0)
+            running[start(item)] = item
+        done, _ = wait(running, return_when=FIRST_COMPLETED)
+        for future in done:
+            yield running.pop(future), future
 
 
 def evaluate(code: str, tier: str = DEFAULT_TIER, seed: int = 0, wall_s: float | None = None,

@@ -8,11 +8,11 @@ rescores every ok evaluation at that tier, because scores are relative to the re
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, as_completed
+from concurrent.futures import Future
 from dataclasses import dataclass
 
 import evaluator
-from evaluator.run import EvalResult, submit
+from evaluator.run import EvalResult, in_turn, submit
 from memory.baselines import BASELINE_POINTS, BASELINES
 from memory.protocols import Records
 from memory.recorder import Recorder
@@ -51,22 +51,21 @@ def ensure_references(recorder: Recorder, executor, tier: str, seeds: Iterable[i
         raise KeyError(f"unknown baseline(s) {', '.join(unknown)}; known: {', '.join(BASELINES)}")
     spec = evaluator.get_tier(tier)
     done = finished_references(recorder.records, spec.name, spec.version)
-    pending: dict[Future, tuple[str, int, int, int]] = {}
+    planned = [(name, seed) for name in names for seed in seeds if (name, seed) not in done]
+    begun: dict[tuple[str, int], tuple[int, int]] = {}  # (name, seed) -> (design_id, eval_id), while in flight
+
+    def start(item: tuple[str, int]) -> Future:
+        name, seed = item
+        design_id = recorder.baseline(name, BASELINE_POINTS.get(name))
+        begun[item] = design_id, recorder.begin(design_id, spec, seed, purpose="seed", run_id=run_id)
+        return submit(executor, BASELINES[name].read_text(encoding="utf-8"), spec.name, seed, recorder.heldout_key)
+
+    if on_planned:
+        on_planned(len(planned))
+    outcomes = []
     try:
-        for name in names:
-            for seed in seeds:
-                if (name, seed) in done:
-                    continue
-                design_id = recorder.baseline(name, BASELINE_POINTS.get(name))
-                eval_id = recorder.begin(design_id, spec, seed, purpose="seed", run_id=run_id)
-                future = submit(executor, BASELINES[name].read_text(encoding="utf-8"), spec.name, seed,
-                                recorder.heldout_key)
-                pending[future] = (name, seed, design_id, eval_id)
-        if on_planned:
-            on_planned(len(pending))
-        outcomes = []
-        for future in as_completed(list(pending)):
-            name, seed, design_id, eval_id = pending.pop(future)
+        for (name, seed), future in in_turn(executor, planned, start):
+            design_id, eval_id = begun.pop((name, seed))
             result = future.result()
             recorder.finish(eval_id, result)
             outcome = SeedOutcome(name, design_id, eval_id, seed, result)
@@ -75,7 +74,7 @@ def ensure_references(recorder: Recorder, executor, tier: str, seeds: Iterable[i
                 on_done(outcome)
     finally:
         if run_id is None:  # a run releases its own in bulk when it resumes
-            recorder.abandon(eval_id for *_, eval_id in pending.values())
+            recorder.abandon(eval_id for _, eval_id in begun.values())
     if outcomes:
         recorder.rescore(spec.name)
     return outcomes

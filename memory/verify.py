@@ -21,7 +21,7 @@ stored (the provenance store's ``add_verification``), so ``top``, ``show`` and t
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, as_completed
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass, field
 from statistics import mean, stdev
 
@@ -29,7 +29,7 @@ import evaluator
 from evaluator import cost
 from evaluator.metrics import GATE
 from evaluator.metrics import metric as registered
-from evaluator.run import EvalResult, submit
+from evaluator.run import EvalResult, in_turn, submit
 from evaluator.stats import welch_interval
 from memory.archive import DesignArchive
 from memory.baselines import BASELINE_POINTS, BASELINES
@@ -214,29 +214,32 @@ def run_missing(recorder: Recorder, executor, tier: evaluator.Tier, designs: lis
     threads), references first: a design's result waits until no reference is in flight, so its LM
     gate sees every reference, as in the loop, which seeds references before it searches. Scores are
     recomputed at the end, since new reference seeds move the yardstick."""
-    missing = [(d, s) for d in designs for s in seeds
-               if seed_evaluation(recorder.records.evaluations(d.id), tier, s) is None]
+    missing = sorted(((d, s) for d in designs for s in seeds
+                      if seed_evaluation(recorder.records.evaluations(d.id), tier, s) is None),
+                     key=lambda m: m[0].origin != "baseline")  # references first
     if on_planned:
         on_planned(len(missing))
-    pending: dict[Future, tuple[Design, int, int]] = {}
+    references_left = sum(d.origin == "baseline" for d, _ in missing)
+    begun: dict[tuple[int, int], int] = {}  # (design id, seed) -> evaluation id, while in flight
     held: list[tuple[Design, int, EvalResult]] = []
+
+    def start(item: tuple[Design, int]) -> Future:
+        design, seed = item
+        begun[design.id, seed] = recorder.begin(design.id, tier, seed, purpose="verify")
+        return submit(executor, design.code, tier.name, seed, recorder.heldout_key)
+
     try:
-        for design, seed in missing:
-            eval_id = recorder.begin(design.id, tier, seed, purpose="verify")
-            pending[submit(executor, design.code, tier.name, seed, recorder.heldout_key)] = (design, seed, eval_id)
-        for future in as_completed(list(pending)):
-            design, seed, eval_id = pending.pop(future)
-            held.append((design, eval_id, future.result()))
+        for (design, seed), future in in_turn(executor, missing, start):
+            held.append((design, begun.pop((design.id, seed)), future.result()))
+            references_left -= design.origin == "baseline"
             if on_done:
                 on_done(design.name, seed, held[-1][2].status)
-            references_running = any(d.origin == "baseline" for d, _, _ in pending.values())
             for item in sorted(held, key=lambda h: h[0].origin != "baseline"):
-                if item[0].origin == "baseline" or not references_running:
+                if item[0].origin == "baseline" or not references_left:
                     recorder.finish(item[1], item[2])
                     held.remove(item)
     finally:
-        recorder.abandon([eval_id for _, _, eval_id in pending.values()] + [eval_id for _, eval_id, _ in held],
-                         reason=ABANDONED)
+        recorder.abandon(list(begun.values()) + [eval_id for _, eval_id, _ in held], reason=ABANDONED)
     if missing:
         recorder.rescore(tier.name)
     return len(missing), len(designs) * len(seeds) - len(missing)

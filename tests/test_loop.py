@@ -224,7 +224,8 @@ def test_run_with_verify_ends_with_a_verdict_for_every_searched_design_on_its_fr
 
     cfg = tmp_path / "refs.toml"
     cfg.write_text("references = " + json.dumps(list(REFS)) + "\nrace_seeds = 1\n")
-    args = ["run", "--tier", TIER, "--workspace", str(tmp_path / "ws"), "--workers", "2", "--config", str(cfg)]
+    # one worker: the offline agents see results in one order, so the search and its front are the same each time
+    args = ["run", "--tier", TIER, "--workspace", str(tmp_path / "ws"), "--workers", "1", "--config", str(cfg)]
     assert main([*args, "--budget", "2", "--verify", "1"]) == 2  # said before anything runs
     assert "at least 2 seeds" in capsys.readouterr().err and not (tmp_path / "ws").exists()
     assert main([*args, "--budget", "4", "--verify", "2"]) == 0
@@ -239,3 +240,33 @@ def test_run_with_verify_ends_with_a_verdict_for_every_searched_design_on_its_fr
         front = [r["id"] for r in front_rows(db, TIER) if r["origin"] != "baseline"]
     assert "verification — tier" in out
     assert front and all(i in verified for i in front)  # the front printed last carries every verdict
+
+
+def test_in_turn_starts_no_more_evaluations_than_the_executor_runs_jobs():
+    """Evaluations share the executor's job queue: started all at once they would all end together, so
+    none would be saved (or shown) before the last; in_turn starts the next as one ends."""
+    from concurrent.futures import Future
+
+    from evaluator.run import in_turn
+
+    class Narrow:
+        workers = 2
+
+    def in_flight_peak(executor) -> tuple[int, list[int]]:
+        events, yielded = [], []
+
+        def start(i):
+            events.append(+1)
+            future = Future()
+            future.set_result(i * i)  # ended at once: in_turn alone decides when the next starts
+            return future
+
+        for item, future in in_turn(executor, range(6), start):
+            assert future.result() == item * item
+            events.append(-1)
+            yielded.append(item)
+        running = [sum(events[:n + 1]) for n in range(len(events))]
+        return max(running), sorted(yielded)
+
+    assert in_flight_peak(Narrow()) == (2, list(range(6)))
+    assert in_flight_peak(object()) == (6, list(range(6)))  # an executor without a bound gets everything at once
