@@ -108,14 +108,11 @@ def seed_scores(evaluations: list[Evaluation], best: Evaluation | None) -> dict[
     replays), their mean and the half-width of its 95% interval (None on one seed): what ``top`` ranks by."""
     if best is None:
         return None
-    by_seed: dict[int, float] = {}
-    for e in evaluations:
-        if (e.tier, e.tier_version) == (best.tier, best.tier_version) and e.status == "ok" \
-                and e.score is not None and e.purpose != "replay":
-            by_seed.setdefault(e.seed, e.score)
+    from memory.records import interval, scores_per_seed
+
+    by_seed = scores_per_seed(evaluations, best.tier, best.tier_version)
     if not by_seed:
         return None
-    from memory.records import interval
 
     values = list(by_seed.values())
     return {"scores": {str(seed): value for seed, value in sorted(by_seed.items())},

@@ -127,6 +127,16 @@ class Ranked:
         return interval(self.scores, confidence)
 
 
+def scores_per_seed(evaluations: Sequence[Evaluation], tier: str, tier_version: int) -> dict[int, float]:
+    """The score of each seed at one tier version: its first ok evaluation, replays aside (what ``top`` ranks by)."""
+    by_seed: dict[int, float] = {}
+    for e in evaluations:
+        if (e.tier, e.tier_version) == (tier, tier_version) and e.status == "ok" and e.score is not None \
+                and e.purpose != "replay":
+            by_seed.setdefault(e.seed, e.score)
+    return by_seed
+
+
 def interval(scores: Sequence[float], confidence: float = 0.95) -> float | None:
     """The half-width of Student's t interval for the mean of ``scores``, or None for fewer than two."""
     if len(scores) < 2:

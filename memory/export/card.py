@@ -18,7 +18,7 @@ from memory.db import ExperienceDB
 from memory.dedup import code_hash
 from memory.export.bundle import Export, ExportError, standalone
 from memory.protocols import Records
-from memory.records import Design, interval
+from memory.records import Design, interval, scores_per_seed
 
 CARD_START = "Exported from Discover: design "
 _SOURCE = re.compile(re.escape(CARD_START) + r"\d+ \([^)]*\), code hash ([0-9a-f]{64})")
@@ -32,16 +32,16 @@ def card(db: ExperienceDB, design_id: int) -> str:
     ancestors = db.records.lineage(design_id)
     lineage = " <- ".join([f"{design.name} (#{design.id})"] + [f"{a.name} (#{a.id})" for a in ancestors])
     lines.append(f"Lineage: {lineage}" if ancestors else "Lineage: a root design (no parents).")
-    best, by_seed = {}, {}
-    for e in db.records.evaluations(design_id):
+    evaluations, best = db.records.evaluations(design_id), {}
+    for e in evaluations:
         if e.status == "ok" and e.tier in evaluator.TIERS and e.purpose != "replay":
-            by_seed.setdefault((e.tier, e.tier_version), {}).setdefault(e.seed, e.score)
             if e.tier not in best or (e.score or 0) > (best[e.tier].score or 0):
                 best[e.tier] = e
     if best:
         lines.append("Metrics (per tier: the score over seeds, then the evaluation of the best seed):")
         for e in best.values():
-            lines.append(f"  {e.tier} v{e.tier_version}: {_over_seeds(by_seed[(e.tier, e.tier_version)])}")
+            scores = scores_per_seed(evaluations, e.tier, e.tier_version)
+            lines.append(f"  {e.tier} v{e.tier_version}: {_over_seeds(scores)}")
             metrics = ", ".join(f"{k}={_short(v)}" for k, v in sorted((e.metrics or {}).items()))
             lines.append(f"  {e.tier} v{e.tier_version} seed {e.seed}: score={_short(e.score)}; {metrics}")
     else:
@@ -71,14 +71,14 @@ _PHRASES = {"better": "better than", "worse": "worse than", "not-distinguishable
             "insufficient": "too few ok seeds to compare with"}
 
 
-def _over_seeds(scores: dict[int, float | None]) -> str:
+def _over_seeds(scores: dict[int, float]) -> str:
     """'score 0.98 ± 0.07 over 10 seeds (seed 0: 1.05, ...)': the figure a design stands on, not its luckiest
-    seed (first ok evaluation per seed)."""
-    values = [v for v in scores.values() if v is not None]
+    seed (``scores_per_seed``)."""
+    values = list(scores.values())
     if not values:
         return "no score"
     half = interval(values)
-    each = ", ".join(f"seed {seed}: {_short(v)}" for seed, v in sorted(scores.items()) if v is not None)
+    each = ", ".join(f"seed {seed}: {_short(v)}" for seed, v in sorted(scores.items()))
     spread = "" if half is None else f" ± {half:.3g}"
     return f"score {sum(values) / len(values):.4g}{spread} over {len(values)} seed{'s' * (len(values) > 1)} ({each})"
 
