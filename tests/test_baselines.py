@@ -1,13 +1,12 @@
 """Every baseline design file, loaded from its path like a candidate design, honours the design contract."""
 
 import ast
-import importlib.util
-from types import ModuleType
 
 import pytest
 import torch
 
 from memory.baselines import BASELINES, DEFAULT_REFERENCE, baseline_path
+from tests.baseline_modules import load_design
 
 EXPECTED = {
     "softmax_attention", "linear_attention", "retnet", "gla", "mamba2",
@@ -20,14 +19,6 @@ SIZES = [(64, 2), (128, 4), (16, 1)]  # (d_model, n_heads) used by the evaluator
 HYBRIDS = {"based", "deltanet_hybrid"}
 LAYERS = [(0, 1), (0, 4), (3, 4)]  # (layer_idx, n_layers): covers both kinds of layer in the hybrids
 T = 70  # longer than one 64-token chunk and than the 32-token window, and not a multiple of either
-
-
-def load_design(name: str) -> ModuleType:
-    path = baseline_path(name)
-    spec = importlib.util.spec_from_file_location(f"baseline_{name}", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def layer_cases() -> list[tuple[str, int, int, int, int]]:

@@ -5,15 +5,13 @@ Ground truth is the naive loop in float64. The chunked form in float64 must matc
 float32, to the thresholds of tests/test_recurrences.py (forward < 2e-5, gradients < 1e-4).
 """
 
-import importlib.util
-
 import pytest
 import torch
 
 from kernels.gsa import chunk_gsa, gsa_step, naive_recurrent_gsa
 from kernels.gsa.chunk import CHUNK_SIZE, MAX_CHUNK_SIZE
 from kernels.utils import rel_rms_error
-from memory.baselines import baseline_path
+from tests.baseline_modules import load_design
 
 B, H, K, V, M = 2, 2, 12, 20, 7  # head sizes and slot count deliberately not powers of two
 FORWARD_TOL = 2e-5
@@ -195,9 +193,7 @@ T_BASELINE = 70  # not a multiple of the chunk
 
 
 def make_mixer(d_model: int, n_heads: int, seed: int = 0, **kw):
-    spec = importlib.util.spec_from_file_location("baseline_gsa", baseline_path("gsa"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = load_design("gsa")
     torch.manual_seed(seed)
     return module.Mixer(d_model, n_heads, 0, 2, **kw)
 

@@ -11,9 +11,6 @@ log-decays down to -40 per step), so the thresholds below leave wide margins whi
 decay or carry shows as an error of order 1e-2 or more.
 """
 
-import importlib.util
-from types import ModuleType
-
 import pytest
 import torch
 
@@ -30,7 +27,7 @@ from kernels.loglinear import (
 from kernels.loglinear.chunk import CHUNK_SIZE
 from kernels.simple_gla import naive_recurrent_simple_gla
 from kernels.utils import rel_rms_error
-from memory.baselines import baseline_path
+from tests.baseline_modules import load_design, step_all
 
 B, H, K, V = 2, 2, 6, 10  # head sizes not powers of two
 EXACT = 1e-12  # float64 against float64
@@ -258,25 +255,9 @@ SIZES = [(64, 2), (128, 4), (16, 1)]  # (d_model, n_heads) used by the evaluator
 LAYER_T = 70
 
 
-def load_design(name: str) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(f"baseline_{name}", baseline_path(name))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_mixer(d_model: int, n_heads: int, seed: int = 0):
     torch.manual_seed(seed)
     return load_design("loglinear_mamba2").Mixer(d_model, n_heads, 0, 2)
-
-
-def step_all(mixer, x: torch.Tensor):
-    state = mixer.init_state(x.shape[0])
-    outputs = []
-    for t in range(x.shape[1]):
-        y_t, state = mixer.step(x[:, t], state)
-        outputs.append(y_t)
-    return torch.stack(outputs, dim=1), state
 
 
 @pytest.mark.parametrize("d_model, n_heads", SIZES)

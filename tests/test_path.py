@@ -11,9 +11,6 @@ parallel w, so the thresholds below leave wide margins while a wrong transform o
 error of order 1e-2 or more.
 """
 
-import importlib.util
-from types import ModuleType
-
 import pytest
 import torch
 import torch.nn.functional as F
@@ -22,7 +19,7 @@ from kernels.attention import softmax_attention
 from kernels.path import chunk_path_attn, empty_path_state, naive_path_attn, naive_recurrent_path_attn, path_step
 from kernels.path.chunk import CHUNK_SIZE
 from kernels.utils import rel_rms_error
-from memory.baselines import baseline_path
+from tests.baseline_modules import load_design, step_all
 
 B, H, K, V = 2, 2, 6, 10  # head sizes not powers of two
 EXACT = 1e-12  # float64 against float64
@@ -273,25 +270,9 @@ SIZES = [(64, 2), (128, 4), (16, 1)]  # (d_model, n_heads) used by the evaluator
 LAYER_T = 70  # past two 32-token chunks, not a multiple of one
 
 
-def load_design() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("baseline_path_attention", baseline_path("path_attention"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def make_mixer(d_model: int, n_heads: int, seed: int = 0):
     torch.manual_seed(seed)
-    return load_design().Mixer(d_model, n_heads, 0, 2)
-
-
-def step_all(mixer, x: torch.Tensor):
-    state = mixer.init_state(x.shape[0])
-    outputs = []
-    for t in range(x.shape[1]):
-        y_t, state = mixer.step(x[:, t], state)
-        outputs.append(y_t)
-    return torch.stack(outputs, dim=1), state
+    return load_design("path_attention").Mixer(d_model, n_heads, 0, 2)
 
 
 @pytest.mark.parametrize("d_model, n_heads", SIZES)
