@@ -1,6 +1,7 @@
 """Rendered design files pass the evaluator's checks, are deterministic and hold only what they need."""
 
 import ast
+import functools
 import random
 import re
 
@@ -27,6 +28,23 @@ RANDOM_POINTS = [random_point(_RNG) for _ in range(30)]
 
 
 CHECKS = CheckSpec()
+
+def equal(actual: torch.Tensor, expected: torch.Tensor) -> None:
+    assert torch.equal(actual, expected)
+
+
+def alike_in_forward_and_step(ours, theirs, x: torch.Tensor, same, steps: int = 6):
+    """Asserts ``same`` on the two mixers' forward outputs over x and on their outputs over its first
+    ``steps`` tokens stepped from their initial states; returns those states."""
+    with torch.no_grad():
+        same(ours(x), theirs(x))
+        a, b = ours.init_state(x.shape[0]), theirs.init_state(x.shape[0])
+        for t in range(steps):
+            y, a = ours.step(x[:, t], a)
+            expected, b = theirs.step(x[:, t], b)
+            same(y, expected)
+    return a, b
+
 
 
 def assert_passes_checks(code: str, spec: CheckSpec = CHECKS) -> None:
@@ -154,14 +172,9 @@ def test_the_kda_and_rwkv7_points_compute_what_their_baselines_compute(name):
         assert 1e-4 * (1 - 1e-4) <= dt.min() and dt.max() <= 1e-2 * (1 + 1e-4)
     rendered.load_state_dict({key: weights[key].reshape(value.shape) for key, value in target.items()})
     x = torch.randn(2, 37, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        torch.testing.assert_close(rendered(x), baseline(x), rtol=1e-6, atol=1e-6)
-        ours, theirs = rendered.init_state(2), baseline.init_state(2)
-        for t in range(6):
-            y, ours = rendered.step(x[:, t], ours)
-            expected, theirs = baseline.step(x[:, t], theirs)
-            torch.testing.assert_close(y, expected, rtol=1e-6, atol=1e-6)
-        torch.testing.assert_close(ours["S"], theirs["S"], rtol=1e-6, atol=1e-6)
+    close = functools.partial(torch.testing.assert_close, rtol=1e-6, atol=1e-6)
+    ours, theirs = alike_in_forward_and_step(rendered, baseline, x, close)
+    close(ours["S"], theirs["S"])
 
 
 def test_the_sampled_points_include_gsa_and_log_linear_points():
@@ -204,14 +217,8 @@ def test_the_gsa_point_computes_exactly_what_its_baseline_computes():
     assert rendered.n_slots == baseline.num_slots == 32 and rendered.o_norm.eps == baseline.o_norm.eps
     rendered.load_state_dict(weights)
     x = torch.randn(2, 37, 64, generator=torch.Generator().manual_seed(1))
-    with torch.no_grad():
-        assert torch.equal(rendered(x), baseline(x))
-        ours, theirs = rendered.init_state(2), baseline.init_state(2)
-        for t in range(6):
-            y, ours = rendered.step(x[:, t], ours)
-            expected, theirs = baseline.step(x[:, t], theirs)
-            assert torch.equal(y, expected)
-        assert torch.equal(ours["key_slots"], theirs[0]) and torch.equal(ours["value_slots"], theirs[1])
+    ours, theirs = alike_in_forward_and_step(rendered, baseline, x, equal)
+    assert torch.equal(ours["key_slots"], theirs[0]) and torch.equal(ours["value_slots"], theirs[1])
 
 
 def test_the_log_linear_point_is_mamba2s_point_with_the_baselines_fenwick_levels():
@@ -236,13 +243,9 @@ def test_the_log_linear_point_is_mamba2s_point_with_the_baselines_fenwick_levels
         # Equal weights softplus(0) scale the read-out, which the norms cancel once their eps is 0.
         rendered.lambda_proj.weight.zero_()
         rendered.o_norm.eps = single.o_norm.eps = 0.0
-        torch.testing.assert_close(rendered(x), single(x), rtol=1e-5, atol=1e-7)
-        ours, theirs = rendered.init_state(2), single.init_state(2)
-        for t in range(6):
-            y, ours = rendered.step(x[:, t], ours)
-            expected, theirs = single.step(x[:, t], theirs)
-            torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-7)
-        torch.testing.assert_close(ours["levels"].sum(2), theirs["S"], rtol=1e-5, atol=1e-7)
+    close = functools.partial(torch.testing.assert_close, rtol=1e-5, atol=1e-7)
+    ours, theirs = alike_in_forward_and_step(rendered, single, x, close)
+    close(ours["levels"].sum(2), theirs["S"])
 
 
 def test_the_sampled_points_include_path_attention_designs_and_hybrids():
@@ -301,16 +304,10 @@ def test_the_path_point_computes_exactly_what_its_baseline_computes():
             value.uniform_(-1, 1)  # the loaded weights, not the shared initialization, must make the match
     rendered.load_state_dict(weights)
     x = torch.randn(2, 37, 64, generator=torch.Generator().manual_seed(1))  # two chunks of 32 and a part
-    with torch.no_grad():
-        assert torch.equal(rendered(x), baseline(x))
-        ours, theirs = rendered.init_state(2), baseline.init_state(2)
-        for t in range(6):
-            y, ours = rendered.step(x[:, t], ours)
-            expected, theirs = baseline.step(x[:, t], theirs)
-            assert torch.equal(y, expected)
-        assert set(ours) == set(theirs) == {"w_conv", "keys", "values"}
-        assert ours["keys"].shape == (2, 2, 6, 32)
-        assert all(torch.equal(ours[key], theirs[key]) for key in ours)
+    ours, theirs = alike_in_forward_and_step(rendered, baseline, x, equal)
+    assert set(ours) == set(theirs) == {"w_conv", "keys", "values"}
+    assert ours["keys"].shape == (2, 2, 6, 32)
+    assert all(torch.equal(ours[key], theirs[key]) for key in ours)
 
 
 def test_rendering_an_invalid_point_is_an_error():
