@@ -132,7 +132,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from discover.loop import run
     from sandbox.ray_executor import RayUnavailable
 
-    if args.verify not in (0, *range(2, 1 << 16)):
+    if not (args.verify == 0 or 2 <= args.verify < 1 << 16):
         raise CommandError(f"--verify needs at least 2 seeds to measure a spread (0 turns it off); got {args.verify}")
     replay = {} if args.replay_llm is None else {"llm_cache": "replay", "llm_cache_from": args.replay_llm or None}
     with opened(errors=(configuration.ConfigError, RayUnavailable)):
