@@ -5,15 +5,17 @@
 
 Each evaluation runs as ``discover check --json`` runs one, in its own process with one compute thread;
 ``--jobs`` of them at a time. Results are kept in ``--out`` (one entry per design and seed) and an entry
-already there is not run again, so an interrupted table resumes. It prints the MQAR and parity accuracies
-with the tier version, then each ordering claim of the fidelity target (Zoology's MQAR ordering and the
-parity result of the negative-eigenvalue delta rule), held or not, on the seed means.
+already there is not run again, so an interrupted table resumes. It prints the MQAR and parity accuracies,
+the LM gate's bits per byte and the CPU seconds of one evaluation, with the tier version, then each ordering
+claim of the fidelity target (Zoology's MQAR ordering and the parity result of the negative-eigenvalue delta
+rule), held or not, on the seed means.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -42,18 +44,27 @@ ABOVE_CHANCE = 5.0  # "well above chance": at least this many times the chance l
 
 
 def evaluate(name: str, tier: str, seed: int) -> dict:
+    """One evaluation in its own process; CPU seconds are that process's (with the fork servers it reaped)
+    plus its sandboxed jobs' as their supervisors measured them, the figure a loaded machine still measures."""
     started = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "discover.cli", "check", "--tier", tier, "--seed", str(seed),
-                           "--json", str(BASELINES[name])], cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "discover.cli", "check", "--tier", tier, "--seed", str(seed),
+                             "--json", str(BASELINES[name])], cwd=ROOT, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    with ThreadPoolExecutor(2) as pipes:
+        stdout, stderr = pipes.submit(proc.stdout.read), pipes.submit(proc.stderr.read)
+        _, status, usage = os.wait4(proc.pid, 0)
+        stdout, stderr = stdout.result(), stderr.result()
+    proc.returncode = os.waitstatus_to_exitcode(status)
     wall = time.perf_counter() - started
     try:
-        result = json.loads(proc.stdout)
+        result = json.loads(stdout)
     except json.JSONDecodeError:
-        return {"status": "bench-error", "reason": (proc.stderr or proc.stdout)[-400:], "wall_s": wall}
+        return {"status": "bench-error", "reason": (stderr or stdout)[-400:], "wall_s": wall}
     metrics = result.get("metrics") or {}
+    cpu = usage.ru_utime + usage.ru_stime + (result.get("environment") or {}).get("jobs_cpu_s", 0.0)
     return {"status": result["status"], "reason": result.get("reason", ""), "tier_version": result["tier_version"],
-            "wall_s": round(wall, 1), **{k: metrics.get(k) for k in ("mqar_acc", "parity_acc", "parity_long_acc",
-                                                                      "lm_bpb", "cost_class")}}
+            "wall_s": round(wall, 1), "cpu_s": round(cpu, 1),
+            **{k: metrics.get(k) for k in ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "cost_class")}}
 
 
 def spread(values: list[float]) -> str:
@@ -112,12 +123,13 @@ def main() -> None:
         done.setdefault(key, {})[name] = {str(s): r for s, r in table[name].items()}
         args.out.write_text(json.dumps(done, indent=1))
         print(f"  {name} seed {seed}: {result['status']} mqar {result.get('mqar_acc')} parity "
-              f"{result.get('parity_acc')} in {result['wall_s']} s", flush=True)
+              f"{result.get('parity_acc')} in {result['wall_s']} s ({result.get('cpu_s')} s CPU)", flush=True)
 
     with ThreadPoolExecutor(args.jobs) as pool:
         list(pool.map(one, todo))
     print(f"\n{tier.key}, seeds {' '.join(map(str, args.seeds))} (mean ± std over seeds)")
-    print(f"{'design':20s} {'mqar_acc':>15s} {'parity_acc':>15s} {'cost':>9s} {'wall s':>7s}")
+    print(f"{'design':20s} {'mqar_acc':>15s} {'parity_acc':>15s} {'lm_bpb':>15s} {'cost':>9s} {'wall s':>7s} "
+          f"{'cpu s':>6s}")
     rows = sorted(table.items(), key=lambda kv: -statistics.mean(
         [r.get("mqar_acc") or 0.0 for s, r in kv[1].items() if s in args.seeds] or [0.0]))
     for name, by_seed in rows:
@@ -125,10 +137,13 @@ def main() -> None:
         failed = [f"seed {s}: {r['status']}" for s, r in by_seed.items() if s in args.seeds and r["status"] != "ok"]
         mqar = [r["mqar_acc"] for r in results if r.get("mqar_acc") is not None]
         parity = [r["parity_acc"] for r in results if r.get("parity_acc") is not None]
+        bpb = [r["lm_bpb"] for r in results if r.get("lm_bpb") is not None]
         classes = {r.get("cost_class") for r in results} - {None}
         wall = statistics.mean([r["wall_s"] for r in results]) if results else 0.0
-        print(f"{name:20s} {spread(mqar):>15s} {spread(parity):>15s} {'/'.join(sorted(classes)) or '—':>9s} "
-              f"{wall:7.0f}" + (f"  ({'; '.join(failed)})" if failed else ""))
+        cpu = [r["cpu_s"] for r in results if r.get("cpu_s") is not None]  # older entries have none
+        print(f"{name:20s} {spread(mqar):>15s} {spread(parity):>15s} {spread(bpb):>15s} "
+              f"{'/'.join(sorted(classes)) or '—':>9s} {wall:7.0f} {statistics.mean(cpu) if cpu else float('nan'):6.0f}"
+              + (f"  ({'; '.join(failed)})" if failed else ""))
     chance = tier.chance.get("mqar_acc", 0.0)
     print()
     for text, held in claims({n: {s: r for s, r in t.items() if s in args.seeds} for n, t in table.items()}, chance):
