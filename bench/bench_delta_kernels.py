@@ -1,16 +1,17 @@
-"""The chunked per-channel-decay delta rules of this checkout against those of another revision, on one CPU thread.
+"""The chunked per-channel-decay recurrences of this checkout against those of another revision, on one CPU thread.
 
     PYTHONPATH=. python bench/bench_delta_kernels.py [--baseline HEAD] [--reps 21] [--batch 32] [--seq-len 128]
                                                      [--steps]
 
-chunk_rwkv7, chunk_kda and, as a control, chunk_gated_delta_rule (fwd+bwd, driven by a dense random
-output gradient) at the quick tier's MQAR shape by default (B 32, H 2, T 128, K = V 32), with the
-inputs the baselines give them. The revision's kernels/ is extracted into a temporary package and
+chunk_rwkv7, chunk_kda, chunk_gla, chunk_gsa (32 slots) and, as a control, chunk_gated_delta_rule
+(fwd+bwd, driven by a dense random output gradient) at the quick tier's MQAR shape by default (B 32, H 2,
+T 128, K = V 32), with the inputs the baselines give them (GLA's and GSA's gates log-sigmoid, GSA's slot
+writes standard normal). The revision's kernels/ is extracted into a temporary package and
 imported beside this checkout's, and the two run alternately in one process: each repetition times
 both (CPU time), and the figure that counts is the median of the per-repetition ratios this / baseline,
 since load from other processes moves both alike. Each form's error in float32 against its naive token
 loop in float64 (the largest rel_rms_error over the output and every input gradient) is printed beside it.
---steps also times one AdamW step of the RWKV-7 and KDA baseline models (the tiers' backbone, d 64,
+--steps also times one AdamW step of the RWKV-7, KDA, GLA and GSA baseline models (the tiers' backbone, d 64,
 2 layers, 2 heads, vocabulary 256) with either revision's kernel in place.
 """
 
@@ -42,6 +43,8 @@ BASE_PACKAGE = "baseline_kernels"
 OPS = {  # name -> (module, chunked form, naive loop, inputs after q, k, v)
     "rwkv7": ("rwkv7", "chunk_rwkv7", "naive_recurrent_rwkv7", ("g_rwkv7", "kappa", "a")),
     "kda": ("kda", "chunk_kda", "naive_recurrent_kda", ("g", "beta")),
+    "gla": ("gla", "chunk_gla", "naive_recurrent_gla", ("g",)),
+    "gsa": ("gsa", "chunk_gsa", "naive_recurrent_gsa", ("s", "g")),
     "gated_delta_rule": ("gated_delta_rule", "chunk_gated_delta_rule", "naive_recurrent_gated_delta_rule",
                          ("g_head", "beta")),
 }
@@ -72,7 +75,7 @@ def make_inputs(B: int, T: int, seed: int = 0) -> dict[str, torch.Tensor]:
         "g": F.logsigmoid(randn(B, H, T, K) + 3), "g_head": F.logsigmoid(randn(B, H, T) + 3),
         "g_rwkv7": -math.exp(-0.5) * torch.sigmoid(randn(B, H, T, K)),
         "kappa": F.normalize(randn(B, H, T, K), dim=-1), "a": torch.sigmoid(randn(B, H, T, K)),
-        "beta": torch.sigmoid(randn(B, H, T)), "do": randn(B, H, T, K),
+        "beta": torch.sigmoid(randn(B, H, T)), "s": randn(B, H, T, K), "do": randn(B, H, T, K),
     }
     return {name: x.requires_grad_(name != "do") for name, x in raw.items()}
 
@@ -158,7 +161,7 @@ def training_step(name: str, op: str, fn: Callable, T: int) -> Callable[[], None
 def step_table(base: str, T: int, reps: int) -> None:
     print(f"\nAdamW step of the baseline model, B 32 x T {T}, d 64, 2 layers, 2 heads (CPU time, ms)")
     print(f"{'baseline':18s} {'base':>8s} {'this':>8s} {'this/base':>9s}  {'base min':>8s} {'this min':>8s}")
-    for name in ("rwkv7", "kda"):
+    for name in ("rwkv7", "kda", "gla", "gsa"):
         module, chunk = OPS[name][:2]
         steps = [training_step(name, chunk, getattr(importlib.import_module(f"{pkg}.{module}"), chunk), T)
                  for pkg in (base, "kernels")]
