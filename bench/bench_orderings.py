@@ -54,7 +54,7 @@ def evaluate(name: str, tier: str, seed: int) -> dict:
         stdout, stderr = pipes.submit(proc.stdout.read), pipes.submit(proc.stderr.read)
         _, status, usage = os.wait4(proc.pid, 0)
         stdout, stderr = stdout.result(), stderr.result()
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait for it again
     wall = time.perf_counter() - started
     try:
         result = json.loads(stdout)
@@ -67,6 +67,11 @@ def evaluate(name: str, tier: str, seed: int) -> dict:
             **{k: metrics.get(k) for k in ("mqar_acc", "parity_acc", "parity_long_acc", "lm_bpb", "cost_class")}}
 
 
+def measured(results, metric: str) -> list[float]:
+    """The values of ``metric`` over results (dicts of one evaluation each) that have one."""
+    return [r[metric] for r in results if r.get(metric) is not None]
+
+
 def spread(values: list[float]) -> str:
     if not values:
         return "—"
@@ -77,7 +82,7 @@ def spread(values: list[float]) -> str:
 
 def claims(table: dict[str, dict[int, dict]], chance: float) -> list[tuple[str, bool | None]]:
     def mean(name: str, metric: str) -> float | None:
-        values = [r[metric] for r in table.get(name, {}).values() if r.get(metric) is not None]
+        values = measured(table.get(name, {}).values(), metric)
         return statistics.mean(values) if values else None
 
     out: list[tuple[str, bool | None]] = []
@@ -92,7 +97,7 @@ def claims(table: dict[str, dict[int, dict]], chance: float) -> list[tuple[str, 
         shown = "—" if held is None else f"{a:.3f} {relation} {b:.3f}"
         out.append((f"{left} {relation} {right} on {metric} ({shown})", held))
     for name, solves in (("deltanet_negeig", True), ("linear_attention", False), ("retnet", False), ("gla", False)):
-        values = [r["parity_acc"] for r in table.get(name, {}).values() if r.get("parity_acc") is not None]
+        values = measured(table.get(name, {}).values(), "parity_acc")
         if values:
             solved = [v >= PARITY_SOLVED for v in values]
             held = all(solved) if solves else not any(solved)
@@ -135,12 +140,10 @@ def main() -> None:
     for name, by_seed in rows:
         results = [r for s, r in by_seed.items() if s in args.seeds]
         failed = [f"seed {s}: {r['status']}" for s, r in by_seed.items() if s in args.seeds and r["status"] != "ok"]
-        mqar = [r["mqar_acc"] for r in results if r.get("mqar_acc") is not None]
-        parity = [r["parity_acc"] for r in results if r.get("parity_acc") is not None]
-        bpb = [r["lm_bpb"] for r in results if r.get("lm_bpb") is not None]
+        mqar, parity, bpb = (measured(results, m) for m in ("mqar_acc", "parity_acc", "lm_bpb"))
         classes = {r.get("cost_class") for r in results} - {None}
         wall = statistics.mean([r["wall_s"] for r in results]) if results else 0.0
-        cpu = [r["cpu_s"] for r in results if r.get("cpu_s") is not None]  # older entries have none
+        cpu = measured(results, "cpu_s")  # older entries have none
         print(f"{name:20s} {spread(mqar):>15s} {spread(parity):>15s} {spread(bpb):>15s} "
               f"{'/'.join(sorted(classes)) or '—':>9s} {wall:7.0f} {statistics.mean(cpu) if cpu else float('nan'):6.0f}"
               + (f"  ({'; '.join(failed)})" if failed else ""))

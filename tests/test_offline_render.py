@@ -29,6 +29,7 @@ RANDOM_POINTS = [random_point(_RNG) for _ in range(30)]
 
 CHECKS = CheckSpec()
 
+
 def equal(actual: torch.Tensor, expected: torch.Tensor) -> None:
     assert torch.equal(actual, expected)
 
@@ -44,7 +45,6 @@ def alike_in_forward_and_step(ours, theirs, x: torch.Tensor, same, steps: int = 
             expected, b = theirs.step(x[:, t], b)
             same(y, expected)
     return a, b
-
 
 
 def assert_passes_checks(code: str, spec: CheckSpec = CHECKS) -> None:
