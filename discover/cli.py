@@ -309,28 +309,30 @@ def verified(workspace, workers: int | None, tier: str | None, **options):
         return _verifying(session, workspace_tier(session.db, tier), **options)
 
 
-def verified_front(workspace, workers: int | None, seeds: int, rounds: int = 3) -> list:
+def verified_front(workspace, workers: int | None, seeds: int) -> list:
     """Verify the searched designs on the workspace tier's quality-cost front with `seeds` seeds; their new
-    seeds can move the front, so the designs it then holds unverified are verified in turn (at most `rounds`
-    times). The reports, in order; none when the front holds no searched design."""
+    seeds can move the front, so the designs it then holds unverified are verified in turn, until it holds
+    none. Each design is tried once (one whose evaluations fail stays unverified, and the front says so),
+    so this ends after at most as many rounds as there are searched designs. The reports, in order; none
+    when the front holds no searched design."""
     import evaluator
     from discover.report import front_rows
     from memory import RecordNotFound
     from memory.verify import VerifyError
 
-    reports = []
+    reports, tried = [], set()
     with opened(workspace, store="write", workers=workers, errors=(VerifyError, RecordNotFound)) as session:
         tier = workspace_tier(session.db, None)
         version = evaluator.get_tier(tier).version
-        for _ in range(rounds):
+        while True:
             verdicts = {r["id"]: session.db.provenance.latest_verdict(r["id"], tier)
-                        for r in front_rows(session.db, tier) if r["origin"] != "baseline"}
+                        for r in front_rows(session.db, tier) if r["origin"] != "baseline" and r["id"] not in tried}
             due = [i for i, v in verdicts.items()
                    if v is None or v["tier_version"] != version or len(v["seeds"]) < seeds]
             if not due:
-                break
+                return reports
+            tried.update(due)
             reports.append(_verifying(session, tier, seeds=seeds, design_ids=due))
-    return reports
 
 
 def _verifying(session, tier: str, **options):
@@ -423,8 +425,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--verify", type=int, default=0, metavar="S",
                      help="when the run ends, verify the searched designs on its quality-cost front with seeds "
                           "0..S-1 beside the best reference of each one's cost class, as `discover verify` does, "
-                          "outside the budget; the designs the front then holds are verified in turn (default: 0, "
-                          "off)")
+                          "outside the budget; the designs the front then holds are verified in turn until it holds "
+                          "no unverified one (default: 0, off)")
     run.add_argument("--config", default=None, metavar="FILE", help="a TOML configuration file")
     run.add_argument("--resume", action="store_true",
                      help="continue the latest run in the workspace with its own budget and tier; a finished run is "

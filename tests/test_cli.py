@@ -194,3 +194,46 @@ def test_resume_never_extends_a_run(wide, capsys):
     assert main(["run", "--resume", "--budget", "9", "--workspace", str(path)]) == 2
     err = capsys.readouterr().err.replace("\n", " ")
     assert "budget of 2" in err and "start a new run" in err
+
+
+def test_verified_front_verifies_until_the_front_holds_no_unverified_design_and_tries_each_once(monkeypatch):
+    """Each verification can move the front: here it brings the next design on, four times over (a fixed
+    number of rounds would stop short), and the last design's evaluations fail, so it never gets a verdict
+    and must not be tried again and again."""
+    from contextlib import contextmanager
+    from types import SimpleNamespace
+
+    import discover.cli as cli
+    import discover.report as report
+    import evaluator
+
+    version = evaluator.get_tier("smoke").version
+    verdicts: dict[int, dict] = {}
+    calls: list[list[int]] = []
+
+    def front(db, tier):  # the lowest unverified design (6 fails) and, once it is verified, the next one too
+        on = [i for i in (3, 4, 5, 6) if i - 1 in verdicts or i == 3]
+        return [{"id": 1, "origin": "baseline"}] + [{"id": i, "origin": "offline"} for i in on[-2:]]
+
+    def verifying(session, tier, seeds, design_ids):
+        assert len(calls) < 10, "the same designs are verified over and over"
+        calls.append(list(design_ids))
+        verdicts.update({i: {"tier_version": version, "seeds": list(range(seeds))} for i in design_ids if i != 6})
+        return f"report {len(calls)}"
+
+    @contextmanager
+    def fake_opened(*args, **kwargs):
+        provenance = SimpleNamespace(latest_verdict=lambda i, t: verdicts.get(i))
+        yield SimpleNamespace(db=SimpleNamespace(provenance=provenance))
+
+    monkeypatch.setattr(cli, "opened", fake_opened)
+    monkeypatch.setattr(cli, "workspace_tier", lambda db, tier: "smoke")
+    monkeypatch.setattr(cli, "_verifying", verifying)
+    monkeypatch.setattr(report, "front_rows", front)
+    assert cli.verified_front("ws", 1, 2) == ["report 1", "report 2", "report 3", "report 4"]
+    assert calls == [[3], [4], [5], [6]]
+    verdicts.clear()
+    calls.clear()
+    verdicts[3] = {"tier_version": version - 1, "seeds": [0, 1]}  # a verdict of an older tier version is due again
+    cli.verified_front("ws", 1, 2)
+    assert calls[0] == [3, 4]
