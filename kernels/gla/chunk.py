@@ -3,11 +3,13 @@
 from torch import Tensor
 
 from ..utils import (
+    batched_addmm,
     check_qkv,
     check_shape,
     chunk_log_decay,
     chunk_state_scan,
     compute_dtype,
+    decayed_chunk_products,
     fit_chunk_size,
     from_chunks,
     initial_state_or_zeros,
@@ -46,15 +48,12 @@ def chunk_gla(q: Tensor, k: Tensor, v: Tensor, g: Tensor, scale: float | None = 
     kc = to_chunks(k.to(dtype), C)
     vc = to_chunks(v.to(dtype), C)  # (B, H, N, C, V)
     b = chunk_log_decay(g.to(dtype), C)  # (B, H, N, C, K), in [C * LOG_DECAY_FLOOR, 0]
-    # exp(b_i - b_j) = exp(b_i) * exp(-b_j), factored about the chunk start so that row i only
-    # involves tokens <= i. exp(-b_j) reaches e^640, so this product runs in float64; the entries
-    # kept by tril are <= 1 and return to float32 correctly rounded. Entries above the diagonal may
-    # overflow; tril selects rather than multiplies, so they vanish with zero gradient.
-    b64 = b.double()
-    # exp(-b) rather than 1 / exp(b): the division's backward needs exp(b)^2, which underflows
-    A = ((qc.double() * b64.exp()) @ (kc.double() * (-b64).exp()).transpose(-1, -2)).tril().to(dtype)
-    b_last = b[..., -1:, :]  # (B, H, N, 1, K)
-    updates = (kc * (b_last - b).exp()).transpose(-1, -2) @ vc  # (B, H, N, K, V)
-    states, final = chunk_state_scan(b_last.squeeze(-2).exp(), updates, S0)
-    o = A @ vc + (qc * b.exp()) @ states
+    # A[i, j] = q_i . (exp(b_i - b_j) * k_j) for j <= i, factored about the chunk start in float64 (exp(-b_j)
+    # reaches e^640) with its backward written out, q decayed from the chunk start, k to its end, and the
+    # chunk's decay: one node (kernels.utils.decayed_chunk_products), as for KDA and RWKV-7.
+    A, q_from_start, k_to_end, chunk_decay = decayed_chunk_products(b, (qc,), (kc,), reads_before=(False,),
+                                                                    diagonals=(0,))
+    updates = k_to_end.transpose(-1, -2) @ vc  # (B, H, N, K, V)
+    states, final = chunk_state_scan(chunk_decay, updates, S0)
+    o = batched_addmm(A @ vc, q_from_start, states)
     return from_chunks(o, T).to(q.dtype), final if output_final_state else None
