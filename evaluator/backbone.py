@@ -85,10 +85,14 @@ class LanguageModel(nn.Module):
     def mixers(self) -> list[nn.Module]:
         return [block.mixer for block in self.blocks]
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (B, T, vocab); with ``positions``, a (B, T) mask, only those positions' logits (N, vocab),
+        in row-major order: a task that scores a few positions (MQAR's queries) skips the head elsewhere."""
         x = self.embed(tokens)
         for block in self.blocks:
             x = block(x)
+        if positions is not None:
+            x = x[positions]
         return self.head(self.norm(x))
 
 

@@ -1,6 +1,7 @@
 """Chunked Gated Slot Attention: two passes of gated linear attention over the slots, joined by a
 softmax; exact, linear in T, pure PyTorch for the first pass and `chunk_gla` for the second."""
 
+import torch
 from torch import Tensor
 
 from ..gla.chunk import chunk_gla
@@ -39,17 +40,46 @@ def slot_scores(q: Tensor, k: Tensor, s: Tensor, g: Tensor, key_slots: Tensor,
     T = q.shape[2]
     qc, kc, sc = (to_chunks(x, chunk_size) for x in (q, k, s))  # (B, H, N, C, K|M)
     b = chunk_log_decay(g, chunk_size)  # (B, H, N, C, M), in [C * LOG_DECAY_FLOOR, 0]
-    b64 = b.double()
-    # Row t of tril(Q K^T) is exactly zero beyond t, so the future's (finite) s_i exp(-b_i) adds
-    # exact zeros: row t stays bit-exactly a function of tokens <= t.
-    qk = (qc @ kc.transpose(-1, -2)).tril().double()  # (B, H, N, C, C)
-    # exp(-b) rather than 1 / exp(b): the division's backward needs exp(b)^2, which underflows
-    intra = (b64.exp() * (qk @ (sc.double() * (-b64).exp()))).to(q.dtype)
+    intra = _IntraChunkScores.apply((qc @ kc.transpose(-1, -2)).tril(), sc, b)
     b_last = b[..., -1:, :]  # (B, H, N, 1, M)
     updates = (sc * (b_last - b).exp()).transpose(-1, -2) @ kc  # (B, H, N, M, K)
     states, final = chunk_state_scan(b_last.squeeze(-2).exp(), updates, key_slots)  # (B, H, N, M, K)
     scores = intra + (qc @ states.transpose(-1, -2)) * b.exp()
     return from_chunks(scores, T), final
+
+
+class _IntraChunkScores(torch.autograd.Function):
+    """exp(b) * (tril(Q K^T) @ (s * exp(-b))): the first pass's scores from inside the chunk, one node.
+
+    qk: (..., C, C) lower-triangular; s, b: (..., C, M). The product is factored about the chunk start
+    in float64, where exp(-b) <= e^640 is a normal number; the result, with exponents <= 0, returns to
+    the inputs' dtype correctly rounded. Row t of qk is exactly zero beyond t, so the future's (finite)
+    s_i exp(-b_i) adds exact zeros: row t stays bit-exactly a function of tokens <= t. The backward is
+    written out: autograd through the same expression records a dozen nodes, each a full pass over
+    float64 memory, and their casts.
+    """
+
+    @staticmethod
+    def forward(ctx, qk: Tensor, s: Tensor, b: Tensor) -> Tensor:
+        E = b.to(torch.float64, copy=True).exp_()  # exp(b) <= 1, >= e^-640
+        Y = s.to(torch.float64).div(E)  # s exp(-b); its adjoint below is the same division
+        out = torch.matmul(qk.to(torch.float64), Y).mul_(E)
+        ctx.save_for_backward(qk, E, Y, out)
+        ctx.dtypes = (s.dtype, b.dtype)
+        return out.to(s.dtype)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        qk, E, Y, out = ctx.saved_tensors
+        G = grad.to(torch.float64)
+        GX = G * E  # the adjoint of the float64 product, before exp(b)
+        # [t, i] = sum_m G_t exp(b_t - b_i) s_i: exponents <= 0 where kept, finite (<= e^640) where tril drops
+        grad_qk = torch.matmul(GX, Y.transpose(-1, -2)).tril_().to(qk.dtype)
+        GY = torch.matmul(qk.to(torch.float64).transpose(-1, -2), GX)  # (..., C, M)
+        grad_s = (GY / E).to(ctx.dtypes[0])
+        # b enters twice: exp(b) outside (adjoint G * out) and exp(-b) inside (adjoint -GY * Y)
+        grad_b = (G * out).sub_(GY * Y).to(ctx.dtypes[1])
+        return grad_qk, grad_s, grad_b
 
 
 def chunk_gsa(q: Tensor, k: Tensor, v: Tensor, s: Tensor, g: Tensor, scale: float | None = None,
