@@ -168,6 +168,13 @@ ATTACKS: dict[str, tuple[dict, str, tuple[str, ...]]] = {
         "tamper", ("loss_fn",)),
     "patched-answer-function": (
         patch("evaluator.harness:_answer", "lambda *a, **k: {}", where="query"), "tamper", ("_answer",)),
+    # the training loss runs the model on its labelled positions (``positions``): a model that trains from the
+    # embeddings alone, bypassing the mixers, is named in the phase that swapped it in, before any training
+    "patched-model-forward-in-training": (
+        patch("evaluator.backbone:LanguageModel.forward",
+              "lambda self, t, positions=None: self.head(self.norm(self.embed(t)[positions] "
+              "if positions is not None else self.embed(t)))"),
+        "tamper", ("after checks", "LanguageModel.forward")),
     "patched-model-forward-in-queries": (
         patch("evaluator.backbone:LanguageModel.forward", "lambda self, t: torch.zeros(*t.shape, 300)",
               where="query"), "tamper", ("forward",)),
