@@ -243,6 +243,7 @@ def test_run_with_verify_ends_with_a_verdict_for_every_searched_design_on_its_fr
     # seeds rests on training's rounding at this tiny tier (the references may dominate it then); the rounds
     # that follow a moving front are tested without training in tests/test_cli.py.
     assert all(i in verified for i in front)
+    assert "not verified yet" not in out.rsplit("quality-cost front", 1)[1]  # and the printed table says so
 
 
 def test_in_turn_starts_no_more_evaluations_than_the_executor_runs_jobs():
