@@ -30,6 +30,8 @@ class DesignSummary:
     # ranks as an elite or a parent (``memory.racing``).
     seed_scores: tuple[float, ...] = ()
     racing: bool = False
+    # The design it trained exactly as (``memory.twins``): not a design of its own, kept out of top and elites.
+    twin_of: int | None = None
 
 
 def nothing_known(code: str) -> bool:

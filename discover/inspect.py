@@ -100,7 +100,20 @@ def show(db: ExperienceDB, design_id: int, tier: tuple[str, int] | None = None) 
                      for a in db.records.analyses(design_id)],
         "llm_calls": db.journal.design_llm_calls(design_id),
         "verification": verification(db, design_id),
+        **twins_of(db, design_id, best),
     }
+
+
+def twins_of(db: ExperienceDB, design_id: int, best: Evaluation | None) -> dict[str, Any]:
+    """At the representative's tier and version: the design this one trained exactly as ("twin_of", None when
+    none) and the designs that trained exactly as this one ("twins"), as ``memory.twins`` groups them."""
+    twins = db.records.twins(best.tier, best.tier_version) if best else {}
+
+    def named(i: int) -> dict[str, Any]:
+        return {"id": i, "name": db.records.design(i).name}
+
+    return {"twin_of": named(twins[design_id]) if design_id in twins else None,
+            "twins": [named(t) for t, original in sorted(twins.items()) if original == design_id]}
 
 
 def seed_scores(evaluations: list[Evaluation], best: Evaluation | None) -> dict[str, Any] | None:
@@ -336,6 +349,12 @@ def render_show(info: dict[str, Any], code: bool = False, highlight: bool = True
         parts.append(Text("not evaluated yet"))
     if line := verification_line(info["verification"]):
         parts.append(Text(line))
+    if original := info.get("twin_of"):
+        parts.append(Text(f"a twin: trained exactly as #{original['id']} {original['name']} (memory.twins), which "
+                          "stands for it on the leaderboard and the front", style="yellow"))
+    if twins := info.get("twins"):
+        parts.append(Text("twins that trained exactly as this design: "
+                          + ", ".join(f"#{t['id']} {t['name']}" for t in twins)))
     if info["comparison"]:
         parts.append(comparison_table(info, max_baselines=2))
     for analysis in info["analyses"][-1:]:

@@ -25,9 +25,10 @@ from discover.report import fmt
 from evaluator.metrics import LIVE, metric
 
 # Events worth a line in a short "recent events" panel; the rest only change the state.
-NOTABLE = frozenset({"reference", "design", "duplicate", "evaluate-done", "agent-failure", "llm-call", "run-end"})
+NOTABLE = frozenset({"reference", "design", "duplicate", "evaluate-done", "twin", "agent-failure", "llm-call",
+                     "run-end"})
 # The events a run into a file or a pipe prints, one line each.
-PLAIN = frozenset({"reference", "evaluate-done", "agent-failure", "run-end"})
+PLAIN = frozenset({"reference", "evaluate-done", "twin", "agent-failure", "run-end"})
 EVENT_CHARS = 160  # an event line in the live panel is shortened to this, at a word boundary
 
 
@@ -77,6 +78,9 @@ def describe_event(kind: str, data: dict | None) -> str:
         else:
             verdict = f"{data.get('status')}: {data.get('reason')}"
         return f"#{data.get('design_id')} {data.get('name')}: {verdict}"
+    if kind == "twin":
+        return (f"#{data.get('design_id')} {data.get('name')} trained exactly as #{data.get('original_id')} "
+                f"{data.get('original_name')}: a twin, left off the leaderboard")
     if kind == "analysis":
         return f"analysis of #{data.get('design_id')}: {data.get('text')}"
     if kind == "judgement":

@@ -124,6 +124,8 @@ def run(config: RunConfig, *, resume: bool = False, listener: Callable[[str, dic
                 emit("evaluate-done", design_id=flight.design_id, name=flight.draft.proposal.name,
                      status=finished.status, reason=finished.reason, score=finished.score, metrics=result.metrics,
                      duration_s=result.duration_s, race=flight.race)
+                if finished.status == "ok":
+                    say_twins(records, tier, run_id, flight.design_id, emit)
                 if flight.race:
                     continue
                 context = memory.context(records.spent(run_id), racing={f.design_id for f in flights.racing()})
@@ -159,12 +161,24 @@ def extra_seeds(records, run_id: int, config: RunConfig) -> int:
                and e.seed != config.seed and e.status not in ("running", "interrupted"))
 
 
+def say_twins(records, tier, run_id: int, design_id: int, emit: Events) -> None:
+    """A "twin" event for each design that the landing of ``design_id``'s evaluation showed to train exactly as
+    another (``memory.twins``): itself, or an earlier one whose original it is. Each twin is told once a run."""
+    told = {e.data["design_id"] for e in records.events(run_id) if e.kind == "twin" and e.data}
+    for twin, original in sorted(records.twins(tier.name, tier.version).items()):
+        if design_id in (twin, original) and twin not in told:
+            emit("twin", design_id=twin, name=records.design(twin).name, original_id=original,
+                 original_name=records.design(original).name)
+
+
 def contenders(records, tier, config: RunConfig, run_id: int, flights: Flights) -> list[tuple[int, int]]:
     """(design id, seed) of the run's designs that deserve another seed before they rank as elites or
-    parents (``memory.racing``); none when ``race_seeds`` is 1."""
+    parents (``memory.racing``); none when ``race_seeds`` is 1. A twin (``memory.twins``) races no further:
+    its original's seeds stand for it."""
     if config.race_seeds <= 1:
         return []
-    table = records.seed_scores(tier.name, tier.version)
+    twins = records.twins(tier.name, tier.version)
+    table = {d: by_seed for d, by_seed in records.seed_scores(tier.name, tier.version).items() if d not in twins}
     return racing.wanted(table, racing.run_designs(table, run_id), config.seed, busy=flights.design_ids(),
                          seeds=config.race_seeds)
 

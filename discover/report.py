@@ -73,12 +73,16 @@ def leaderboard(db, tier: str, k: int = 20, version: int | None = None) -> list[
     the mean score over their seeds (``seeds``, with the half-width of its 95% ``interval``, None on one
     seed): each with its cost class, its quality on the absolute scale averaged over its seeds
     (``evaluator.score.quality``) and whether that is on the quality-cost Pareto front of every scored
-    design there (cost: its state's memory at 16k tokens)."""
+    design there (cost: its state's memory at 16k tokens). Twins (``memory.twins``) have no row: each row
+    lists those it stands for in ``twins``."""
     from evaluator import cost, get_tier
 
     spec = get_tier(tier)
     version = spec.version if version is None else version
     ranked = db.records.ranked(tier, 1 << 30, version)
+    twins: dict[int, list[dict]] = {}  # original -> the twins it stands for (memory.twins)
+    for twin, original in sorted(db.records.twins(tier, version).items()):
+        twins.setdefault(original, []).append({"id": twin, "name": db.records.design(twin).name})
     points = [(_mean_quality(r, spec), (r.evaluation.metrics or {}).get("state_mb_16k")) for r in ranked]
     on_front = cost.front(points)
     rows = []
@@ -90,7 +94,7 @@ def leaderboard(db, tier: str, k: int = 20, version: int | None = None) -> list[
                      "interval": round(interval, 4) if interval is not None else None,
                      **{name: metrics.get(name) for name in LEADERBOARD},
                      "cost_class": cost.of(metrics), "state_mb_16k": metrics.get("state_mb_16k"), "quality": value,
-                     "front": front,
+                     "front": front, "twins": twins.get(design.id, []),
                      "tier": f"{tier}@v{version}", "seed": evaluation.seed,
                      "verified": verification(db.provenance.latest_verdict(design.id, tier), version)})
     return rows
@@ -132,6 +136,14 @@ def verdict_label(verified: dict | None) -> str:
     return "—" if verified is None else f"{_VERDICT_MARKS[verified['verdict']]} {verified['reference']}"
 
 
+def twins_note(rows: list[dict]) -> str:
+    """The line under a table whose rows stand for twins; empty when none does."""
+    pairs = [f"{t['id']} {t['name']} = {r['id']} {r['name']}" for r in rows for t in r.get("twins", ())]
+    if not pairs:
+        return ""
+    return "left out as twins, trained exactly as the design after = (memory.twins): " + ", ".join(pairs)
+
+
 def seeds_cell(row: dict) -> str:
     """A row's seed count, starred when it rests on one seed."""
     seeds = row.get("seeds", 1)
@@ -167,6 +179,8 @@ def front_table(rows: list[dict], tier: str) -> Table:
              "class or a cheaper one"]
     if unverified:
         notes.append(f"not verified yet: discover verify --designs {' '.join(unverified)}")
+    if line := twins_note(rows):
+        notes.append(line)
     table.caption = "\n".join(notes) if rows else "no design on the front yet"
     return table
 
@@ -200,6 +214,8 @@ def leaderboard_table(rows: list[dict], tier: str) -> Table:
              "state's memory at 16k tokens)",
              cost.describe(row.get("cost_class") for row in rows)]
     if line := ceiling(rows):
+        notes.append(line)
+    if line := twins_note(rows):
         notes.append(line)
     if verified:
         notes.append("verified (discover verify): score over seeds vs the strongest reference compared; "

@@ -20,6 +20,7 @@ from memory.db import INTERRUPTED, RUNNING
 from memory.dedup import code_hash
 from memory.protocols import Views
 from memory.records import Design, Evaluation
+from memory.twins import Twins
 
 JUDGE_SUFFIX = "-judge"  # a judge's qualitative note sits beside the analysis and is not one
 
@@ -61,19 +62,22 @@ class ContextBuilder:
         self._designs: dict[int, _Seen] = {}
         self._running: set[int] = set()  # evaluations at the tier seen in flight: read again until they end
         self._last = {"design": 0, "evaluation": 0, "analysis": 0}
+        self._twins = Twins()
 
     def context(self, iteration: int, racing: Collection[int] = ()) -> Context:
         """What the agents see at ``iteration``; ``racing``: designs still owed seeds (``memory.racing``), kept
-        out of the top, from which parents are drawn, until their race ends."""
+        out of the top, from which parents are drawn, until their race ends. Twins (``memory.twins``) are kept
+        out of the top and the elites too, their originals standing for them; the recent list names them."""
         self._catch_up()
         seen = list(self._designs.values())
         racing = frozenset(racing)
-        scored = [s for s in seen if s.scores and s.design.id not in racing]
+        twins = self._twins.of()
+        scored = [s for s in seen if s.scores and s.design.id not in racing and s.design.id not in twins]
         scored.sort(key=lambda s: (-s.mean, -len(s.scores), s.design.id))
 
         def summary(s: _Seen, evaluation: Evaluation | None) -> DesignSummary:
             return _summary(s, evaluation, s.analysis if s.design.origin != "baseline" else None,
-                            s.design.id in racing)
+                            s.design.id in racing, twins.get(s.design.id))
 
         top = tuple(summary(s, s.best_ok) for s in scored[:self.top_k])
         niches: dict[tuple[str, str], _Seen] = {}
@@ -115,6 +119,8 @@ class ContextBuilder:
         if evaluation.status == "ok" and evaluation.score is not None:
             if evaluation.purpose != "replay":
                 seen.scores.setdefault(evaluation.seed, evaluation.score)
+        if evaluation.status == "ok" and evaluation.purpose != "replay":  # as Records.twins reads them
+            self._twins.add(seen.design.id, evaluation.seed, evaluation.metrics, seen.design.origin == "baseline")
             best = seen.best_ok
             if best is None or (evaluation.score, -evaluation.id) > (best.score, -best.id):
                 seen.best_ok = evaluation
@@ -147,7 +153,8 @@ def _with_late_defaults(spec: dict) -> dict:
     return {**spec, **{c: v for c, v in LATE_CHOICES.items() if c in applicable(spec) and c not in spec}}
 
 
-def _summary(seen: _Seen, evaluation: Evaluation | None, analysis: str | None, racing: bool) -> DesignSummary:
+def _summary(seen: _Seen, evaluation: Evaluation | None, analysis: str | None, racing: bool,
+             twin_of: int | None = None) -> DesignSummary:
     """A design as the agents see it: its score is the mean over its seeds, ``evaluation`` gives the rest."""
     design = seen.design
     return DesignSummary(
@@ -156,5 +163,5 @@ def _summary(seen: _Seen, evaluation: Evaluation | None, analysis: str | None, r
         metrics=(evaluation.metrics or {}) if evaluation else {},
         status=evaluation.status if evaluation else "unevaluated",
         parents=tuple(design.parents), code=design.code, analysis=analysis,
-        seed_scores=tuple(score for _, score in sorted(seen.scores.items())), racing=racing,
+        seed_scores=tuple(score for _, score in sorted(seen.scores.items())), racing=racing, twin_of=twin_of,
     )

@@ -113,8 +113,12 @@ class Records(Protocol):
     def seed_scores(self, tier: str, tier_version: int) -> dict[int, dict[int, Evaluation]]:
         """{design id: {seed: its first ok, scored evaluation}} at one tier and version, replays left out."""
 
+    def twins(self, tier: str, tier_version: int) -> dict[int, int]:
+        """{design: the design it trains exactly as} for every twin that is not its group's original."""
+
     def ranked(self, tier: str, k: int, tier_version: int) -> list[Ranked]:
-        """The k best designs by the mean score over their seeds, each with its best-scored evaluation."""
+        """The k best designs by the mean score over their seeds, each with its best-scored evaluation,
+        twins left out."""
 
     def references(self, tier: str, tier_version: int) -> dict[str, list[dict]]:
         """Metrics of every ok evaluation of each baseline at this tier and version, by baseline name."""
@@ -219,9 +223,10 @@ class Views(Protocol):
 
     def leaderboard_page(
         self, tier: str, tier_version: int, *, status: str | None = None, origin: str | None = None,
-        sort: str = "score", descending: bool = True, limit: int = 50, offset: int = 0,
+        sort: str = "score", descending: bool = True, limit: int = 50, offset: int = 0, hide: Sequence[int] = (),
     ) -> tuple[list[dict[str, Any]], int]:
-        """One page of designs at a tier with their representative evaluations, and the row count of all pages."""
+        """One page of designs at a tier with their representative evaluations, and the row count of all pages;
+        designs in `hide` have no row."""
 
     def runs_overview(self) -> list[dict[str, Any]]:
         """Every run, newest first, with its search evaluations spent, designs recorded and best score."""

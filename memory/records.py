@@ -17,6 +17,7 @@ from typing import Any, ClassVar
 
 from memory.dedup import code_hash, structural_hash
 from memory.store import INTERRUPTED, RUNNING, Store, check_choice, now, to_json
+from memory.twins import Twins
 
 ORIGINS = ("baseline", "llm", "offline", "user")
 PURPOSES = ("seed", "search", "replay", "verify")
@@ -363,11 +364,27 @@ class RecordStore(Store):
             table.setdefault(row["design_id"], {}).setdefault(row["seed"], Evaluation.from_row(row))
         return table
 
+    def twins(self, tier: str, tier_version: int) -> dict[int, int]:
+        """{design: the design it trains exactly as} at one tier and version, for every design that is a twin
+        and not its group's original (``memory.twins``), from its ok evaluations that may represent it."""
+        rows = self._rows(
+            "SELECT e.design_id, e.seed, e.metrics, d.origin FROM evaluations e JOIN designs d ON d.id = e.design_id"
+            f" WHERE e.tier = ? AND e.tier_version = ? AND e.status = 'ok' AND e.{REPRESENTS} ORDER BY e.id",
+            [tier, tier_version])
+        found = Twins()
+        for row in rows:
+            found.add(row["design_id"], row["seed"], json.loads(row["metrics"] or "{}"), row["origin"] == "baseline")
+        return found.of()
+
     def ranked(self, tier: str, k: int, tier_version: int) -> list[Ranked]:
         """The k best designs at one tier and version by the mean score over their seeds (one evaluation per
-        seed), each with its best-scored evaluation for its metrics; ties by more seeds, then design id."""
+        seed), each with its best-scored evaluation for its metrics; ties by more seeds, then design id.
+        Twins (``twins``) are left out: their originals stand for them."""
+        twins = self.twins(tier, tier_version)
         rows = []
         for design_id, by_seed in self.seed_scores(tier, tier_version).items():
+            if design_id in twins:
+                continue
             best = max(by_seed.values(), key=lambda e: (e.score, -e.id))
             rows.append((design_id, best, tuple(by_seed.values())))
         rows.sort(key=lambda r: (-mean(e.score for e in r[2]), -len(r[2]), r[0]))

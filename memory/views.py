@@ -41,7 +41,7 @@ class ReadModels(Store):
 
     def leaderboard_page(
         self, tier: str, tier_version: int, *, status: str | None = None, origin: str | None = None,
-        sort: str = "score", descending: bool = True, limit: int = 50, offset: int = 0,
+        sort: str = "score", descending: bool = True, limit: int = 50, offset: int = 0, hide: Sequence[int] = (),
     ) -> tuple[list[dict[str, Any]], int]:
         """One page of designs evaluated at a tier, each with its representative evaluation, and the row count
         over all pages. A row's ``score`` is the mean over the design's ok evaluations there (``seeds`` of
@@ -51,7 +51,8 @@ class ReadModels(Store):
         any other value that status. `sort` is a key of LEADERBOARD_SORTS or a metric name; rows without a
         value sort last in either direction, ties by design id. Ranking, filtering and sorting read narrow
         columns only (designs are joined before the page is cut only to filter or sort by their columns);
-        metrics and names are read for the rows of the page.
+        metrics and names are read for the rows of the page. Designs in `hide` have no row (the UI hides twins,
+        ``memory.twins``).
         """
         if sort in self.LEADERBOARD_SORTS:
             key, metric = self.LEADERBOARD_SORTS[sort], None
@@ -62,7 +63,8 @@ class ReadModels(Store):
         if limit < 1 or offset < 0:
             raise ValueError(f"limit must be >= 1 and offset >= 0; got limit {limit}, offset {offset}")
         params = {"tier": tier, "version": tier_version, "origin": origin, "status": status, "metric": metric,
-                  "running": RUNNING, "interrupted": INTERRUPTED, "limit": limit, "offset": offset}
+                  "running": RUNNING, "interrupted": INTERRUPTED, "limit": limit, "offset": offset,
+                  "hide": json.dumps([int(i) for i in hide])}
         by_design = origin is not None or key.startswith("d.")
         selected = (
             " FROM (SELECT e.id AS evaluation_id, e.design_id, e.status, e.score, e.duration_s,"
@@ -72,6 +74,7 @@ class ReadModels(Store):
             f"  FROM evaluations e WHERE e.tier = :tier AND e.tier_version = :version AND e.{REPRESENTS}) r"
             + (" JOIN designs d ON d.id = r.design_id" if by_design else "") +
             " WHERE r.rank = 1" + (" AND d.origin = :origin" if origin is not None else "") +
+            (" AND r.design_id NOT IN (SELECT value FROM json_each(:hide))" if hide else "") +
             " AND (:status IS NULL OR r.status = :status"
             "  OR (:status = 'failed' AND r.status NOT IN ('ok', :running, :interrupted)))"
         )

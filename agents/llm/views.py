@@ -45,6 +45,9 @@ def outcome_text(design: DesignSummary) -> str:
             text = f"ok, score {number(design.score)} ± {number(stdev(seeds))} (mean ± std over {len(seeds)} seeds)"
         else:
             text = f"ok, score {number(design.score)} (one seed)"
+        if design.twin_of is not None:
+            text += f"; it trained exactly as design {design.twin_of} (the same function at this tier), so it does" \
+                    " not rank as a design of its own"
         return text + ("; more seeds are being run before it ranks" if design.racing else "")
     return "not evaluated" if design.status == "unevaluated" else f"failed: {design.status}"
 

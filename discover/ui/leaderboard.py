@@ -113,10 +113,12 @@ class LeaderboardScreen(Screen):
             self.query_state = BoardQuery(*tier)
         q = self.query_state
         self.app.tier = (q.tier, q.tier_version)
+        twins = self.app.db.records.twins(q.tier, q.tier_version)
         self.rows, self.total = self.app.db.views.leaderboard_page(
             q.tier, q.tier_version, status=q.status, origin=q.origin, sort=q.sort, descending=q.descending,
-            limit=PAGE, offset=q.offset)
-        self.query_one("#filters", Static).update(q.describe(self.total, len(self.rows)))
+            limit=PAGE, offset=q.offset, hide=sorted(twins))
+        hidden = f" · {len(twins)} twin{'s' * (len(twins) != 1)} hidden (memory.twins)" if twins else ""
+        self.query_one("#filters", Static).update(q.describe(self.total, len(self.rows)) + hidden)
         self._fill()
 
     def _fill(self) -> None:
