@@ -17,10 +17,14 @@ verification queue, racing and the agents' top and elites keep one design of eac
 left out as its twins. Twins are derived from the records whenever asked, so nothing is stored and a
 database written before this rule existed is read by it.
 
-Exact agreement is the test: a copy perturbed on purpose (noise of 1e-6 on the output) is not a twin,
-and counts as a design of its own, judged like any other by its seeds and intervals. Designs that
-differ only where the tier never looks (a branch taken past the training lengths) are twins at that
-tier, which is what the tier can tell.
+Exact agreement with what was recorded is the test (the tasks record their results to four
+decimals, over several tasks): a copy changed enough to move any recorded digit counts as a design of
+its own, judged like any other by its seeds and intervals. Designs that differ only where the tier
+never looks (a branch taken past the training lengths) are twins at that tier, which is what the
+tier can tell. Throughput is not compared: it is the machine's noise, and bit-for-bit the same
+computation costs the same. A design gains nothing by forging the results its own process reports
+(the final losses) to match another's: the older design of a group stands for it, so a forger can
+only hide itself.
 
 This module imports nothing heavy: the command line and the terminal UI use it before torch loads.
 """
