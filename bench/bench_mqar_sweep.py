@@ -1,7 +1,8 @@
 """MQAR read as Zoology reads it: each baseline trained at several learning rates, the best kept per run.
 
     python bench/bench_mqar_sweep.py [--tier quick] [--seeds 51 52 53] [--lrs 1e-3 3.2e-3 1e-2 3.2e-2]
-                                     [--only deltanet linear_attention ...] [--jobs 2] [--out sweep.json]
+                                     [--only deltanet linear_attention ...] [--jobs 2] [--device cpu]
+                                     [--out sweep.json]
 
 Zoology sweeps the learning rate of every model and plots, per model, the run with the best validation
 accuracy. A tier trains at one learning rate, so a design whose recall sets in late, or at another rate,
@@ -46,7 +47,7 @@ def mqar_task(tier_name: str):
     return tier, found[0]
 
 
-def run_one(tier_name: str, name: str, seed: int, lr: float) -> dict:
+def run_one(tier_name: str, name: str, seed: int, lr: float, device: str = "cpu") -> dict:
     """Train ``name`` on the tier's MQAR at ``lr`` from ``seed``; accuracy on a test set of its own seed."""
     import importlib.util
     import time
@@ -63,12 +64,12 @@ def run_one(tier_name: str, name: str, seed: int, lr: float) -> dict:
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     started = time.process_time()
-    model = build_model(module.Mixer, task.spec.vocab, task.model, seed, "cpu")
-    log = train(model, *task.train_data(seed), replace(task.optim, lr=lr), task.name)
+    model = build_model(module.Mixer, task.spec.vocab, task.model, seed, device)
+    log = train(model, *(t.to(device) for t in task.train_data(seed)), replace(task.optim, lr=lr), task.name)
     x, y = generate(task.spec, TEST_EXAMPLES, torch.Generator().manual_seed(seed_for(seed, task.name, "sweep-test")))
     model.eval()
     with torch.no_grad():
-        predicted = torch.cat([model(x[i:i + 64]).argmax(-1) for i in range(0, len(x), 64)])
+        predicted = torch.cat([model(x[i:i + 64].to(device)).argmax(-1).cpu() for i in range(0, len(x), 64)])
     asked = y != IGNORE
     accuracy = (predicted[asked] == y[asked]).float().mean().item()
     return {"mqar_acc": round(accuracy, 4), "final_loss": round(log.final_loss, 4),
@@ -82,6 +83,7 @@ def main() -> None:
     parser.add_argument("--lrs", type=float, nargs="+", default=[1e-3, 3.2e-3, 1e-2, 3.2e-2])
     parser.add_argument("--only", nargs="+", default=["deltanet", "gated_deltanet", "linear_attention"])
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cuda: train on the GPU (use --jobs 1)")
     parser.add_argument("--out", type=Path, default=Path("mqar_sweep.json"))
     args = parser.parse_args()
     unknown = sorted(set(args.only) - set(BASELINES))
@@ -98,7 +100,7 @@ def main() -> None:
     print(f"{tier.key} MQAR ({task.spec.n_pairs} pairs, T {task.spec.seq_len}, {task.optim.steps} steps): "
           f"{len(todo)} trainings to run, {args.jobs} at a time", flush=True)
     with ProcessPoolExecutor(args.jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
-        futures = {pool.submit(run_one, args.tier, *item): item for item in todo}
+        futures = {pool.submit(run_one, args.tier, *item, args.device): item for item in todo}
         for future, (name, seed, lr) in futures.items():
             results[key(name, seed, lr)] = found = future.result()
             args.out.write_text(json.dumps(done, indent=1))
