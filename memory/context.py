@@ -116,11 +116,11 @@ class ContextBuilder:
             return
         if seen.latest is None or evaluation.id > seen.latest.id:
             seen.latest = evaluation
+        if evaluation.status == "ok" and evaluation.purpose != "replay":  # as Records.twins reads them
+            self._twins.add(seen.design.id, evaluation.seed, evaluation.metrics, seen.design.origin == "baseline")
         if evaluation.status == "ok" and evaluation.score is not None:
             if evaluation.purpose != "replay":
                 seen.scores.setdefault(evaluation.seed, evaluation.score)
-        if evaluation.status == "ok" and evaluation.purpose != "replay":  # as Records.twins reads them
-            self._twins.add(seen.design.id, evaluation.seed, evaluation.metrics, seen.design.origin == "baseline")
             best = seen.best_ok
             if best is None or (evaluation.score, -evaluation.id) > (best.score, -best.id):
                 seen.best_ok = evaluation

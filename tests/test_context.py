@@ -132,3 +132,17 @@ def test_scores_are_means_over_seeds_and_the_archive_keeps_the_best_of_each_nich
     # the statistics take each design's mean, and leave out a design whose race is not over
     assert context.choice_stats["update"]["delta"]["mean_score"] == pytest.approx((0.4 + 0.6 + 0.5) / 3)
     assert context.choice_stats["update"]["gated"] == {"n": 1, "mean_score": 0.3, "fails": 0}
+
+
+def test_a_replay_can_be_the_evaluation_shown_and_an_unscored_ok_one_is_skipped(store):
+    """The best ok evaluation is shown (a replay included) while the score is the mean over seeds without
+    replays; an ok evaluation without a score (nothing to rank it against) is neither."""
+    db, _ = store
+    design_id = db.records.add_design("d", "", variant(7), origin="offline")
+    for purpose, seed, metrics, score in (("search", 0, {"mqar_acc": 0.4}, 0.4),
+                                          ("search", 1, {"mqar_acc": 0.3}, None),
+                                          ("replay", 0, {"mqar_acc": 0.9}, 0.9)):
+        eval_id = db.records.begin_evaluation(design_id, None, purpose, TIER.name, TIER.version, seed)
+        db.records.finish_evaluation(eval_id, status="ok", metrics=metrics, score=score)
+    [shown] = fresh(db).context(1).top
+    assert shown.score == 0.4 and shown.seed_scores == (0.4,) and shown.metrics == {"mqar_acc": 0.9}
