@@ -104,6 +104,18 @@ def show(db: ExperienceDB, design_id: int, tier: tuple[str, int] | None = None) 
     }
 
 
+def twin_lines(info: dict[str, Any]) -> list[str]:
+    """What ``show`` and the UI's design screen say of a design's twins (``twins_of``); none when it has none."""
+    lines = []
+    if original := info.get("twin_of"):
+        lines.append(f"a twin: trained exactly as #{original['id']} {original['name']} (memory.twins), which stands "
+                     "for it on the leaderboard and the front")
+    if twins := info.get("twins"):
+        named = ", ".join(f"#{t['id']} {t['name']}" for t in twins)
+        lines.append(f"twins that trained exactly as this design: {named}")
+    return lines
+
+
 def twins_of(db: ExperienceDB, design_id: int, best: Evaluation | None) -> dict[str, Any]:
     """At the representative's tier and version: the design this one trained exactly as ("twin_of", None when
     none) and the designs that trained exactly as this one ("twins"), as ``memory.twins`` groups them."""
@@ -349,12 +361,7 @@ def render_show(info: dict[str, Any], code: bool = False, highlight: bool = True
         parts.append(Text("not evaluated yet"))
     if line := verification_line(info["verification"]):
         parts.append(Text(line))
-    if original := info.get("twin_of"):
-        parts.append(Text(f"a twin: trained exactly as #{original['id']} {original['name']} (memory.twins), which "
-                          "stands for it on the leaderboard and the front", style="yellow"))
-    if twins := info.get("twins"):
-        parts.append(Text("twins that trained exactly as this design: "
-                          + ", ".join(f"#{t['id']} {t['name']}" for t in twins)))
+    parts.extend(Text(line, style="yellow") for line in twin_lines(info))
     if info["comparison"]:
         parts.append(comparison_table(info, max_baselines=2))
     for analysis in info["analyses"][-1:]:

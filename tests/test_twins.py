@@ -10,6 +10,7 @@ from agents.llm.views import outcome_text
 from discover import inspect
 from discover.loop import contenders, run
 from discover.report import front_table, leaderboard, leaderboard_table
+from discover.ui.design import DesignScreen
 from evaluator import get_tier
 from evaluator.run import EvalResult
 from memory import ExperienceDB
@@ -109,6 +110,9 @@ def test_show_names_a_twin_and_the_twins_of_its_original(searched):
     assert original["twin_of"] is None and original["twins"] == [{"id": ids["a-twin"], "name": "a-twin"}]
     text = str(inspect.render_show(twin).renderables)
     assert f"trained exactly as #{ids['a']} a" in text
+    assert f"#{ids['a-twin']} a-twin" in str(inspect.render_show(original).renderables)
+    screen = str(DesignScreen._overview(twin).renderables)  # the terminal UI's design screen says the same
+    assert f"trained exactly as #{ids['a']} a" in screen
 
 
 def test_the_agents_context_keeps_twins_out_of_top_and_elites_and_says_so(searched):

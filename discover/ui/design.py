@@ -114,6 +114,7 @@ class DesignScreen(Screen):
             parts.append(Text(f"\n{best['status']}: {best['reason']}", style="red"))
         if line := inspect.verification_line(info["verification"]):
             parts.append(Text("\n" + line, style="bold"))
+        parts.extend(Text("\n" + line, style="yellow") for line in inspect.twin_lines(info))
         if info["comparison"]:
             parts.append(Text(""))
             parts.append(inspect.comparison_table(info, max_baselines=3))
