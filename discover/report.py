@@ -79,9 +79,10 @@ def leaderboard(db, tier: str, k: int = 20, version: int | None = None) -> list[
 
     spec = get_tier(tier)
     version = spec.version if version is None else version
-    ranked = db.records.ranked(tier, 1 << 30, version)
+    found = db.records.twins(tier, version)
+    ranked = db.records.ranked(tier, 1 << 30, version, twins=found)
     twins: dict[int, list[dict]] = {}  # original -> the twins it stands for (memory.twins)
-    for twin, original in sorted(db.records.twins(tier, version).items()):
+    for twin, original in sorted(found.items()):
         twins.setdefault(original, []).append({"id": twin, "name": db.records.design(twin).name})
     points = [(_mean_quality(r, spec), (r.evaluation.metrics or {}).get("state_mb_16k")) for r in ranked]
     on_front = cost.front(points)

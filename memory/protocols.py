@@ -116,7 +116,7 @@ class Records(Protocol):
     def twins(self, tier: str, tier_version: int) -> dict[int, int]:
         """{design: the design it trains exactly as} for every twin that is not its group's original."""
 
-    def ranked(self, tier: str, k: int, tier_version: int) -> list[Ranked]:
+    def ranked(self, tier: str, k: int, tier_version: int, twins: Mapping[int, int] | None = None) -> list[Ranked]:
         """The k best designs by the mean score over their seeds, each with its best-scored evaluation,
         twins left out."""
 

@@ -376,11 +376,11 @@ class RecordStore(Store):
             found.add(row["design_id"], row["seed"], json.loads(row["metrics"] or "{}"), row["origin"] == "baseline")
         return found.of()
 
-    def ranked(self, tier: str, k: int, tier_version: int) -> list[Ranked]:
+    def ranked(self, tier: str, k: int, tier_version: int, twins: Mapping[int, int] | None = None) -> list[Ranked]:
         """The k best designs at one tier and version by the mean score over their seeds (one evaluation per
         seed), each with its best-scored evaluation for its metrics; ties by more seeds, then design id.
-        Twins (``twins``) are left out: their originals stand for them."""
-        twins = self.twins(tier, tier_version)
+        Twins (``twins``, read here unless the caller has them) are left out: their originals stand for them."""
+        twins = self.twins(tier, tier_version) if twins is None else twins
         rows = []
         for design_id, by_seed in self.seed_scores(tier, tier_version).items():
             if design_id in twins:
