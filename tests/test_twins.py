@@ -159,3 +159,19 @@ def test_a_run_finds_a_design_that_computes_the_same_function_in_other_code(tmp_
         assert [(e.data["design_id"], e.data["original_id"]) for e in events] == [(by_code[twin], by_code[GOOD])]
         shown = {r["id"] for r in leaderboard(db, tier.name, 20)}
         assert by_code[GOOD] in shown and by_code[other] in shown and by_code[twin] not in shown
+
+
+def test_a_reference_copy_disguised_by_a_tiny_rescaling_is_still_its_twin(tmp_path):
+    """Attack: repeat a design with its output scaled by 1 + 1e-6, so no code or structure matches and no bit
+    of the forward pass does either, hoping to pass as a design of its own. Training moves no recorded digit,
+    so it is a twin all the same; a rescaling that does move them (1 + 1e-2) makes a design of its own."""
+    tiny = GOOD.replace("self.out(y)", "self.out(y) * (1 + 1e-6)")  # in forward and in step
+    visible = GOOD.replace("self.out(y)", "self.out(y) * (1 + 1e-2)")
+    assert tiny.count("1e-6") == visible.count("1e-2") == 2
+    summary = run(config(tmp_path, budget=3), roles=scripted_roles([GOOD, tiny, visible]))
+    assert summary.spent == 3 and summary.duplicates == 0
+    with ExperienceDB(Path(tmp_path / "ws" / "experience.db")) as db:
+        by_code = {d.code: d.id for d in db.records.designs()}
+        tier = get_tier("full-tiny")
+        assert all(e.status == "ok" for i in by_code.values() for e in db.records.evaluations(i))
+        assert db.records.twins(tier.name, tier.version) == {by_code[tiny]: by_code[GOOD]}
