@@ -28,6 +28,10 @@ class Optim:
     weight_decay: float = 0.1
     warmup: float = 0.05  # fraction of steps
     clip: float = 1.0
+    beta2: float = 0.98  # AdamW's second-moment decay
+    # weight decay on every parameter, as Zoology's trainer has it; otherwise embeddings, norms' gains and
+    # biases (every parameter of fewer than two dimensions) are left undecayed
+    decay_all: bool = False
 
 
 @dataclass(frozen=True)
@@ -58,10 +62,11 @@ def loss_fn(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor) -> tor
 
 def train(model: nn.Module, inputs: torch.Tensor, labels: torch.Tensor, optim: Optim, task: str) -> TrainLog:
     """Train on ``optim.steps`` batches drawn in order from (inputs, labels)."""
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2 and "embed" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.dim() >= 2 and "embed" not in n)]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": optim.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=optim.lr, betas=(0.9, 0.98))
+    decayed = [optim.decay_all or (p.dim() >= 2 and "embed" not in n) for n, p in model.named_parameters()]
+    params = list(model.parameters())
+    opt = torch.optim.AdamW([{"params": [p for p, d in zip(params, decayed) if d], "weight_decay": optim.weight_decay},
+                             {"params": [p for p, d in zip(params, decayed) if not d], "weight_decay": 0.0}],
+                            lr=optim.lr, betas=(0.9, optim.beta2))
     n = inputs.shape[0]
     losses: list[float] = []
     timed_tokens, timed_seconds = 0, 0.0
