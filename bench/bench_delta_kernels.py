@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import io
 import math
 import statistics
@@ -48,7 +49,8 @@ OPS = {  # name -> (module, chunked form, naive loop, inputs after q, k, v)
     "gated_delta_rule": ("gated_delta_rule", "chunk_gated_delta_rule", "naive_recurrent_gated_delta_rule",
                          ("g_head", "beta")),
 }
-SCALE = {"rwkv7": 1.0}  # as the baselines call them
+# as the baselines call them; a revision whose form lacks a keyword runs without it (as that revision's baseline did)
+KWARGS = {"rwkv7": {"scale": 1.0, "log_decay_floor": -math.exp(-0.5)}}
 
 
 def baseline_kernels(rev: str, into: Path) -> str:
@@ -80,9 +82,14 @@ def make_inputs(B: int, T: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return {name: x.requires_grad_(name != "do") for name, x in raw.items()}
 
 
+def accepted(fn: Callable, kw: dict) -> dict:
+    """The keywords of kw that fn takes."""
+    return {k: v for k, v in kw.items() if k in inspect.signature(fn).parameters}
+
+
 def call(fn: Callable, name: str, x: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
     args = [x[n] for n in ("q", "k", "v", *OPS[name][3])]
-    kw = {"scale": SCALE[name]} if name in SCALE else {}
+    kw = accepted(fn, KWARGS.get(name, {}))
     return lambda: fn(*args, **kw)[0]
 
 
@@ -143,7 +150,8 @@ def training_step(name: str, op: str, fn: Callable, T: int) -> Callable[[], None
     from memory.baselines import BASELINES
 
     module, _ = load(BASELINES[name].read_text(), module_name=f"design_{name}_{id(fn)}")
-    setattr(module, op, fn)  # the design's own global, read when its forward runs
+    # the design's own global, read when its forward runs, given only the keywords this revision's form takes
+    setattr(module, op, lambda *args, **kw: fn(*args, **accepted(fn, kw)))
     model = build_model(module.Mixer, 256, ModelShape(64, 2, 2), seed=0, device="cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)

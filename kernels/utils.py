@@ -78,9 +78,10 @@ def step_loop(step, q: Tensor, k: Tensor, v: Tensor, per_token: tuple[Tensor, ..
     return torch.stack(outputs, dim=2), state if output_final_state else None
 
 
-def chunk_log_decay(g: Tensor, chunk_size: int) -> Tensor:
-    """Cumulative log-decay since each chunk's start, inclusive: (B, H, T[, K]) -> (B, H, N, C[, K])."""
-    return _ChunkCumsum.apply(to_chunks(g.clamp_min(LOG_DECAY_FLOOR), chunk_size))
+def chunk_log_decay(g: Tensor, chunk_size: int, floor: float = LOG_DECAY_FLOOR) -> Tensor:
+    """Cumulative log-decay since each chunk's start, inclusive: (B, H, T[, K]) -> (B, H, N, C[, K]); each step's
+    log-decay floored at ``floor`` (<= 0), so the result is >= chunk_size * floor."""
+    return _ChunkCumsum.apply(to_chunks(g.clamp_min(floor), chunk_size))
 
 
 class _ChunkCumsum(torch.autograd.Function):
@@ -188,11 +189,25 @@ def chunk_state_scan(decay: Tensor | None, updates: Tensor, initial: Tensor) -> 
     return torch.stack(before, dim=2), state
 
 
+# The factored products below run in the inputs' dtype (float32 or wider) when every cumulative log-decay is known
+# to be >= -NARROW_SPAN: exp(-b) <= e^40 ~ 2e17 keeps float32 far from overflow, and exp(b) >= e^-40 ~ 4e-18 keeps
+# a decayed row a normal float32 unless it was below ~3e-21 already. Otherwise they run in float64.
+NARROW_SPAN = 40.0
+
+
+def product_dtype(dtype: torch.dtype, chunk_size: int, floor: float) -> torch.dtype:
+    """The dtype of decayed_chunk_products for chunks of ``chunk_size`` steps, each log-decay >= ``floor``. It
+    depends on the bound alone, never on the values, so each output's rounding depends on earlier tokens only."""
+    return dtype if chunk_size * -floor <= NARROW_SPAN else torch.float64
+
+
 def decayed_chunk_products(b: Tensor, rows: tuple[Tensor, ...], cols: tuple[Tensor, ...],
-                           reads_before: tuple[bool, ...], diagonals: tuple[int, ...]) -> tuple[Tensor, ...]:
+                           reads_before: tuple[bool, ...], diagonals: tuple[int, ...],
+                           floor: float = LOG_DECAY_FLOOR) -> tuple[Tensor, ...]:
     """The per-channel-decay terms of a chunked recurrence, in one autograd node.
 
-    b: (..., C, K) cumulative log-decay since the chunk start, inclusive, >= C * LOG_DECAY_FLOOR;
+    b: (..., C, K) cumulative log-decay since the chunk start, inclusive, >= C * floor (chunk_log_decay with
+    the same floor);
     rows x_r and cols y_c: (..., C, K). Row r is decayed by e_r = b (reads_before[r] False: it
     reads the state after token i's decay) or by e_r = b shifted one token later (True: it reads
     the state before token i, S_{i-1}). Returns, in this order:
@@ -204,7 +219,8 @@ def decayed_chunk_products(b: Tensor, rows: tuple[Tensor, ...], cols: tuple[Tens
     - exp(b[-1]), the whole chunk's decay: (..., K).
 
     The C x C products are factored about the chunk start, (x exp(e)) (y exp(-b))^T, in float64, as in
-    chunk_gla: exp(-b) reaches e^640 for chunks of 16 floored at -40 per step, within float64's range;
+    chunk_gla: exp(-b) reaches e^640 for chunks of 16 floored at -40 per step, within float64's range
+    (in the inputs' dtype instead where the floor bounds b within NARROW_SPAN, ``product_dtype``);
     the kept entries have exponents <= 0 and return to the inputs' dtype correctly rounded; entries
     beyond the diagonal may be huge and are masked, never multiplied. Row i involves tokens <= i only,
     so the outputs are bit-exactly causal. Only the products, their adjoints and b's gradient through
@@ -213,7 +229,8 @@ def decayed_chunk_products(b: Tensor, rows: tuple[Tensor, ...], cols: tuple[Tens
     Autograd through the same computation records ~25 nodes and twice as many full-size passes; the
     backward here is written out.
     """
-    return _DecayedChunkProducts.apply(b, tuple(reads_before), tuple(diagonals), len(rows), *rows, *cols)
+    work = product_dtype(b.dtype, b.shape[-2], floor)
+    return _DecayedChunkProducts.apply(b, work, tuple(reads_before), tuple(diagonals), len(rows), *rows, *cols)
 
 
 class _DecayedChunkProducts(torch.autograd.Function):
@@ -224,10 +241,10 @@ class _DecayedChunkProducts(torch.autograd.Function):
     # several times a contiguous pass, and mixed-dtype ops an extra cast each.
 
     @staticmethod
-    def forward(ctx, b, reads_before, diagonals, n_rows, *xs):
+    def forward(ctx, b, work, reads_before, diagonals, n_rows, *xs):
         rows, cols = xs[:n_rows], xs[n_rows:]
         *batch, C, K = b.shape
-        E = b.to(torch.float64, copy=True).exp_()  # exp(-b) <= e^640 below: a normal float64
+        E = b.to(work, copy=True).exp_()  # exp(-b) <= e^640 below: a normal float64 (e^40 in float32)
         P = E.new_empty(*batch, n_rows, C, K)  # rows decayed from the chunk start
         for r, (x, before) in enumerate(zip(rows, reads_before)):
             _decay_(P[..., r, :, :].copy_(x), E, before)
@@ -284,7 +301,7 @@ class _DecayedChunkProducts(torch.autograd.Function):
             db -= dTT
             d_end = d_end + dTT.sum(-2)
         db[..., -1, :] += d_end
-        return (db, None, None, None, *d_xs, *d_ys)
+        return (db, None, None, None, None, *d_xs, *d_ys)
 
 
 def _decay_(x: Tensor, E: Tensor, before: bool) -> Tensor:

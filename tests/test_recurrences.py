@@ -35,7 +35,7 @@ from kernels.rwkv7.chunk import CHUNK_SIZE as RWKV7_CHUNK
 from kernels.rwkv7.chunk import MAX_CHUNK_SIZE as RWKV7_MAX_CHUNK
 from kernels.simple_gla import chunk_simple_gla, naive_recurrent_simple_gla, simple_gla_step
 from kernels.simple_gla.chunk import CHUNK_SIZE as SIMPLE_GLA_CHUNK
-from kernels.utils import decayed_chunk_products, invert_unit_lower, rel_rms_error
+from kernels.utils import LOG_DECAY_FLOOR, decayed_chunk_products, invert_unit_lower, product_dtype, rel_rms_error
 
 FORWARD_TOL = 2e-5
 GRAD_TOL = 1e-4
@@ -316,6 +316,62 @@ def test_decayed_chunk_products_match_their_definition_and_have_exact_gradients(
     inputs = [t.requires_grad_() for t in (g, *xs)]
     assert torch.autograd.gradcheck(
         lambda g, *xs: decayed_chunk_products(g.cumsum(-2), xs[:2], xs[2:], reads_before, (0, -1)), inputs)
+
+
+RWKV7 = next(op for op in OPS if op.name == "rwkv7")
+
+
+def test_the_products_narrow_to_the_inputs_dtype_only_where_the_floor_bounds_the_chunk_decay():
+    assert product_dtype(torch.float32, 16, LOG_DECAY_FLOOR) == torch.float64
+    assert product_dtype(torch.float32, 16, -0.6) == torch.float32  # RWKV-7's bound: 16 * 0.6 < 40
+    assert product_dtype(torch.float32, 64, -1.0) == torch.float64  # 64 > 40
+    assert product_dtype(torch.float64, 16, -0.6) == torch.float64
+
+
+@pytest.mark.parametrize("T", [7, 16, 83])
+def test_rwkv7_with_a_decay_floor_matches_naive_in_float32_and_clamps_below_it(T: int):
+    """The float32 products (floor -0.6, chunks of 16) against the float64 recurrence: outputs, state and
+    gradients within the tolerances every chunked form meets. A log-decay below the floor counts as the floor."""
+    floor = -0.6
+    x = make_inputs(RWKV7, T, seed=8, strongest_decay=2.0)  # some decays below the floor
+    clamped = dict(x, g=x["g"].detach().clamp_min(floor).requires_grad_())
+    o_ref, state_ref, grads_ref = outputs_and_grads(RWKV7.naive, clamped, torch.float64)
+    o, state, grads = outputs_and_grads(RWKV7.chunk, x, torch.float32, log_decay_floor=floor)
+    assert o.dtype == torch.float32
+    assert rel_rms_error(o, o_ref) < FORWARD_TOL
+    assert rel_rms_error(state, state_ref) < FORWARD_TOL
+    below = x["g"] < floor  # the clamp passes no gradient to a log-decay below the floor
+    assert below.any() and not grads["g"][below].any()
+    grads["g"], grads_ref["g"] = grads["g"][~below], grads_ref["g"][~below]
+    for name, grad in grads.items():
+        assert rel_rms_error(grad, grads_ref[name]) < GRAD_TOL, name
+
+
+@pytest.mark.parametrize("floor", [-0.6, LOG_DECAY_FLOOR])
+def test_rwkv7_is_bit_exactly_causal_whatever_the_floor(floor: float):
+    """The products' dtype comes from the floor, never from the values: later tokens cannot change the
+    rounding of earlier outputs, even when they carry decays far stronger than the earlier ones."""
+    x = make_inputs(RWKV7, 40, seed=9, strongest_decay=0.5)
+    with torch.no_grad():
+        o, _ = run(RWKV7.chunk, x, torch.float32, log_decay_floor=floor)
+        changed = {name: t.clone() for name, t in x.items()}
+        for name in ("q", "k", "v", "kappa", "a"):
+            changed[name][:, :, 21:] = torch.randn_like(changed[name][:, :, 21:])
+        changed["g"][:, :, 21:] = -30.0
+        o2, _ = run(RWKV7.chunk, changed, torch.float32, log_decay_floor=floor)
+    assert torch.equal(o[:, :, :21], o2[:, :, :21]) and not torch.equal(o[:, :, 21:], o2[:, :, 21:])
+
+
+def test_rwkv7_chunk_size_is_bounded_by_the_floor():
+    x = make_inputs(RWKV7, 70, seed=10, strongest_decay=0.5)
+    with torch.no_grad():
+        o_ref, _ = run(RWKV7.naive, x, torch.float64)
+        o, _ = run(RWKV7.chunk, x, torch.float32, chunk_size=64, log_decay_floor=-0.5)  # 64 * 0.5 <= 640
+        assert rel_rms_error(o, o_ref) < FORWARD_TOL
+        with pytest.raises(ValueError, match="chunk_size \\* -log_decay_floor <= 640"):
+            run(RWKV7.chunk, x, torch.float32, chunk_size=32)  # 32 * 40 > 640 at the default floor
+        with pytest.raises(ValueError, match="log_decay_floor < 0"):
+            run(RWKV7.chunk, x, torch.float32, log_decay_floor=0.0)
 
 
 def test_rel_rms_error_is_zero_for_equal_tensors_and_scale_free():

@@ -26,6 +26,8 @@ across channels, a zigzag within each head) shifted 2 units lower (decay_shift),
 channel starts with a memory of about 150 tokens in the first layer and 600 in the last (1 / rate at
 d_model 64, two layers) instead of fla's 20 and 80: in a few hundred steps Adam moves these biases by
 about one unit, too little to undo a fast initial decay (the reasoning of the Gated DeltaNet baseline).
+The chunked kernel is told the decay's bound, a log-decay above -e^-0.5 per step, so its intra-chunk products
+run in float32 rather than in the float64 an unbounded decay needs (``kernels.utils.product_dtype``).
 """
 
 import math
@@ -114,7 +116,9 @@ class Mixer(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         r, k, v, g, kk, a, bonus = self._mix(x, self.r_conv(self.r_proj(x)), self.k_conv(self.k_proj(x)),
                                              self.v_conv(self.v_proj(x)))
-        o, _ = chunk_rwkv7(*(rearrange(t, "b t h d -> b h t d") for t in (r, k, v, g, kk, a)), scale=1.0)
+        # the log-decay is > -DECAY_SCALE by construction: the kernel's products then need no float64
+        o, _ = chunk_rwkv7(*(rearrange(t, "b t h d -> b h t d") for t in (r, k, v, g, kk, a)), scale=1.0,
+                           log_decay_floor=-DECAY_SCALE)
         o = self.o_norm(rearrange(o, "b h t d -> b t h d")) + bonus
         return self.o_proj(rearrange(o, "b t h d -> b t (h d)"))
 
