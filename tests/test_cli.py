@@ -74,6 +74,18 @@ def test_every_command_in_the_readme_exists_with_its_flags():
             assert flag in known, f"README: `discover {line}` uses {flag}, which {words[0]} does not accept"
 
 
+def test_readme_tier_table_gives_each_tiers_mqar_protocol():
+    from evaluator.tiers import TIERS
+
+    readme = (ROOT / "README.md").read_text()
+    for name in ("smoke", "quick"):
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{name}`"))
+        mqar = next(task for task in TIERS[name].tasks if task.name == "mqar")
+        spec = mqar.spec
+        for fact in (f"V {spec.vocab}", f"T {spec.seq_len}", f"{spec.n_pairs} pairs", f"{mqar.optim.steps:,} steps"):
+            assert fact in row, f"README's {name} row lacks {fact!r}: {row}"
+
+
 def test_help_runs_for_every_command():
     for command in ["run", "seed", "check", "top"]:
         out = subprocess.run([sys.executable, "-m", "discover.cli", command, "--help"], capture_output=True,
