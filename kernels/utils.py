@@ -220,8 +220,9 @@ def decayed_chunk_products(b: Tensor, rows: tuple[Tensor, ...], cols: tuple[Tens
 
     The C x C products are factored about the chunk start, (x exp(e)) (y exp(-b))^T, in float64, as in
     chunk_gla: exp(-b) reaches e^640 for chunks of 16 floored at -40 per step, within float64's range
-    (in the inputs' dtype instead where the floor bounds b within NARROW_SPAN, ``product_dtype``);
-    the kept entries have exponents <= 0 and return to the inputs' dtype correctly rounded; entries
+    (in the inputs' dtype instead, to that dtype's accuracy, where the floor bounds b within NARROW_SPAN,
+    ``product_dtype``); the kept entries have exponents <= 0 and return to the inputs' dtype correctly
+    rounded from float64; entries
     beyond the diagonal may be huge and are masked, never multiplied. Row i involves tokens <= i only,
     so the outputs are bit-exactly causal. Only the products, their adjoints and b's gradient through
     them run in float64; the decayed inputs, whose exponents are <= 0, and everything else stay in the
