@@ -82,14 +82,15 @@ def make_inputs(B: int, T: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return {name: x.requires_grad_(name != "do") for name, x in raw.items()}
 
 
-def accepted(fn: Callable, kw: dict) -> dict:
-    """The keywords of kw that fn takes."""
-    return {k: v for k, v in kw.items() if k in inspect.signature(fn).parameters}
+def accepted(fn: Callable) -> Callable[[dict], dict]:
+    """A filter keeping the keywords fn takes (its signature read once, not on every call)."""
+    names = inspect.signature(fn).parameters
+    return lambda kw: {k: v for k, v in kw.items() if k in names}
 
 
 def call(fn: Callable, name: str, x: dict[str, torch.Tensor]) -> Callable[[], torch.Tensor]:
     args = [x[n] for n in ("q", "k", "v", *OPS[name][3])]
-    kw = accepted(fn, KWARGS.get(name, {}))
+    kw = accepted(fn)(KWARGS.get(name, {}))
     return lambda: fn(*args, **kw)[0]
 
 
@@ -151,7 +152,8 @@ def training_step(name: str, op: str, fn: Callable, T: int) -> Callable[[], None
 
     module, _ = load(BASELINES[name].read_text(), module_name=f"design_{name}_{id(fn)}")
     # the design's own global, read when its forward runs, given only the keywords this revision's form takes
-    setattr(module, op, lambda *args, **kw: fn(*args, **accepted(fn, kw)))
+    keep = accepted(fn)
+    setattr(module, op, lambda *args, **kw: fn(*args, **keep(kw)))
     model = build_model(module.Mixer, 256, ModelShape(64, 2, 2), seed=0, device="cpu")
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     gen = torch.Generator().manual_seed(0)
