@@ -231,6 +231,10 @@ def decayed_chunk_products(b: Tensor, rows: tuple[Tensor, ...], cols: tuple[Tens
     backward here is written out.
     """
     work = product_dtype(b.dtype, b.shape[-2], floor)
+    if work != torch.float64 and b.numel() and b.min() < -NARROW_SPAN:  # a floor that b was not built with
+        raise ValueError(f"decayed_chunk_products: the cumulative log-decay reaches {b.min().item():.4g}, below "
+                         f"{b.shape[-2]} steps x the declared floor {floor:g}; build b with "
+                         "chunk_log_decay(g, C, floor)")
     return _DecayedChunkProducts.apply(b, work, tuple(reads_before), tuple(diagonals), len(rows), *rows, *cols)
 
 

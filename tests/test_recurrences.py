@@ -362,6 +362,23 @@ def test_rwkv7_is_bit_exactly_causal_whatever_the_floor(floor: float):
     assert torch.equal(o[:, :, :21], o2[:, :, :21]) and not torch.equal(o[:, :, 21:], o2[:, :, 21:])
 
 
+def test_a_floor_that_b_does_not_keep_is_refused_rather_than_overflowing_float32():
+    """Attack: declare a shallow floor to get the float32 products while b decays far faster. Without the
+    check, exp(-b) overflows float32 and the products come back inf or nan."""
+    gen = torch.Generator().manual_seed(11)
+    C, n = 6, 3
+    xs = [torch.randn(2, C, n, generator=gen) for _ in range(4)]
+    honest = torch.full((2, C, n), -1.0).cumsum(-2)
+    assert all(torch.isfinite(t).all() for t in decayed_chunk_products(honest, xs[:2], xs[2:], (False, True), (0, -1),
+                                                                      floor=-1.0))
+    lying = torch.full((2, C, n), -20.0).cumsum(-2)  # down to -120, far below 6 x -1
+    with pytest.raises(ValueError, match="below 6 steps x the declared floor -1"):
+        decayed_chunk_products(lying, xs[:2], xs[2:], (False, True), (0, -1), floor=-1.0)
+    outs = decayed_chunk_products(lying.double(), [x.double() for x in xs[:2]], [x.double() for x in xs[2:]],
+                                  (False, True), (0, -1), floor=-1.0)  # float64 inputs: float64 products, no bound
+    assert all(torch.isfinite(t).all() for t in outs)
+
+
 def test_rwkv7_chunk_size_is_bounded_by_the_floor():
     x = make_inputs(RWKV7, 70, seed=10, strongest_decay=0.5)
     with torch.no_grad():
