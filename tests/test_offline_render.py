@@ -148,6 +148,8 @@ def test_kda_and_rwkv7_points_pass_the_checks_without_a_kernel_of_their_own(poin
     assert code == render_point(point, kernels=False)
     assert ("chunk_kda" in code) == (point["update"] == "channel_delta")
     assert ("chunk_rwkv7" in code) == (point["update"] == "generalized_delta")
+    # RWKV-7's decay is bounded as the baseline's is, and the chunked form is told so (its float32 products)
+    assert ("log_decay_floor=-math.exp(-0.5)" in code) == (point["update"] == "generalized_delta")
     for spec in (CHECKS, CheckSpec(d_model=16, n_heads=1, n_layers=4)):
         assert_passes_checks(code, spec)
 

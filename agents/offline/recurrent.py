@@ -328,6 +328,8 @@ class RecurrentLayer:
         if self.taylor or self.rwkv or self.slots:
             # The Taylor map holds the 1/sqrt(d) temperature itself; RWKV-7 and GSA have none.
             args.append("scale=1.0")
+        if self.rwkv and not state:  # the chunked form, told _log_decay's bound: float32 products
+            args.append("log_decay_floor=-math.exp(-0.5)")
         return ", ".join(args)
 
     def forward(self) -> list[str]:
